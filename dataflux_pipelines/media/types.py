@@ -1,0 +1,72 @@
+"""Plain data that media analysis returns: picklable, so it crosses the decode-worker boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Probe:
+    """What the bytes are and their technical facts (the `media_file` asset's probe)."""
+
+    media_type: str  # contract.MediaType value
+    mime_type: str
+    extension: str  # canonical extension with the dot, e.g. ".mp4"
+    duration: float | None = None  # seconds
+    fps: float | None = None
+    frame_count: int | None = None
+    width: int | None = None
+    height: int | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    bit_rate: int | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    page_count: int | None = None
+    exif: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SegmentDraft:
+    """One segment before it has an id: a shot, an audio passage, an image (tile) or a text chunk."""
+
+    segment_type: str  # contract.SegmentType value
+    sequence_number: int
+    start_time: float | None = None
+    end_time: float | None = None
+    start_frame: int | None = None
+    end_frame: int | None = None
+    page: int | None = None
+    char_start: int | None = None
+    char_end: int | None = None
+    confidence: float = 1.0
+    text: str | None = None
+    transcript: str | None = None
+    # Representative frame as JPEG: written to the object store and embedded by the vision model,
+    # so video is decoded once for both shot detection and embedding.
+    keyframe_jpeg: bytes | None = None
+    thumbnail_jpeg: bytes | None = None
+    visual_features: dict[str, Any] = field(default_factory=dict)
+    style_features: dict[str, Any] = field(default_factory=dict)
+    technical_features: dict[str, Any] = field(default_factory=dict)
+    audio_features: dict[str, Any] = field(default_factory=dict)
+    semantic_features: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float | None:
+        if self.start_time is None or self.end_time is None:
+            return None
+        return self.end_time - self.start_time
+
+
+@dataclass
+class MediaAnalysis:
+    """Everything analysis found in one file."""
+
+    media_type: str
+    segments: list[SegmentDraft]
+    summary: dict[str, Any] = field(default_factory=dict)  # per-asset: pacing, colour summary, ...
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+    thumbnail_jpeg: bytes | None = None  # the asset's own thumbnail
