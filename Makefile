@@ -1,0 +1,63 @@
+# DataFlux: `make demo` and `make test` are all a fresh clone needs (Python 3.11 + make).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.dataflux-installed
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo test test-slow test-all lint format typecheck up api mcp doctor bench lock clean
+
+help: ## List every target with one line each
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (or make PYTHON=/path/to/python3.11)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first: torch==2.13.0 takes the local CPU wheel here instead of a multi-GB CUDA build
+	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.lock
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install DataFlux from the lock file (idempotent)
+
+demo: setup ## Sample media in, pipeline, catalog and searches printed (embedded default)
+	$(BIN)/dataflux demo
+
+test: setup ## Run the default test suite (what CI runs)
+	$(BIN)/pytest -q
+
+test-slow: setup ## Run the slow suites too (long videos, large indexes)
+	$(BIN)/pytest -q -m "slow"
+
+test-all: setup ## Run every suite except GPU and real-model ones
+	$(BIN)/pytest -q -m "not gpu and not model"
+
+lint: setup ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+up: setup ## Dagster UI + daemon, the REST API and the MCP server on localhost (Ctrl-C stops)
+	$(BIN)/dataflux up
+
+doctor: setup ## Check versions, stores, device and models
+	$(BIN)/dataflux doctor
+
+bench: setup ## Run the benchmarks (appends tables to BENCHMARKS.md)
+	$(BIN)/python bench/shots.py
+	$(BIN)/python bench/embed.py
+	$(BIN)/python bench/search.py
+	$(BIN)/python bench/duplicates.py
+
+lock: ## Re-freeze requirements.lock from the current .venv
+	$(BIN)/pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' | grep -v '^-e ' > requirements.lock
+
+clean: ## Remove local data (.dataflux) and Dagster run history (keeps .venv)
+	rm -rf .dataflux
+	find dagster_home -mindepth 1 ! -name dagster.yaml -exec rm -rf {} +

@@ -1,0 +1,125 @@
+"""`dataflux demo` (sample media in, pipeline, searches out) and `dataflux doctor`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from dataflux_pipelines.settings import Settings
+
+DEMO_QUERIES = (
+    "documents about ocean tides and the harbour",
+    '"sourdough starter"',
+    "videos of a city at night",
+)
+
+
+def _fmt_span(segment: dict[str, Any]) -> str:
+    if segment.get("page") is not None:
+        return f"page {segment['page']}"
+    start, end = segment.get("start_time"), segment.get("end_time")
+    if start is not None and end is not None:
+        return f"{start:6.2f}–{end:6.2f} s"
+    return segment.get("segment_type") or ""
+
+
+def print_search(console: Console, query: str, response: Any) -> None:
+    data = response if isinstance(response, dict) else _to_dict(response)
+    table = Table(title=f"search: {query}  ({data.get('total', 0)} result(s), {data.get('took_ms', 0)} ms)")
+    for column in ("asset", "type", "segment", "score", "highlight"):
+        table.add_column(column, overflow="fold")
+    for result in data.get("results", [])[:5]:
+        meta = result.get("metadata") or {}
+        segments = result.get("segments") or [{}]
+        highlight = (result.get("highlights") or [""])[0]
+        table.add_row(
+            meta.get("filename") or result.get("id", ""),
+            result.get("type", ""),
+            _fmt_span(segments[0]),
+            f"{result.get('score', 0):.3f}",
+            (highlight[:90] + "…") if len(highlight) > 90 else highlight,
+        )
+    console.print(table)
+
+
+def _to_dict(obj: Any) -> dict[str, Any]:
+    import msgspec
+
+    return json.loads(msgspec.json.encode(obj))
+
+
+def run_searches(settings: Settings, console: Console) -> None:
+    from dataflux_api.query.models import SearchRequest
+    from dataflux_api.service import DataFlux
+
+    service = DataFlux(settings)
+    for query in DEMO_QUERIES:
+        print_search(console, query, service.search(SearchRequest(query=query, limit=5)))
+
+
+@click.command()
+@click.option("--no-search", is_flag=True, help="Stop after processing (no search queries).")
+def demo(no_search: bool) -> None:
+    """Generate the sample media, ingest and process it, and print a summary and searches."""
+    from dataflux_api.cli.pipeline import _settings, print_status, run_process
+    from dataflux_pipelines.catalog import Catalog
+    from dataflux_pipelines.ingest.landing import ingest_paths
+    from dataflux_pipelines.objectstore import open_object_store
+    from dataflux_pipelines.samples import write_samples
+
+    settings = _settings()
+    console = Console(highlight=False)
+    samples = settings.home / "samples"
+    console.rule("[bold]1. sample media")
+    files = write_samples(samples)
+    console.print(f"{len(files)} files in {samples}")
+    console.rule("[bold]2. ingest")
+    store, catalog = open_object_store(settings), Catalog(settings)
+    for path, receipt in ingest_paths(store, catalog, files, context="DataFlux demo sample"):
+        state = f"already known ({receipt.status})" if receipt.duplicate_of else "landed"
+        console.print(f"{path.name:28} {receipt.asset_id}  {state}")
+    console.rule("[bold]3. process (Dagster, in this process)")
+    report = run_process(settings)
+    console.print(
+        f"{report.files} file(s), {report.runs} run(s), {report.completed} completed, {report.failed} failed, "
+        f"{report.seconds:.1f} s"
+    )
+    console.rule("[bold]4. catalog")
+    print_status(settings, console)
+    if not no_search:
+        console.rule("[bold]5. search")
+        run_searches(settings, console)
+    console.rule("[bold]next")
+    console.print("`make up` starts the Dagster UI, the API and the MCP server:")
+    from dataflux_api.cli.pipeline import service_commands
+
+    for name, _, url in service_commands(settings):
+        console.print(f"  {name:8} {url}")
+    if report.failed:
+        sys.exit(1)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor(as_json: bool) -> None:
+    """Check versions, stores, the Dagster instance, the device and the models; say how to fix what fails."""
+    from dataflux_api.cli.pipeline import _settings
+    from dataflux_api.doctor import run_checks
+
+    checks = run_checks(_settings())
+    if as_json:
+        click.echo(json.dumps([c.to_dict() for c in checks], indent=2))
+    else:
+        console = Console(highlight=False)
+        for check in checks:
+            mark = "[green]ok[/]  " if check.ok else ("[yellow]warn[/]" if check.level == "warning" else "[red]FAIL[/]")
+            console.print(f"{mark} {check.name:18} {check.detail}")
+            if not check.ok and check.fix:
+                console.print(f"     {'':18} fix: {check.fix}")
+    if any(not c.ok and c.level == "error" for c in checks):
+        sys.exit(1)

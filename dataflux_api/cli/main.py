@@ -1,0 +1,31 @@
+"""The `dataflux` command: one group, each command group registered from its own module."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from dataflux_api.cli import pipeline, serve
+from dataflux_pipelines import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="dataflux")
+@click.option("-v", "--verbose", count=True, help="Log at INFO level (DEBUG with -vv).")
+def cli(verbose: int) -> None:
+    """DataFlux: a self-hosted, AI-native database for media."""
+    level = logging.WARNING if not verbose else (logging.INFO if verbose == 1 else logging.DEBUG)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+pipeline.register(cli)
+serve.register(cli)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""The asset catalog and segment rows in LanceDB, shared by the pipelines (writers) and the API (readers)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import lancedb
+import pyarrow as pa
+
+from dataflux_pipelines import contract
+from dataflux_pipelines.contract import Status
+from dataflux_pipelines.lance_sql import in_list, literal, uuid_literal
+from dataflux_pipelines.settings import Settings
+
+_META_COLUMNS = [f.name for f in contract.ASSETS_SCHEMA]
+_SEGMENT_COLUMNS = [f.name for f in contract.SEGMENTS_SCHEMA if f.name != "text_vector"]
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def connect(settings: Settings, *, reader: bool = False) -> lancedb.DBConnection:
+    """Open LanceDB; readers see other processes' commits within the configured interval."""
+    kwargs: dict[str, Any] = {}
+    if reader:
+        kwargs["read_consistency_interval"] = dt.timedelta(seconds=settings.lance_read_consistency_s)
+    else:
+        # Writers always read the latest version before they merge.
+        kwargs["read_consistency_interval"] = dt.timedelta(0)
+    if settings.lance_uri.startswith("s3://"):
+        kwargs["storage_options"] = settings.store_options
+    return lancedb.connect(settings.lance_uri, **kwargs)
+
+
+def _rows_to_table(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    columns = {f.name: [row.get(f.name) for row in rows] for f in schema}
+    return pa.Table.from_pydict(columns, schema=schema)
+
+
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+class Catalog:
+    """Assets and their segments; every write is a merge by id, so retries and reprocessing overwrite."""
+
+    def __init__(self, settings: Settings, *, reader: bool = False) -> None:
+        self.settings = settings
+        self.db = connect(settings, reader=reader)
+        self._lock = threading.Lock()
+        self._tables: dict[str, Any] = {}
+
+    # --- tables -------------------------------------------------------------------------
+    def table(self, name: str, schema: pa.Schema) -> Any:
+        with self._lock:
+            tbl = self._tables.get(name)
+            if tbl is None:
+                tbl = self.db.create_table(name, schema=schema, exist_ok=True)
+                self._tables[name] = tbl
+            return tbl
+
+    @property
+    def assets(self) -> Any:
+        return self.table(contract.ASSETS_TABLE, contract.ASSETS_SCHEMA)
+
+    @property
+    def segments(self) -> Any:
+        return self.table(contract.SEGMENTS_TABLE, contract.SEGMENTS_SCHEMA)
+
+    def versions(self) -> dict[str, int]:
+        """Current version of every DataFlux table: the cache key of anything derived from them."""
+        out = {}
+        for name in self.db.table_names():
+            try:
+                out[name] = self.db.open_table(name).version
+            except (FileNotFoundError, ValueError):
+                continue
+        return out
+
+    # --- assets -------------------------------------------------------------------------
+    def upsert_assets(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert or replace whole asset rows (missing columns become null)."""
+        if not rows:
+            return
+        stamped = []
+        for row in rows:
+            row = dict(row)
+            for key in ("metadata", "summary", "models"):
+                row[key] = _json(row.get(key))
+            row.setdefault("created_at", now())
+            row["updated_at"] = now()
+            stamped.append(row)
+        table = _rows_to_table(stamped, contract.ASSETS_SCHEMA)
+        (
+            self.assets.merge_insert("id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute(table)
+        )
+
+    def update_assets(self, updates: dict[str, dict[str, Any]]) -> None:
+        """Change some fields of existing asset rows, keyed by id."""
+        if not updates:
+            return
+        current = {row["id"]: row for row in self.get_assets(list(updates))}
+        rows = []
+        for asset_id, fields in updates.items():
+            base = current.get(asset_id)
+            if base is None:
+                continue
+            base.update(fields)
+            rows.append(base)
+        self.upsert_assets(rows)
+
+    def set_status(
+        self,
+        asset_ids: Iterable[str],
+        status: Status,
+        reason_code: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        fields = {"status": status.value, "reason_code": reason_code, "reason_message": message}
+        self.update_assets({a: dict(fields) for a in asset_ids})
+
+    def get_asset(self, asset_id: str) -> dict[str, Any] | None:
+        rows = self.get_assets([asset_id])
+        return rows[0] if rows else None
+
+    def get_assets(self, asset_ids: Sequence[str]) -> list[dict[str, Any]]:
+        if not asset_ids:
+            return []
+        where = in_list("id", asset_ids, uuids=True)
+        rows = self.assets.search().where(where).select(_META_COLUMNS).limit(len(asset_ids)).to_list()
+        return [_decode_asset(r) for r in rows]
+
+    def find_assets(self, where: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Asset rows matching a filter built from `lance_sql` pieces (never raw user input)."""
+        query = self.assets.search()
+        if where:
+            query = query.where(where)
+        total = limit if limit is not None else max(self.assets.count_rows(where), 1)
+        rows = query.select(_META_COLUMNS).limit(total).to_list()
+        return [_decode_asset(r) for r in rows]
+
+    def list_assets(
+        self,
+        *,
+        status: str | None = None,
+        mime_type: str | None = None,
+        media_type: str | None = None,
+        collection_id: str | None = None,
+        offset: int = 0,
+        limit: int = 20,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of assets, newest first, with the total matching the filters."""
+        clauses = []
+        if status:
+            clauses.append(f"status = {literal(status)}")
+        if mime_type:
+            clauses.append(f"mime_type = {literal(mime_type)}")
+        if media_type:
+            clauses.append(f"media_type = {literal(media_type)}")
+        if collection_id:
+            clauses.append(f"collection_id = {uuid_literal(collection_id, 'collection_id')}")
+        where = " AND ".join(clauses) or None
+        rows = self.find_assets(where)
+        rows.sort(key=lambda r: (r["created_at"] or now(), r["id"]), reverse=True)
+        return rows[offset : offset + limit], len(rows)
+
+    def landing_index(self) -> dict[str, dict[str, Any]]:
+        """Assets still linked to a landing object, by landing key."""
+        rows = self.find_assets("landing_key IS NOT NULL")
+        return {r["landing_key"]: r for r in rows}
+
+    def counts_by(self, column: str) -> dict[str, int]:
+        if column not in ("status", "media_type", "mime_type"):
+            raise ValueError(f"cannot group by {column!r}")
+        rows = self.assets.search().select([column]).limit(max(self.assets.count_rows(), 1)).to_list()
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[row[column] or "unknown"] = counts.get(row[column] or "unknown", 0) + 1
+        return counts
+
+    # --- segments -----------------------------------------------------------------------
+    def replace_segments(self, asset_id: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Make `rows` the exact segment set of one asset, in one commit (no stale rows survive)."""
+        prepared = []
+        for row in rows:
+            row = dict(row)
+            for key in (
+                "visual_features",
+                "style_features",
+                "technical_features",
+                "audio_features",
+                "semantic_features",
+            ):
+                row[key] = _json(row.get(key))
+            row.setdefault("created_at", now())
+            prepared.append(row)
+        table = _rows_to_table(prepared, contract.SEGMENTS_SCHEMA)
+        (
+            self.segments.merge_insert("id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .when_not_matched_by_source_delete(f"asset_id = {uuid_literal(asset_id, 'asset_id')}")
+            .execute(table, on_bad_vectors="null")
+        )
+
+    def segments_for(self, asset_id: str, *, with_vectors: bool = False) -> list[dict[str, Any]]:
+        where = f"asset_id = {uuid_literal(asset_id, 'asset_id')}"
+        n = self.segments.count_rows(where)
+        if n == 0:
+            return []
+        query = self.segments.search().where(where)
+        if not with_vectors:
+            query = query.select(_SEGMENT_COLUMNS)
+        rows = query.limit(n).to_list()
+        rows.sort(key=lambda r: (r["sequence_number"] or 0))
+        return [_decode_segment(r) for r in rows]
+
+    def get_segment(self, segment_id: str) -> dict[str, Any] | None:
+        rows = (
+            self.segments.search()
+            .where(f"id = {uuid_literal(segment_id)}")
+            .select(_SEGMENT_COLUMNS)
+            .limit(1)
+            .to_list()
+        )
+        return _decode_segment(rows[0]) if rows else None
+
+    def delete_asset_rows(self, asset_id: str) -> None:
+        """Remove an asset's catalog row and segment rows (vectors are removed by the embeddings module)."""
+        lit = uuid_literal(asset_id, "asset_id")
+        self.segments.delete(f"asset_id = {lit}")
+        self.assets.delete(f"id = {lit}")
+
+
+def _decode_asset(row: dict[str, Any]) -> dict[str, Any]:
+    row = dict(row)
+    for key in ("metadata", "summary", "models"):
+        raw = row.get(key)
+        row[key] = json.loads(raw) if raw else {}
+    row.pop("_distance", None)
+    return row
+
+
+def _decode_segment(row: dict[str, Any]) -> dict[str, Any]:
+    row = dict(row)
+    for key in (
+        "visual_features",
+        "style_features",
+        "technical_features",
+        "audio_features",
+        "semantic_features",
+    ):
+        raw = row.get(key)
+        row[key] = json.loads(raw) if raw else {}
+    if row.get("text_vector") is not None and hasattr(row["text_vector"], "tolist"):
+        row["text_vector"] = row["text_vector"].tolist()
+    row.pop("_distance", None)
+    return row

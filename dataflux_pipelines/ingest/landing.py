@@ -1,0 +1,409 @@
+"""The landing area: how files enter DataFlux (ingest, upload, plain copies) and how the sensor reads it.
+
+Everything that enters goes through `landing/` in the object store; the sensor (and its in-process
+twin, `dataflux process`) turns landing objects into catalog rows and Dagster partitions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from dataflux_pipelines import contract
+from dataflux_pipelines.catalog import Catalog
+from dataflux_pipelines.contract import Status
+from dataflux_pipelines.identity import asset_id_for_hash, is_uuid
+from dataflux_pipelines.objectstore import ObjectExists, ObjectInfo, ObjectMissing, ObjectStore
+from dataflux_pipelines.settings import Settings
+
+CONTROL_PREFIX = "control/reanalyze/"
+TOMBSTONE_DIR = "graph/tombstones"
+_CHUNK = 1024 * 1024
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+# Rough processing rate used for the ETA an upload answers with (seconds per MiB, plus a floor).
+_ETA_BASE_S = 5.0
+_ETA_PER_MIB_S = 0.5
+
+
+class UploadTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"upload exceeds the limit of {limit} bytes")
+
+
+class EmptyUpload(Exception):
+    """A zero-byte upload: nothing to analyse."""
+
+
+@dataclass(frozen=True)
+class UploadMeta:
+    """Sidecar metadata that travels with a landing file."""
+
+    filename: str
+    context: str | None = None
+    priority: int = 5
+    collection_id: str | None = None
+    sha256: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= int(self.priority) <= 10:
+            raise ValueError(f"priority must be between 1 and 10, got {self.priority}")
+        if self.collection_id is not None and not is_uuid(self.collection_id):
+            raise ValueError(f"collection_id {self.collection_id!r} is not a UUID")
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "filename": self.filename,
+                "context": self.context,
+                "priority": self.priority,
+                "collection_id": self.collection_id,
+                "sha256": self.sha256,
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes, default_name: str) -> UploadMeta:
+        data = json.loads(raw)
+        return cls(
+            filename=str(data.get("filename") or default_name),
+            context=data.get("context"),
+            priority=int(data.get("priority") or 5),
+            collection_id=data.get("collection_id"),
+            sha256=data.get("sha256"),
+        )
+
+
+@dataclass(frozen=True)
+class LandingReceipt:
+    asset_id: str
+    status: str
+    landing_key: str | None
+    duplicate_of: str | None = None
+    eta_seconds: int = 0
+
+
+def safe_filename(name: str) -> str:
+    """File names are metadata only: keep a readable base name, never a path."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    base = _SAFE_NAME.sub("_", base)[:200].strip(". ")
+    return base or "unnamed"
+
+
+def eta_seconds(size: int) -> int:
+    return int(_ETA_BASE_S + _ETA_PER_MIB_S * size / (1024 * 1024))
+
+
+def upload_key(asset_id: str) -> str:
+    return f"{contract.LANDING_PREFIX}uploads/{asset_id}"
+
+
+def sidecar_key(key: str) -> str:
+    return key + contract.SIDECAR_SUFFIX
+
+
+# --- writing into landing -----------------------------------------------------------------
+
+
+def _land(
+    store: ObjectStore, catalog: Catalog, path: Path, sha256: str, size: int, meta: UploadMeta
+) -> LandingReceipt:
+    asset_id = asset_id_for_hash(sha256)
+    existing = catalog.get_asset(asset_id)
+    if existing is not None:
+        return LandingReceipt(asset_id, existing["status"], existing.get("landing_key"), asset_id)
+    key = upload_key(asset_id)
+    meta = UploadMeta(meta.filename, meta.context, meta.priority, meta.collection_id, sha256)
+    try:
+        # The sidecar is the lock: of two uploads of the same bytes, one conditional write wins.
+        store.put_bytes(sidecar_key(key), meta.to_json(), if_absent=True)
+    except ObjectExists:
+        return LandingReceipt(asset_id, Status.QUEUED.value, key, asset_id)
+    store.put_file(key, path)
+    register_landing_object(catalog, key, asset_id, sha256, size, meta)
+    return LandingReceipt(asset_id, Status.QUEUED.value, key, None, eta_seconds(size))
+
+
+def receive_upload(
+    store: ObjectStore,
+    catalog: Catalog,
+    stream: BinaryIO,
+    filename: str,
+    *,
+    context: str | None = None,
+    priority: int = 5,
+    collection_id: str | None = None,
+    max_bytes: int,
+    scratch: Path,
+) -> LandingReceipt:
+    """Stream an upload to a temp file while hashing, then land it (or report the duplicate)."""
+    meta = UploadMeta(safe_filename(filename), context, priority, collection_id)
+    scratch.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=scratch, prefix="upload-")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in iter(lambda: stream.read(_CHUNK), b""):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise UploadTooLarge(max_bytes)
+                digest.update(chunk)
+                out.write(chunk)
+        if size == 0:
+            raise EmptyUpload("the uploaded file is empty")
+        return _land(store, catalog, Path(name), digest.hexdigest(), size, meta)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+async def receive_upload_async(
+    store: ObjectStore,
+    catalog: Catalog,
+    chunks: AsyncIterator[bytes],
+    filename: str,
+    *,
+    context: str | None = None,
+    priority: int = 5,
+    collection_id: str | None = None,
+    max_bytes: int,
+    scratch: Path,
+) -> LandingReceipt:
+    """The same as `receive_upload` for an async body (Litestar streams)."""
+    meta = UploadMeta(safe_filename(filename), context, priority, collection_id)
+    scratch.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=scratch, prefix="upload-")
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise UploadTooLarge(max_bytes)
+                digest.update(chunk)
+                out.write(chunk)
+        if size == 0:
+            raise EmptyUpload("the uploaded file is empty")
+        return _land(store, catalog, Path(name), digest.hexdigest(), size, meta)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def ingest_paths(
+    store: ObjectStore,
+    catalog: Catalog,
+    paths: Iterable[Path],
+    *,
+    context: str | None = None,
+    priority: int = 5,
+    collection_id: str | None = None,
+) -> Iterator[tuple[Path, LandingReceipt]]:
+    """Copy files (folders recursively) into landing; yields one receipt per file."""
+    for root in paths:
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for path in files:
+            if path.name.startswith(".") or path.name.endswith(contract.SIDECAR_SUFFIX):
+                continue
+            digest = hashlib.sha256()
+            size = 0
+            with path.open("rb") as handle:
+                for chunk in iter(lambda h=handle: h.read(_CHUNK), b""):
+                    digest.update(chunk)
+                    size += len(chunk)
+            meta = UploadMeta(safe_filename(path.name), context, priority, collection_id)
+            yield path, _land(store, catalog, path, digest.hexdigest(), size, meta)
+
+
+# --- reading landing (the sensor's evaluation) ----------------------------------------------
+
+
+def register_landing_object(
+    catalog: Catalog, key: str, asset_id: str, sha256: str, size: int, meta: UploadMeta
+) -> None:
+    catalog.upsert_assets(
+        [
+            {
+                "id": asset_id,
+                "filename": meta.filename,
+                "file_hash": sha256,
+                "file_size": size,
+                "status": Status.QUEUED.value,
+                "landing_key": key,
+                "context": meta.context,
+                "priority": meta.priority,
+                "collection_id": meta.collection_id,
+            }
+        ]
+    )
+
+
+@dataclass
+class PendingFile:
+    asset_id: str
+    landing_key: str
+    priority: int
+    run_key: str
+
+
+@dataclass
+class LandingPlan:
+    """What one evaluation of the landing area found: new partitions and the runs to request."""
+
+    pending: list[PendingFile] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (landing key, existing asset id)
+    reanalyze: list[tuple[str, int, str]] = field(default_factory=list)  # (asset id, priority, run key)
+    skipped_unsettled: list[str] = field(default_factory=list)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.pending or self.reanalyze)
+
+
+def _hash_object(store: ObjectStore, key: str) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with store.open_read(key) as stream:
+        for chunk in iter(lambda: stream.read(_CHUNK), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _read_meta(store: ObjectStore, info: ObjectInfo) -> UploadMeta:
+    default = safe_filename(info.metadata.get("filename") or info.key.rsplit("/", 1)[-1])
+    try:
+        raw = store.get_bytes(sidecar_key(info.key))
+    except ObjectMissing:
+        # S3 object metadata can carry the same fields as a sidecar (x-amz-meta-dataflux-*).
+        md = info.metadata
+        return UploadMeta(
+            default,
+            md.get("dataflux-context") or None,
+            int(md.get("dataflux-priority") or 5),
+            md.get("dataflux-collection-id") or None,
+        )
+    try:
+        return UploadMeta.from_json(raw, default)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"sidecar of {info.key} is invalid: {exc}") from exc
+
+
+def plan_landing(
+    store: ObjectStore,
+    catalog: Catalog,
+    known_partitions: set[str],
+    *,
+    settle_seconds: float = 2.0,
+    log: Any = None,
+) -> LandingPlan:
+    """Diff the landing listing against the catalog and Dagster's partitions.
+
+    Robust to keys sharing a timestamp and to deleted keys: nothing depends on listing order or
+    on a `since_key`; every object still in landing is either registered or new.
+    """
+    plan = LandingPlan()
+    registered = catalog.landing_index()
+    now = dt.datetime.now(dt.UTC)
+    objects = [
+        info
+        for info in store.list(contract.LANDING_PREFIX)
+        if not info.key.endswith(contract.SIDECAR_SUFFIX)
+        and not info.key.rsplit("/", 1)[-1].startswith(".")
+    ]
+    for info in objects:
+        row = registered.get(info.key)
+        if row is not None:
+            asset_id = row["id"]
+            if row["status"] == Status.QUEUED.value and asset_id not in known_partitions:
+                plan.pending.append(
+                    PendingFile(asset_id, info.key, int(row["priority"] or 5), f"{info.key}@{info.etag}")
+                )
+            continue
+        if settle_seconds and (now - info.modified).total_seconds() < settle_seconds:
+            plan.skipped_unsettled.append(info.key)  # maybe still being copied; next tick
+            continue
+        try:
+            meta = _read_meta(store, info)
+        except ValueError as exc:
+            if log:
+                log.warning(str(exc))
+            meta = UploadMeta(safe_filename(info.key.rsplit("/", 1)[-1]))
+        sha256, size = _hash_object(store, info.key)
+        asset_id = asset_id_for_hash(sha256)
+        existing = catalog.get_asset(asset_id)
+        if existing is not None and existing.get("landing_key") not in (None, info.key):
+            plan.duplicates.append((info.key, asset_id))  # same bytes already queued under another key
+            continue
+        if existing is not None and existing.get("landing_key") is None:
+            plan.duplicates.append((info.key, asset_id))  # already processed
+            continue
+        register_landing_object(catalog, info.key, asset_id, sha256, size, meta)
+        plan.pending.append(PendingFile(asset_id, info.key, meta.priority, f"{info.key}@{info.etag}"))
+    for info in store.list(CONTROL_PREFIX):
+        try:
+            request = json.loads(store.get_bytes(info.key))
+        except (ObjectMissing, ValueError):
+            continue
+        asset_id = str(request.get("asset_id", ""))
+        if is_uuid(asset_id) and asset_id in known_partitions:
+            plan.reanalyze.append((asset_id, int(request.get("priority") or 5), info.key))
+    plan.pending.sort(key=lambda p: (p.priority, p.landing_key))
+    return plan
+
+
+def drop_duplicates(store: ObjectStore, plan: LandingPlan) -> None:
+    """Remove landing copies of bytes DataFlux already has (the catalog keeps the first name)."""
+    for key, _ in plan.duplicates:
+        store.delete(key)
+        store.delete(sidecar_key(key))
+
+
+def clear_reanalysis_request(store: ObjectStore, request_key: str) -> None:
+    store.delete(request_key)
+
+
+def request_reanalysis(store: ObjectStore, asset_id: str, priority: int | None, force: bool) -> str:
+    """Ask the landing sensor for a new run of one partition; returns the request key."""
+    if not is_uuid(asset_id):
+        raise ValueError(f"{asset_id!r} is not an asset id")
+    request_id = str(uuid.uuid4())
+    key = f"{CONTROL_PREFIX}{asset_id}-{request_id}.json"
+    body = {"asset_id": asset_id, "priority": priority or 5, "force": force, "requested_at": str(dt.datetime.now(dt.UTC))}
+    store.put_bytes(key, json.dumps(body).encode())
+    return key
+
+
+def write_tombstone(settings: Settings, asset_id: str) -> None:
+    """Tell the next graph publication to drop this asset's nodes."""
+    folder = settings.home / TOMBSTONE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / asset_id).write_text(str(dt.datetime.now(dt.UTC)))
+
+
+def delete_asset(settings: Settings, store: ObjectStore, catalog: Catalog, asset_id: str) -> bool:
+    """Remove an asset from every store: objects, landing, catalog, segments, vectors, graph."""
+    row = catalog.get_asset(asset_id)
+    if row is None:
+        return False
+    from dataflux_pipelines.embeddings.stage import delete_asset_vectors
+
+    if row.get("landing_key"):
+        store.delete(row["landing_key"])
+        store.delete(sidecar_key(row["landing_key"]))
+    store.delete_prefix(contract.asset_prefix(asset_id))
+    for info in list(store.list(f"{CONTROL_PREFIX}{asset_id}")):
+        store.delete(info.key)
+    delete_asset_vectors(catalog.db, asset_id)
+    catalog.delete_asset_rows(asset_id)
+    write_tombstone(settings, asset_id)
+    return True

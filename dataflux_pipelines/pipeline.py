@@ -1,0 +1,351 @@
+"""The per-file stages, framework-free: media_file → segments → segment_embeddings → graph contribution.
+
+Each stage takes many asset ids at once (so models load once and inference batches across files)
+and returns one outcome per asset: a failure is a value with a reason code, never an exception
+that takes other files down. The Dagster op in `ingest/assets.py` only wires this to events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dataflux_pipelines import contract
+from dataflux_pipelines.catalog import Catalog
+from dataflux_pipelines.contract import Status
+from dataflux_pipelines.errors import MediaError, Reason
+from dataflux_pipelines.identity import segment_id_for, sha256_file
+from dataflux_pipelines.ingest.landing import sidecar_key
+from dataflux_pipelines.media.types import MediaAnalysis, Probe
+from dataflux_pipelines.objectstore import ObjectMissing, ObjectStore, open_object_store
+from dataflux_pipelines.settings import Settings
+
+STAGES = ("media_file", "segments", "segment_embeddings", "graph_contributions")
+
+
+@dataclass
+class Outcome:
+    """What one stage did to one file."""
+
+    asset_id: str
+    error: MediaError | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+Log = Callable[[str], None]
+
+
+def _probe_to_dict(probe: Probe) -> dict[str, Any]:
+    return dataclasses.asdict(probe)
+
+
+def _probe_from_dict(data: dict[str, Any]) -> Probe:
+    names = {f.name for f in dataclasses.fields(Probe)}
+    return Probe(**{k: v for k, v in data.items() if k in names})
+
+
+class MediaPipeline:
+    """Runs the per-file stages over a batch of assets against the configured stores."""
+
+    def __init__(self, settings: Settings, *, log: Log | None = None, registry: Any = None) -> None:
+        self.settings = settings
+        self.store: ObjectStore = open_object_store(settings)
+        self.catalog = Catalog(settings)
+        self.log = log or (lambda message: None)
+        self._registry = registry
+        self._worker: Any = None
+
+    # --- shared resources, created once per batch -------------------------------------------
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            from dataflux_pipelines.models.registry import ModelRegistry
+
+            self._registry = ModelRegistry(self.settings)
+        return self._registry
+
+    @property
+    def worker(self) -> Any:
+        if self._worker is None:
+            from dataflux_pipelines.media.sandbox import DecodeWorker
+
+            self._worker = DecodeWorker(
+                timeout_s=self.settings.decode_timeout_s, memory_mb=self.settings.decode_memory_mb
+            )
+        return self._worker
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+    def __enter__(self) -> MediaPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _source(self, row: dict[str, Any]) -> Iterator[Path]:
+        key = row.get("landing_key") or row.get("storage_path")
+        if not key:
+            raise MediaError(Reason.MISSING_SOURCE, "the asset has neither a landing object nor a stored original")
+        try:
+            with self.store.local_copy(key) as path:
+                yield path
+        except ObjectMissing as exc:
+            raise MediaError(Reason.MISSING_SOURCE, f"object {key} is gone from the object store") from exc
+
+    def _guard(self, asset_id: str, fn: Callable[[], dict[str, Any]]) -> Outcome:
+        started = time.perf_counter()
+        try:
+            metadata = fn()
+        except MediaError as exc:
+            return Outcome(asset_id, exc, {"seconds": round(time.perf_counter() - started, 3)})
+        except Exception as exc:  # a bug or a store outage must fail this file only, with its reason
+            error = MediaError(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            return Outcome(asset_id, error, {"seconds": round(time.perf_counter() - started, 3)})
+        metadata["seconds"] = round(time.perf_counter() - started, 3)
+        return Outcome(asset_id, None, metadata)
+
+    # --- status -----------------------------------------------------------------------------
+    def mark_processing(self, asset_ids: Sequence[str]) -> None:
+        self.catalog.set_status(asset_ids, Status.PROCESSING)
+
+    def mark_done(self, outcomes: dict[str, Outcome]) -> None:
+        failed = {a: o for a, o in outcomes.items() if not o.ok}
+        for asset_id, outcome in failed.items():
+            assert outcome.error is not None
+            self.catalog.set_status(
+                [asset_id], Status.FAILED, outcome.error.reason.value, outcome.error.message
+            )
+        done = [a for a, o in outcomes.items() if o.ok]
+        if done:
+            self.catalog.set_status(done, Status.COMPLETED)
+
+    # --- stage 1: media_file ---------------------------------------------------------------
+    def media_file(self, asset_ids: Sequence[str]) -> dict[str, Outcome]:
+        rows = {r["id"]: r for r in self.catalog.get_assets(list(asset_ids))}
+        out = {}
+        for asset_id in asset_ids:
+            row = rows.get(asset_id)
+            if row is None:
+                error = MediaError(Reason.MISSING_SOURCE, "no catalog row: the file was never registered")
+                out[asset_id] = Outcome(asset_id, error)
+                continue
+            out[asset_id] = self._guard(asset_id, lambda row=row: self._media_file_one(row))
+        return out
+
+    def _media_file_one(self, row: dict[str, Any]) -> dict[str, Any]:
+        from dataflux_pipelines.media.analyze import sniff_and_probe
+
+        asset_id = row["id"]
+        with self._source(row) as path:
+            size = path.stat().st_size
+            if size == 0:
+                raise MediaError(Reason.EMPTY_FILE, "the file is empty (0 bytes)")
+            sha256 = sha256_file(path)
+            if row.get("file_hash") and sha256 != row["file_hash"]:
+                raise MediaError(
+                    Reason.CORRUPT_MEDIA, "the landing file changed after it was registered; upload it again"
+                )
+            probe: Probe = self.worker.call(sniff_and_probe, str(path))
+            key = contract.original_key(asset_id, probe.extension)
+            if self.store.head(key) is None:
+                self.store.put_file(key, path)
+        landing = row.get("landing_key")
+        self.catalog.update_assets(
+            {
+                asset_id: {
+                    "file_hash": sha256,
+                    "file_size": size,
+                    "mime_type": probe.mime_type,
+                    "media_type": probe.media_type,
+                    "storage_path": key,
+                    "duration": probe.duration,
+                    "width": probe.width,
+                    "height": probe.height,
+                    "metadata": _probe_to_dict(probe),
+                    "landing_key": None,
+                    "reason_code": None,
+                    "reason_message": None,
+                }
+            }
+        )
+        if landing:
+            # The canonical copy is safe; landing is an inbox, so empty it.
+            self.store.delete(landing)
+            self.store.delete(sidecar_key(landing))
+        return {
+            "media_type": probe.media_type,
+            "mime_type": probe.mime_type,
+            "size_bytes": size,
+            "duration_s": probe.duration,
+            "resolution": f"{probe.width}x{probe.height}" if probe.width else None,
+            "storage_path": key,
+        }
+
+    # --- stage 2: segments -----------------------------------------------------------------
+    def segments(self, asset_ids: Sequence[str]) -> dict[str, Outcome]:
+        rows = {r["id"]: r for r in self.catalog.get_assets(list(asset_ids))}
+        return {
+            asset_id: self._guard(asset_id, lambda a=asset_id: self._segments_one(rows.get(a), a))
+            for asset_id in asset_ids
+        }
+
+    def analysis_options(self) -> Any:
+        from dataflux_pipelines.media.analyze import AnalysisOptions
+
+        return AnalysisOptions.from_settings(self.settings)
+
+    def _segments_one(self, row: dict[str, Any] | None, asset_id: str) -> dict[str, Any]:
+        from dataflux_pipelines.media.analyze import analyze_file
+
+        if row is None or not row.get("storage_path"):
+            raise MediaError(Reason.MISSING_SOURCE, "media_file has not stored this asset yet")
+        probe = _probe_from_dict(row["metadata"])
+        with self._source({"storage_path": row["storage_path"]}) as path:
+            analysis: MediaAnalysis = self.worker.call(
+                analyze_file, str(path), probe, self.analysis_options()
+            )
+            if self.settings.speech_model:
+                self._transcribe(path, analysis)
+        rows = []
+        for draft in analysis.segments:
+            segment_id = segment_id_for(asset_id, draft.segment_type, draft.sequence_number)
+            keyframe = thumb = None
+            if draft.keyframe_jpeg:
+                keyframe = contract.derived_key(asset_id, f"keyframes/{draft.sequence_number:05d}.jpg")
+                self.store.put_bytes(keyframe, draft.keyframe_jpeg)
+            if draft.thumbnail_jpeg:
+                thumb = contract.derived_key(asset_id, f"thumbnails/{draft.sequence_number:05d}.jpg")
+                self.store.put_bytes(thumb, draft.thumbnail_jpeg)
+            rows.append(
+                {
+                    "id": segment_id,
+                    "asset_id": asset_id,
+                    "segment_type": draft.segment_type,
+                    "sequence_number": draft.sequence_number,
+                    "media_type": row["media_type"],
+                    "mime_type": row["mime_type"],
+                    "filename": row["filename"],
+                    "collection_id": row.get("collection_id"),
+                    "start_time": draft.start_time,
+                    "end_time": draft.end_time,
+                    "duration": draft.duration,
+                    "start_frame": draft.start_frame,
+                    "end_frame": draft.end_frame,
+                    "page": draft.page,
+                    "char_start": draft.char_start,
+                    "char_end": draft.char_end,
+                    "confidence_score": draft.confidence,
+                    "text": draft.text,
+                    "transcript": draft.transcript,
+                    "context": row.get("context"),
+                    "search_text": " ".join(
+                        t for t in (draft.text, draft.transcript, row.get("context"), row["filename"]) if t
+                    ),
+                    "keyframe_path": keyframe,
+                    "thumbnail_path": thumb,
+                    "visual_features": draft.visual_features,
+                    "style_features": draft.style_features,
+                    "technical_features": draft.technical_features,
+                    "audio_features": draft.audio_features,
+                    "semantic_features": draft.semantic_features,
+                }
+            )
+        asset_thumb = None
+        if analysis.thumbnail_jpeg:
+            asset_thumb = contract.derived_key(asset_id, "thumbnail.jpg")
+            self.store.put_bytes(asset_thumb, analysis.thumbnail_jpeg)
+        elif rows and rows[0]["thumbnail_path"]:
+            asset_thumb = rows[0]["thumbnail_path"]
+        self.catalog.replace_segments(asset_id, rows)
+        confidences = [r["confidence_score"] for r in rows if r["confidence_score"] is not None]
+        self.catalog.update_assets(
+            {
+                asset_id: {
+                    "segment_count": len(rows),
+                    "summary": {**analysis.summary, "transitions": analysis.transitions},
+                    "thumbnail_path": asset_thumb,
+                    "confidence_score": (sum(confidences) / len(confidences)) if confidences else None,
+                }
+            }
+        )
+        kinds: dict[str, int] = {}
+        for r in rows:
+            kinds[r["segment_type"]] = kinds.get(r["segment_type"], 0) + 1
+        return {"segment_count": len(rows), "segment_types": kinds, **_summary_metadata(analysis.summary)}
+
+    def _transcribe(self, path: Path, analysis: MediaAnalysis) -> None:
+        """Fill transcripts of speech-like passages with the configured speech model."""
+        from dataflux_pipelines.media.audio import decode_audio
+
+        speech = [
+            d
+            for d in analysis.segments
+            if d.audio_features.get("class") == "speech" and d.start_time is not None and d.end_time is not None
+        ]
+        if not speech:
+            return
+        rate = 16000
+        samples = decode_audio(str(path), rate)
+        if samples is None:
+            return
+        for draft in speech:
+            assert draft.start_time is not None and draft.end_time is not None
+            span = samples[int(draft.start_time * rate) : int(draft.end_time * rate)]
+            if len(span) > rate // 4:
+                draft.transcript = self.registry.transcribe(span, rate)
+
+    # --- stage 3: segment_embeddings -----------------------------------------------------
+    def segment_embeddings(self, asset_ids: Sequence[str]) -> dict[str, Outcome]:
+        from dataflux_pipelines.embeddings.stage import embed_segments
+
+        started = time.perf_counter()
+        try:
+            results = embed_segments(self.catalog.db, self.registry, list(asset_ids), self.store.get_bytes)
+        except Exception as exc:  # one batch: a failure here is every file's failure, with the reason
+            error = MediaError(Reason.INTERNAL_ERROR, f"embedding failed: {type(exc).__name__}: {exc}")
+            return {a: Outcome(a, error) for a in asset_ids}
+        elapsed = round(time.perf_counter() - started, 3)
+        out = {}
+        for asset_id in asset_ids:
+            result = results.get(asset_id)
+            if result is None:
+                out[asset_id] = Outcome(asset_id, MediaError(Reason.INTERNAL_ERROR, "no embedding result"))
+                continue
+            meta = result if isinstance(result, dict) else dataclasses.asdict(result)
+            error = meta.pop("error", None)
+            if error:
+                out[asset_id] = Outcome(asset_id, MediaError(Reason.INTERNAL_ERROR, str(error)), meta)
+            else:
+                meta["batch_seconds"] = elapsed
+                out[asset_id] = Outcome(asset_id, None, meta)
+        models = {a: o.metadata.get("models") for a, o in out.items() if o.ok and o.metadata.get("models")}
+        if models:
+            self.catalog.update_assets({a: {"models": m} for a, m in models.items()})
+        return out
+
+    # --- stage 4: graph contributions ----------------------------------------------------
+    def graph_contributions(self, asset_ids: Sequence[str]) -> dict[str, Outcome]:
+        from dataflux_pipelines.graph.contrib import graph_contribution
+
+        return {
+            a: self._guard(a, lambda a=a: dict(graph_contribution(self.settings, self.catalog, a)))
+            for a in asset_ids
+        }
+
+
+def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
+    keep = ("shot_count", "mean_shot_length", "median_shot_length", "page_count", "speech_ratio")
+    return {k: summary[k] for k in keep if k in summary}
