@@ -26,8 +26,23 @@ class Check:
 
 
 _PACKAGES = (
-    "dagster", "dagster-webserver", "dagster-aws", "dagster-postgres", "lancedb", "kuzu", "duckdb", "polars",
-    "pyarrow", "torch", "transformers", "decord2", "av", "pillow", "pypdf", "litestar", "mcp",
+    "dagster",
+    "dagster-webserver",
+    "dagster-aws",
+    "dagster-postgres",
+    "lancedb",
+    "kuzu",
+    "duckdb",
+    "polars",
+    "pyarrow",
+    "torch",
+    "transformers",
+    "decord2",
+    "av",
+    "pillow",
+    "pypdf",
+    "litestar",
+    "mcp",
 )
 
 
@@ -43,12 +58,19 @@ def check_versions() -> list[Check]:
     checks = [Check("versions", not missing, detail, "run `make setup`" if missing else "")]
     dagster_version = importlib.metadata.version("dagster") if "dagster" not in missing else None
     if dagster_version and dagster_version != "1.13.27":
-        checks.append(Check("dagster pin", False, f"dagster {dagster_version}", "pin dagster==1.13.27 with dagster-*==0.29.27"))
+        checks.append(
+            Check(
+                "dagster pin",
+                False,
+                f"dagster {dagster_version}",
+                "pin dagster==1.13.27 with dagster-*==0.29.27",
+            )
+        )
     return checks
 
 
 def check_stores(settings: Settings) -> list[Check]:
-    from dataflux_pipelines.catalog import Catalog
+    from dataflux_pipelines.catalog import Catalog, table_names
     from dataflux_pipelines.objectstore import open_object_store
 
     checks = []
@@ -59,31 +81,61 @@ def check_stores(settings: Settings) -> list[Check]:
         probe.unlink()
         checks.append(Check("home", True, f"{settings.home} is writable"))
     except OSError as exc:
-        checks.append(Check("home", False, f"{settings.home}: {exc}", "set DATAFLUX_HOME to a writable folder"))
+        checks.append(
+            Check("home", False, f"{settings.home}: {exc}", "set DATAFLUX_HOME to a writable folder")
+        )
     try:
         store = open_object_store(settings)
         landing = sum(1 for _ in store.list("landing/"))
         key = ".doctor/write-test"
         store.put_bytes(key, b"ok")
         store.delete(key)
-        checks.append(Check("object store", True, f"{settings.object_store_url} reachable and writable; {landing} object(s) in landing"))
+        checks.append(
+            Check(
+                "object store",
+                True,
+                f"{settings.object_store_url} reachable and writable; {landing} object(s) in landing",
+            )
+        )
     except Exception as exc:
-        checks.append(Check("object store", False, f"{settings.object_store_url}: {type(exc).__name__}: {exc}",
-                            "check DATAFLUX_OBJECT_STORE_URL, DATAFLUX_S3_ENDPOINT_URL and the S3 credentials"))
+        checks.append(
+            Check(
+                "object store",
+                False,
+                f"{settings.object_store_url}: {type(exc).__name__}: {exc}",
+                "check DATAFLUX_OBJECT_STORE_URL, DATAFLUX_S3_ENDPOINT_URL and the S3 credentials",
+            )
+        )
     try:
         catalog = Catalog(settings, reader=True)
         counts = catalog.counts_by("status")
-        tables = sorted(catalog.db.table_names())
-        checks.append(Check("lancedb", True, f"{settings.lance_uri}: tables {tables}; assets by status {counts}"))
+        tables = sorted(table_names(catalog.db))
+        checks.append(
+            Check("lancedb", True, f"{settings.lance_uri}: tables {tables}; assets by status {counts}")
+        )
     except Exception as exc:
-        checks.append(Check("lancedb", False, f"{settings.lance_uri}: {type(exc).__name__}: {exc}", "check DATAFLUX_LANCE_URI"))
+        checks.append(
+            Check(
+                "lancedb",
+                False,
+                f"{settings.lance_uri}: {type(exc).__name__}: {exc}",
+                "check DATAFLUX_LANCE_URI",
+            )
+        )
     return checks
 
 
 def check_dagster(settings: Settings) -> list[Check]:
     config = settings.dagster_home / "dagster.yaml"
     if not config.exists():
-        return [Check("dagster instance", False, f"{config} missing", "run `dataflux process` once or copy dagster_home/dagster.yaml there")]
+        return [
+            Check(
+                "dagster instance",
+                False,
+                f"{config} missing",
+                "run `dataflux process` once or copy dagster_home/dagster.yaml there",
+            )
+        ]
     try:
         import dagster as dg
 
@@ -91,9 +143,22 @@ def check_dagster(settings: Settings) -> list[Check]:
         with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
             storage = type(instance.run_storage).__name__
             partitions = len(instance.get_dynamic_partitions("media_files"))
-        return [Check("dagster instance", True, f"{settings.dagster_home}: {storage}; {partitions} media partition(s)")]
+        return [
+            Check(
+                "dagster instance",
+                True,
+                f"{settings.dagster_home}: {storage}; {partitions} media partition(s)",
+            )
+        ]
     except Exception as exc:
-        return [Check("dagster instance", False, f"{type(exc).__name__}: {exc}", "check DAGSTER_HOME and its dagster.yaml")]
+        return [
+            Check(
+                "dagster instance",
+                False,
+                f"{type(exc).__name__}: {exc}",
+                "check DAGSTER_HOME and its dagster.yaml",
+            )
+        ]
 
 
 def check_models(settings: Settings) -> list[Check]:
@@ -102,7 +167,9 @@ def check_models(settings: Settings) -> list[Check]:
     except ImportError as exc:
         return [Check("models", False, f"model registry unavailable: {exc}", "run `make setup`")]
     registry = ModelRegistry(settings)
-    status = registry.status(load=True) if "load" in registry.status.__code__.co_varnames else registry.status()
+    status = (
+        registry.status(load=True) if "load" in registry.status.__code__.co_varnames else registry.status()
+    )
     checks = [Check("device", True, f"{status.get('device')} ({sys.platform})")]
     degraded = status.get("degraded") or status.get("degraded_reasons") or []
     checks.append(
@@ -115,9 +182,14 @@ def check_models(settings: Settings) -> list[Check]:
     )
     for reason in degraded:
         checks.append(
-            Check("model degraded", False, str(reason),
-                  "put the model folder on disk and set DATAFLUX_CLIP_MODEL to it (the hub is unreachable here), "
-                  "or accept the offline visual profile", level="warning")
+            Check(
+                "model degraded",
+                False,
+                str(reason),
+                "put the model folder on disk and set DATAFLUX_CLIP_MODEL to it (the hub is unreachable here), "
+                "or accept the offline visual profile",
+                level="warning",
+            )
         )
     return checks
 

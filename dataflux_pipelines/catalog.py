@@ -37,6 +37,18 @@ def connect(settings: Settings, *, reader: bool = False) -> lancedb.DBConnection
     return lancedb.connect(settings.lance_uri, **kwargs)
 
 
+def table_names(db: lancedb.DBConnection) -> list[str]:
+    """Every table in the database (`list_tables` pages its answer)."""
+    names: list[str] = []
+    token = None
+    while True:
+        page = db.list_tables(page_token=token)
+        names.extend(page.tables)
+        token = page.page_token
+        if not token:
+            return names
+
+
 def _rows_to_table(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Table:
     columns = {f.name: [row.get(f.name) for row in rows] for f in schema}
     return pa.Table.from_pydict(columns, schema=schema)
@@ -79,7 +91,7 @@ class Catalog:
     def versions(self) -> dict[str, int]:
         """Current version of every DataFlux table: the cache key of anything derived from them."""
         out = {}
-        for name in self.db.table_names():
+        for name in table_names(self.db):
             try:
                 out[name] = self.db.open_table(name).version
             except (FileNotFoundError, ValueError):
@@ -224,7 +236,7 @@ class Catalog:
         if not with_vectors:
             query = query.select(_SEGMENT_COLUMNS)
         rows = query.limit(n).to_list()
-        rows.sort(key=lambda r: (r["sequence_number"] or 0))
+        rows.sort(key=lambda r: r["sequence_number"] or 0)
         return [_decode_segment(r) for r in rows]
 
     def get_segment(self, segment_id: str) -> dict[str, Any] | None:

@@ -56,7 +56,12 @@ class ObjectStore(Protocol):
 
 def _check_key(key: str) -> str:
     parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts[:-1]) or parts[-1] in (".", ".."):
+    if (
+        not key
+        or key.startswith("/")
+        or any(p in ("", ".", "..") for p in parts[:-1])
+        or parts[-1] in (".", "..")
+    ):
         raise ValueError(f"invalid object key {key!r}")
     return key
 

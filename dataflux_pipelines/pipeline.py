@@ -98,7 +98,9 @@ class MediaPipeline:
     def _source(self, row: dict[str, Any]) -> Iterator[Path]:
         key = row.get("landing_key") or row.get("storage_path")
         if not key:
-            raise MediaError(Reason.MISSING_SOURCE, "the asset has neither a landing object nor a stored original")
+            raise MediaError(
+                Reason.MISSING_SOURCE, "the asset has neither a landing object nor a stored original"
+            )
         try:
             with self.store.local_copy(key) as path:
                 yield path
@@ -293,7 +295,9 @@ class MediaPipeline:
         speech = [
             d
             for d in analysis.segments
-            if d.audio_features.get("class") == "speech" and d.start_time is not None and d.end_time is not None
+            if d.audio_features.get("class") == "speech"
+            and d.start_time is not None
+            and d.end_time is not None
         ]
         if not speech:
             return

@@ -27,7 +27,9 @@ def _sunset(t: int, rng: np.random.Generator) -> np.ndarray:
     x, y = _grid()
     sky = np.stack([0.95 - 0.3 * y, 0.45 + 0.2 * (1 - y), 0.25 + 0.5 * y], -1)
     sun = np.exp(-(((x - 0.3 - t * 0.004) ** 2) + (y - 0.55) ** 2) / 0.004)[..., None]
-    sea = (y > 0.62)[..., None] * np.stack([0.1 + 0.1 * np.sin(40 * x + t * 0.3), 0.2 + 0 * x, 0.45 + 0 * x], -1)
+    sea = (y > 0.62)[..., None] * np.stack(
+        [0.1 + 0.1 * np.sin(40 * x + t * 0.3), 0.2 + 0 * x, 0.45 + 0 * x], -1
+    )
     img = np.where(y[..., None] > 0.62, sea, sky) + sun * np.array([1.0, 0.8, 0.3])
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
@@ -37,7 +39,7 @@ def _city(t: int, rng: np.random.Generator) -> np.ndarray:
     pan = (x + t * 0.01) % 1.0
     buildings = (np.floor(pan * 14) % 3 + 1) * 0.18
     mask = (1 - y) < buildings[..., None][..., 0]
-    windows = ((np.floor(pan * 140) % 3 == 0) & (np.floor(y * 60) % 3 == 0) & mask)
+    windows = (np.floor(pan * 140) % 3 == 0) & (np.floor(y * 60) % 3 == 0) & mask
     img = np.zeros((_H, _W, 3), np.float32)
     img[..., :] = np.stack([0.05 + 0.1 * y, 0.05 + 0.1 * y, 0.2 + 0.2 * y], -1)
     img[mask] = (0.15, 0.15, 0.18)
@@ -63,7 +65,9 @@ def _studio(t: int, rng: np.random.Generator) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
-def _write_video(path: Path, shots: list[tuple[Frame, int]], fps: int, tone_hz: list[float], dissolve: int = 0) -> None:
+def _write_video(
+    path: Path, shots: list[tuple[Frame, int]], fps: int, tone_hz: list[float], dissolve: int = 0
+) -> None:
     import av
 
     rng = np.random.default_rng(7)
@@ -127,12 +131,26 @@ def _write_wav(path: Path) -> None:
     rate = 16000
     rng = np.random.default_rng(11)
     parts = []
-    for kind, seconds in [("tone", 1.5), ("silence", 1.0), ("noise", 1.0), ("silence", 0.8), ("chord", 2.0), ("silence", 0.7)]:
+    for kind, seconds in [
+        ("tone", 1.5),
+        ("silence", 1.0),
+        ("noise", 1.0),
+        ("silence", 0.8),
+        ("chord", 2.0),
+        ("silence", 0.7),
+    ]:
         t = np.arange(int(seconds * rate)) / rate
         if kind == "tone":
             parts.append(0.4 * np.sin(2 * np.pi * 440 * t))
         elif kind == "chord":
-            parts.append(0.2 * (np.sin(2 * np.pi * 261.6 * t) + np.sin(2 * np.pi * 329.6 * t) + np.sin(2 * np.pi * 392 * t)))
+            parts.append(
+                0.2
+                * (
+                    np.sin(2 * np.pi * 261.6 * t)
+                    + np.sin(2 * np.pi * 329.6 * t)
+                    + np.sin(2 * np.pi * 392 * t)
+                )
+            )
         elif kind == "noise":
             parts.append(0.3 * rng.standard_normal(len(t)) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)))
         else:
@@ -222,12 +240,18 @@ def write_samples(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     coast = folder / "coast_and_city.mp4"
-    _write_video(coast, [(_sunset, 48), (_city, 48), (_forest, 48)], fps=24, tone_hz=[330, 0, 520], dissolve=12)
+    _write_video(
+        coast, [(_sunset, 48), (_city, 48), (_forest, 48)], fps=24, tone_hz=[330, 0, 520], dissolve=12
+    )
     written.append(coast)
     interview = folder / "studio_interview.mp4"
     _write_video(interview, [(_studio, 60), (_forest, 36), (_studio, 48)], fps=24, tone_hz=[180, 240, 0])
     written.append(interview)
-    for name, maker in [("sunset_over_sea.jpg", _sunset), ("city_at_night.png", _city), ("green_forest.webp", _forest)]:
+    for name, maker in [
+        ("sunset_over_sea.jpg", _sunset),
+        ("city_at_night.png", _city),
+        ("green_forest.webp", _forest),
+    ]:
         path = folder / name
         image = _image(maker)
         image.save(path, quality=90) if path.suffix == ".jpg" else image.save(path)

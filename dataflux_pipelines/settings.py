@@ -125,9 +125,7 @@ class Settings:
         dagster_home = Path(env.get("DAGSTER_HOME") or REPO_ROOT / "dagster_home").expanduser().resolve()
         store = env.get("DATAFLUX_OBJECT_STORE_URL") or f"file://{home / 'store'}"
         if not (store.startswith("file://") or store.startswith("s3://")):
-            raise SettingsError(
-                f"DATAFLUX_OBJECT_STORE_URL={store!r} must start with file:// or s3://"
-            )
+            raise SettingsError(f"DATAFLUX_OBJECT_STORE_URL={store!r} must start with file:// or s3://")
         roots = _paths(env.get("DATAFLUX_MCP_ALLOWED_ROOTS", ""))
         return cls(
             home=home,

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from dataflux_pipelines.settings import REPO_ROOT, Settings
-
 # Real PostgreSQL and S3-server fixtures (tests/ is on sys.path: helpers import as plain modules).
 from services import postgres_database, postgres_server, s3_bucket, s3_server  # noqa: F401
+
+from dataflux_pipelines.settings import REPO_ROOT, Settings
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -40,3 +40,12 @@ def dataflux_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Se
 @pytest.fixture
 def settings(dataflux_env: Settings) -> Settings:
     return dataflux_env
+
+
+@pytest.fixture
+def instance(dataflux_env: Settings):
+    """A real Dagster instance (SQLite) in the test's DAGSTER_HOME."""
+    import dagster as dg
+
+    with dg.instance_for_test(temp_dir=str(dataflux_env.dagster_home)) as instance:
+        yield instance

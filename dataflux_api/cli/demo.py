@@ -117,7 +117,11 @@ def doctor(as_json: bool) -> None:
     else:
         console = Console(highlight=False)
         for check in checks:
-            mark = "[green]ok[/]  " if check.ok else ("[yellow]warn[/]" if check.level == "warning" else "[red]FAIL[/]")
+            mark = (
+                "[green]ok[/]  "
+                if check.ok
+                else ("[yellow]warn[/]" if check.level == "warning" else "[red]FAIL[/]")
+            )
             console.print(f"{mark} {check.name:18} {check.detail}")
             if not check.ok and check.fix:
                 console.print(f"     {'':18} fix: {check.fix}")

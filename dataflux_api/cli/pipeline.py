@@ -36,7 +36,9 @@ def _console() -> Console:
 @click.option("--priority", type=click.IntRange(1, 10), default=5, show_default=True, help="1 = most urgent.")
 @click.option("--collection", "collection_id", help="Collection id (UUID) to put the files in.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per file.")
-def ingest(paths: tuple[Path, ...], context: str | None, priority: int, collection_id: str | None, as_json: bool) -> None:
+def ingest(
+    paths: tuple[Path, ...], context: str | None, priority: int, collection_id: str | None, as_json: bool
+) -> None:
     """Copy files (folders recursively) into the landing area; the sensor or `process` takes it from there."""
     from dataflux_pipelines.catalog import Catalog
     from dataflux_pipelines.ingest.landing import ingest_paths
@@ -61,7 +63,9 @@ def ingest(paths: tuple[Path, ...], context: str | None, priority: int, collecti
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     if not as_json:
-        console.print(f"{landed} file(s) landed, {duplicates} duplicate(s). Run `dataflux process` or let the sensor pick them up.")
+        console.print(
+            f"{landed} file(s) landed, {duplicates} duplicate(s). Run `dataflux process` or let the sensor pick them up."
+        )
 
 
 def run_process(settings: Settings, *, stale: bool = False, quiet: bool = False) -> Any:
@@ -76,7 +80,13 @@ def run_process(settings: Settings, *, stale: bool = False, quiet: bool = False)
     with dg.DagsterInstance.get() as instance:
         if quiet:
             return process_landing(settings, instance, defs, stale=stale)
-        columns = [TextColumn("[bold]processing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"), TimeElapsedColumn()]
+        columns = [
+            TextColumn("[bold]processing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+        ]
         with Progress(*columns, console=_console(), transient=False) as bar:
             task = bar.add_task("files", total=None, detail="")
 
@@ -88,7 +98,9 @@ def run_process(settings: Settings, *, stale: bool = False, quiet: bool = False)
 
 
 @click.command()
-@click.option("--stale", is_flag=True, help="Also re-embed files whose models changed since they were processed.")
+@click.option(
+    "--stale", is_flag=True, help="Also re-embed files whose models changed since they were processed."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def process(stale: bool, as_json: bool) -> None:
     """Evaluate landing as the sensor does and materialize the pending partitions here."""
@@ -117,7 +129,9 @@ def process(stale: bool, as_json: bool) -> None:
                 f"{report.failed} failed, {report.seconds:.1f} s ({report.files_per_second:.2f} files/s)"
             )
         for failure in report.failures:
-            console.print(f"[red]failed[/] {failure['filename']} ({failure['id']}): {failure['reason_code']}: {failure['message']}")
+            console.print(
+                f"[red]failed[/] {failure['filename']} ({failure['id']}): {failure['reason_code']}: {failure['message']}"
+            )
     if report.failed:
         sys.exit(1)
 
@@ -141,8 +155,12 @@ def print_status(settings: Settings, console: Console) -> None:
         reason = f"{row['reason_code']}: {row['reason_message']}" if row["reason_code"] else ""
         colour = {"completed": "green", "failed": "red"}.get(row["status"], "yellow")
         table.add_row(
-            row["filename"] or "", row["id"], row["media_type"] or "", f"[{colour}]{row['status']}[/]",
-            str(row["segment_count"] or ""), reason,
+            row["filename"] or "",
+            row["id"],
+            row["media_type"] or "",
+            f"[{colour}]{row['status']}[/]",
+            str(row["segment_count"] or ""),
+            reason,
         )
     console.print(table)
     console.print("totals: " + (", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "no assets"))
@@ -158,8 +176,21 @@ def status(as_json: bool) -> None:
         totals: dict[str, int] = {}
         for row in rows:
             totals[row["status"]] = totals.get(row["status"], 0) + 1
-        keep = ("id", "filename", "media_type", "mime_type", "status", "reason_code", "reason_message", "segment_count")
-        click.echo(json.dumps({"assets": [{k: r[k] for k in keep} for r in rows], "totals": totals}, indent=2, default=str))
+        keep = (
+            "id",
+            "filename",
+            "media_type",
+            "mime_type",
+            "status",
+            "reason_code",
+            "reason_message",
+            "segment_count",
+        )
+        click.echo(
+            json.dumps(
+                {"assets": [{k: r[k] for k in keep} for r in rows], "totals": totals}, indent=2, default=str
+            )
+        )
     else:
         print_status(settings, _console())
 
@@ -193,7 +224,18 @@ def service_commands(settings: Settings) -> list[tuple[str, list[str], str]]:
     services = [
         (
             "dagster",
-            [exe, "-m", "dagster", "dev", "-w", str(REPO_ROOT / "workspace.yaml"), "-h", host, "-p", str(settings.dagster_port)],
+            [
+                exe,
+                "-m",
+                "dagster",
+                "dev",
+                "-w",
+                str(REPO_ROOT / "workspace.yaml"),
+                "-h",
+                host,
+                "-p",
+                str(settings.dagster_port),
+            ],
             f"http://{host}:{settings.dagster_port}",
         )
     ]
@@ -202,13 +244,38 @@ def service_commands(settings: Settings) -> list[tuple[str, list[str], str]]:
     commands = set(cli_main.cli.commands)
     if "api" in commands:
         services.append(
-            ("api", [exe, "-m", "dataflux_api.cli.main", "api", "--host", settings.api_host, "--port", str(settings.api_port)],
-             f"http://{settings.api_host}:{settings.api_port}/api/v1 (docs: /schema)")
+            (
+                "api",
+                [
+                    exe,
+                    "-m",
+                    "dataflux_api.cli.main",
+                    "api",
+                    "--host",
+                    settings.api_host,
+                    "--port",
+                    str(settings.api_port),
+                ],
+                f"http://{settings.api_host}:{settings.api_port}/api/v1 (docs: /schema)",
+            )
         )
     if "mcp" in commands:
         services.append(
-            ("mcp", [exe, "-m", "dataflux_api.cli.main", "mcp", "--http", "--host", settings.mcp_host, "--port", str(settings.mcp_port)],
-             f"http://{settings.mcp_host}:{settings.mcp_port}/mcp")
+            (
+                "mcp",
+                [
+                    exe,
+                    "-m",
+                    "dataflux_api.cli.main",
+                    "mcp",
+                    "--http",
+                    "--host",
+                    settings.mcp_host,
+                    "--port",
+                    str(settings.mcp_port),
+                ],
+                f"http://{settings.mcp_host}:{settings.mcp_port}/mcp",
+            )
         )
     return services
 
@@ -240,7 +307,9 @@ def up() -> None:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         while not stopping:
-            dead = [(s[0], c.returncode) for s, c in zip(services, children, strict=True) if c.poll() is not None]
+            dead = [
+                (s[0], c.returncode) for s, c in zip(services, children, strict=True) if c.poll() is not None
+            ]
             if dead:
                 console.print(f"[red]{dead[0][0]} exited with code {dead[0][1]}; stopping the rest[/]")
                 break

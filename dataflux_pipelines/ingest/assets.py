@@ -6,7 +6,6 @@ fails at the end naming it, so Dagster marks exactly that partition failed while
 stay materialized.
 """
 
-
 from collections.abc import Iterator
 from typing import Any
 
@@ -90,7 +89,8 @@ def media_pipeline(
         pipeline.mark_done({**{a: Outcome(a) for a in alive}, **{a: o for a, (_, o) in failures.items()}})
     if failures:
         lines = [
-            f"{asset_id} ({stage}): {outcome.error}" for asset_id, (stage, outcome) in sorted(failures.items())
+            f"{asset_id} ({stage}): {outcome.error}"
+            for asset_id, (stage, outcome) in sorted(failures.items())
         ]
         raise dg.Failure(
             description=f"{len(failures)} of {len(asset_ids)} file(s) failed:\n" + "\n".join(lines[:50]),

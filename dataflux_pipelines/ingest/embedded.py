@@ -118,7 +118,7 @@ def execute_runs(
     *,
     asset_selection: Sequence[dg.AssetKey] | None = None,
 ) -> list[dg.ExecuteInProcessResult]:
-    job = defs.get_job_def(job_name)
+    job = defs.resolve_job_def(job_name)
     results = []
     for tags in tag_sets:
         partition_key = tags.get("dagster/partition")
@@ -212,13 +212,19 @@ def process_landing(
     for _, _, request_key in plan.reanalyze:
         clear_reanalysis_request(store, request_key)
     if report.files and "refresh_shared" in {j.name for j in defs.resolve_all_job_defs()}:
-        shared = defs.get_job_def("refresh_shared")
+        shared = defs.resolve_job_def("refresh_shared")
         result = shared.execute_in_process(
             instance=instance, tags={"dataflux/launched_by": "dataflux process"}, raise_on_error=False
         )
         report.shared_runs += 1
         if not result.success:
-            report.failures.append({"id": None, "filename": "refresh_shared", "reason_code": "internal_error",
-                                    "message": "the shared assets run failed; see the Dagster UI"})
+            report.failures.append(
+                {
+                    "id": None,
+                    "filename": "refresh_shared",
+                    "reason_code": "internal_error",
+                    "message": "the shared assets run failed; see the Dagster UI",
+                }
+            )
     report.seconds = time.perf_counter() - started
     return report

@@ -317,8 +317,7 @@ def plan_landing(
     objects = [
         info
         for info in store.list(contract.LANDING_PREFIX)
-        if not info.key.endswith(contract.SIDECAR_SUFFIX)
-        and not info.key.rsplit("/", 1)[-1].startswith(".")
+        if not info.key.endswith(contract.SIDECAR_SUFFIX) and not info.key.rsplit("/", 1)[-1].startswith(".")
     ]
     for info in objects:
         row = registered.get(info.key)
@@ -378,7 +377,12 @@ def request_reanalysis(store: ObjectStore, asset_id: str, priority: int | None, 
         raise ValueError(f"{asset_id!r} is not an asset id")
     request_id = str(uuid.uuid4())
     key = f"{CONTROL_PREFIX}{asset_id}-{request_id}.json"
-    body = {"asset_id": asset_id, "priority": priority or 5, "force": force, "requested_at": str(dt.datetime.now(dt.UTC))}
+    body = {
+        "asset_id": asset_id,
+        "priority": priority or 5,
+        "force": force,
+        "requested_at": str(dt.datetime.now(dt.UTC)),
+    }
     store.put_bytes(key, json.dumps(body).encode())
     return key
 

@@ -1,6 +1,5 @@
 """The landing sensor: new files become partitions and runs; a repeated tick never launches twice."""
 
-
 import hashlib
 import json
 from collections.abc import Sequence

@@ -1,0 +1,243 @@
+"""Foundation: definitions, the landing sensor, media_file on every type, failures as values, the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+from click.testing import CliRunner
+from media_factory import (
+    make_elf_named_mp4,
+    make_image,
+    make_markdown,
+    make_pdf,
+    make_truncated_mp4,
+    make_video,
+    make_wav,
+)
+
+from dataflux_api.cli.main import cli
+from dataflux_pipelines import contract
+from dataflux_pipelines.catalog import Catalog
+from dataflux_pipelines.definitions import defs
+from dataflux_pipelines.identity import asset_id_for_hash, sha256_file
+from dataflux_pipelines.ingest.embedded import contiguous_ranges, process_landing
+from dataflux_pipelines.ingest.landing import ingest_paths, plan_landing, sidecar_key
+from dataflux_pipelines.ingest.partitions import media_files
+from dataflux_pipelines.ingest.sensors import RANGE_END, RANGE_START, landing_sensor
+from dataflux_pipelines.objectstore import LocalObjectStore, open_object_store
+from dataflux_pipelines.settings import Settings
+
+
+def _landing(settings: Settings) -> Path:
+    store = open_object_store(settings)
+    assert isinstance(store, LocalObjectStore)
+    folder = store.root / "landing"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _tick(instance: dg.DagsterInstance) -> dg.SensorResult:
+    result = landing_sensor(
+        dg.build_sensor_context(instance=instance, resources={"dataflux": defs.resources["dataflux"]})
+    )
+    assert isinstance(result, dg.SensorResult)
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    return result
+
+
+def test_definitions_load_with_the_per_file_assets_the_job_and_the_sensor() -> None:
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {"media_file", "segments", "segment_embeddings", "graph_contributions"} <= keys
+    job = defs.resolve_job_def("process_media")
+    assert job.partitions_def == media_files
+    assert defs.resolve_sensor_def("landing_sensor").job_name == "process_media"
+    spec_deps = {
+        k.to_user_string(): {d.to_user_string() for d in graph.get(k).parent_keys}
+        for k in graph.get_all_asset_keys()
+        if k.to_user_string() in {"segments", "segment_embeddings"}
+    }
+    assert spec_deps == {"segments": {"media_file"}, "segment_embeddings": {"segments"}}
+
+
+def test_a_sensor_tick_registers_new_files_once_and_honours_the_sidecar(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    landing = _landing(settings)
+    make_image(landing / "a.png", "PNG", (64, 48))
+    make_wav(landing / "b.wav")
+    (landing / "b.wav.dataflux.json").write_text(
+        json.dumps({"filename": "interview.wav", "context": "podcast take 2", "priority": 2})
+    )
+    result = _tick_settled(instance)
+    assert len(result.run_requests) == 2  # two priorities: two runs
+    urgent = result.run_requests[0]
+    assert urgent.tags["dagster/priority"] == "8" and urgent.tags["dataflux/priority"] == "2"
+    assert result.cursor and json.loads(result.cursor)["pending"] == 2
+    catalog = Catalog(settings)
+    rows = {r["filename"]: r for r in catalog.find_assets()}
+    assert rows["interview.wav"]["context"] == "podcast take 2"
+    assert rows["interview.wav"]["status"] == "queued"
+    assert set(instance.get_dynamic_partitions("media_files")) == {r["id"] for r in rows.values()}
+    again = _tick_settled(instance)
+    assert not again.run_requests and again.skip_reason is not None
+
+
+def _tick_settled(instance: dg.DagsterInstance) -> dg.SensorResult:
+    # Files written this instant may still be being copied: the sensor waits for them to settle.
+    import os
+    import time
+
+    settings = Settings.from_env()
+    landing = open_object_store(settings).root / "landing"  # type: ignore[union-attr]
+    old = time.time() - 60
+    for path in landing.rglob("*"):
+        os.utime(path, (old, old))
+    return _tick(instance)
+
+
+def test_many_files_of_one_priority_become_one_ranged_run(
+    settings: Settings, instance: dg.DagsterInstance
+) -> None:
+    landing = _landing(settings)
+    for i in range(5):
+        make_image(landing / f"img{i}.png", "PNG", (32 + i, 24))
+    result = _tick_settled(instance)
+    assert len(result.run_requests) == 1
+    tags = result.run_requests[0].tags
+    order = instance.get_dynamic_partitions("media_files")
+    assert (tags[RANGE_START], tags[RANGE_END]) == (order[0], order[-1])
+    assert contiguous_ranges(order[1:3], order) == [(order[1], order[2])]
+    assert contiguous_ranges([order[0], order[2]], order) == [(order[0], order[0]), (order[2], order[2])]
+
+
+def test_the_same_bytes_under_two_names_are_one_asset(settings: Settings, tmp_path: Path) -> None:
+    src = make_image(tmp_path / "photo.jpg", "JPEG", (64, 48))
+    copy = tmp_path / "copy of photo.jpg"
+    shutil.copyfile(src, copy)
+    store, catalog = open_object_store(settings), Catalog(settings)
+    receipts = [r for _, r in ingest_paths(store, catalog, [src, copy])]
+    assert receipts[0].asset_id == receipts[1].asset_id == asset_id_for_hash(sha256_file(src))
+    assert receipts[0].duplicate_of is None and receipts[1].duplicate_of == receipts[0].asset_id
+    assert len(catalog.find_assets()) == 1
+    # A plain copy into landing of bytes already known is dropped by the next evaluation.
+    shutil.copyfile(src, _landing(settings) / "third.jpg")
+    plan = plan_landing(store, catalog, set(), settle_seconds=0)
+    assert plan.duplicates == [("landing/third.jpg", receipts[0].asset_id)]
+
+
+def _process(settings: Settings, instance: dg.DagsterInstance):
+    report = process_landing(settings, instance, defs)
+    statuses = {
+        key: instance.get_status_by_partition(
+            dg.AssetKey(key), instance.get_dynamic_partitions("media_files"), media_files
+        )
+        for key in ("media_file", "segments")
+    }
+    return report, statuses
+
+
+def test_media_file_handles_every_media_type_with_its_probe(
+    settings: Settings, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    files = [
+        make_image(src / "p.png", "PNG", (80, 60)),
+        make_image(src / "j.jpg", "JPEG", (81, 60)),
+        make_wav(src / "s.wav"),
+        make_pdf(src / "d.pdf", ["A page about tides and harbours."]),
+        make_markdown(src / "n.md", sections=1, words_per_section=60),
+    ]
+    store, catalog = open_object_store(settings), Catalog(settings)
+    list(ingest_paths(store, catalog, files))
+    report, statuses = _process(settings, instance)
+    assert report.failed == 0 and report.runs == 1
+    rows = {r["filename"]: r for r in catalog.find_assets()}
+    expected = {
+        "p.png": ("image", "image/png"),
+        "j.jpg": ("image", "image/jpeg"),
+        "s.wav": ("audio", "audio/wav"),
+        "d.pdf": ("document", "application/pdf"),
+        "n.md": ("document", "text/markdown"),
+    }
+    for name, (media_type, mime) in expected.items():
+        row = rows[name]
+        assert (row["media_type"], row["mime_type"], row["status"]) == (media_type, mime, "completed"), row
+        assert row["storage_path"].startswith(f"objects/{row['id']}/original")
+        assert store.head(row["storage_path"]).size == row["file_size"]
+        assert row["landing_key"] is None and row["segment_count"] >= 1
+    assert rows["p.png"]["width"] == 80 and rows["s.wav"]["metadata"]["sample_rate"] == 16000
+    assert rows["d.pdf"]["metadata"]["page_count"] == 1
+    assert not [i for i in store.list("landing/")]  # the inbox is empty after processing
+    assert all(s.value == "MATERIALIZED" for s in statuses["segments"].values())
+
+
+def test_bad_files_fail_their_own_partition_with_a_reason_and_the_rest_carry_on(
+    settings: Settings, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    landing = _landing(settings)
+    (landing / "empty.mp4").write_bytes(b"")
+    make_elf_named_mp4(landing / "binary.mp4")
+    good = make_video(tmp_path / "good.mp4", seconds=1, fps=10, size=(64, 48))
+    make_truncated_mp4(landing / "cut.mp4")
+    make_image(landing / "fine.png", "PNG", (40, 30))
+    report, statuses = _process(settings, instance)
+    catalog = Catalog(settings)
+    rows = {r["filename"]: r for r in catalog.find_assets()}
+    assert rows["fine.png"]["status"] == "completed"
+    assert (rows["empty.mp4"]["status"], rows["empty.mp4"]["reason_code"]) == ("failed", "empty_file")
+    assert (rows["binary.mp4"]["status"], rows["binary.mp4"]["reason_code"]) == (
+        "failed",
+        "unsupported_media_type",
+    )
+    assert "ELF" in rows["binary.mp4"]["reason_message"]
+    assert rows["cut.mp4"]["status"] == "failed"
+    assert rows["cut.mp4"]["reason_code"] in ("truncated_media", "corrupt_media")
+    store = open_object_store(settings)
+    for name in ("empty.mp4", "binary.mp4", "cut.mp4"):
+        asset_id = rows[name]["id"]
+        assert rows[name]["storage_path"] is None and rows[name]["segment_count"] is None
+        assert not list(store.list(contract.asset_prefix(asset_id)))  # nothing else written
+        assert catalog.segments_for(asset_id) == []
+        assert statuses["media_file"][asset_id].value == "FAILED"
+    assert statuses["media_file"][rows["fine.png"]["id"]].value == "MATERIALIZED"
+    assert report.failed == 3 and report.completed == 1
+    assert good.exists()
+
+
+def test_ingest_process_status_end_to_end_through_the_cli(settings: Settings, tmp_path: Path) -> None:
+    folder = tmp_path / "inbox" / "nested"
+    folder.mkdir(parents=True)
+    make_image(folder / "one.png", "PNG", (40, 30))
+    make_pdf(folder.parent / "two.pdf", ["Harbour notes, page one."])
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["ingest", str(tmp_path / "inbox"), "--context", "field trip", "--priority", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 file(s) landed" in result.output
+    assert sorted(i.key for i in open_object_store(settings).list("landing/") if not i.key.endswith(".json"))
+    result = runner.invoke(cli, ["process", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert report["files"] == 2 and report["completed"] == 2 and report["runs"] == 1
+    result = runner.invoke(cli, ["status", "--json"])
+    status = json.loads(result.output)
+    assert status["totals"] == {"completed": 2}
+    assert {a["filename"] for a in status["assets"]} == {"one.png", "two.pdf"}
+    assert all(Catalog(settings).get_asset(a["id"])["context"] == "field trip" for a in status["assets"])
+    again = runner.invoke(cli, ["process", "--json"])
+    assert json.loads(again.output[again.output.index("{") :])["files"] == 0
+
+
+def test_a_landing_sidecar_is_not_taken_for_a_media_file(settings: Settings) -> None:
+    landing = _landing(settings)
+    make_image(landing / "x.png", "PNG", (20, 20))
+    (landing / sidecar_key("x.png")).write_text(json.dumps({"priority": 1}))
+    plan = plan_landing(open_object_store(settings), Catalog(settings), set(), settle_seconds=0)
+    assert [p.landing_key for p in plan.pending] == ["landing/x.png"] and plan.pending[0].priority == 1
