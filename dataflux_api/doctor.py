@@ -162,32 +162,28 @@ def check_dagster(settings: Settings) -> list[Check]:
 
 
 def check_models(settings: Settings) -> list[Check]:
-    try:
-        from dataflux_pipelines.models.registry import ModelRegistry
-    except ImportError as exc:
-        return [Check("models", False, f"model registry unavailable: {exc}", "run `make setup`")]
-    registry = ModelRegistry(settings)
-    status = (
-        registry.status(load=True) if "load" in registry.status.__code__.co_varnames else registry.status()
-    )
-    checks = [Check("device", True, f"{status.get('device')} ({sys.platform})")]
-    degraded = status.get("degraded") or status.get("degraded_reasons") or []
-    checks.append(
+    from dataflux_pipelines.models.registry import ModelRegistry
+
+    status = ModelRegistry(settings).status(load=True)
+    vision = status.get("vision") or {}
+    checks = [
+        Check("device", True, f"{status['device']} ({status['dtype']}) on {sys.platform}"),
         Check(
             "models",
             True,
-            f"vision space {status.get('vision_space')}; profiles: "
-            + ", ".join(f"{p}" for p in (status.get("profiles") or {})),
-        )
-    )
-    for reason in degraded:
+            f"vision profile {vision.get('profile')} (space {vision.get('space')}, {vision.get('dim')}-d, "
+            f"text-to-image {'on' if vision.get('text_to_image') else 'off'}); loaded: "
+            + ", ".join(name for name, p in status["profiles"].items() if p["loaded"]),
+        ),
+    ]
+    for reason in status["degraded"]:
         checks.append(
             Check(
                 "model degraded",
                 False,
                 str(reason),
-                "put the model folder on disk and set DATAFLUX_CLIP_MODEL to it (the hub is unreachable here), "
-                "or accept the offline visual profile",
+                "no model hub here: put the CLIP folder on disk and set DATAFLUX_CLIP_MODEL to it; "
+                "until then text-to-image search is off and visual similarity uses the offline descriptor",
                 level="warning",
             )
         )
