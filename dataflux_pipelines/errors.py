@@ -30,5 +30,9 @@ class MediaError(Exception):
         self.message = message
         super().__init__(f"{self.reason.value}: {message}")
 
+    def __reduce__(self) -> tuple[type[MediaError], tuple[str, str]]:
+        # Pickles as (reason, message), so it crosses process boundaries intact.
+        return (MediaError, (self.reason.value, self.message))
+
     def to_dict(self) -> dict[str, str]:
         return {"reason_code": self.reason.value, "message": self.message}
