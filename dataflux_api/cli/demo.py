@@ -127,3 +127,25 @@ def doctor(as_json: bool) -> None:
                 console.print(f"     {'':18} fix: {check.fix}")
     if any(not c.ok and c.level == "error" for c in checks):
         sys.exit(1)
+
+
+@click.command()
+@click.argument("query")
+@click.option("--type", "media_types", multiple=True, type=click.Choice(["video", "image", "audio", "document"]))
+@click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the search response as JSON.")
+def search(query: str, media_types: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """Hybrid search over everything processed: what it understood, assets and matching segments."""
+    from dataflux_api.cli.pipeline import _settings
+    from dataflux_api.errors import DataFluxError
+    from dataflux_api.query.models import SearchRequest
+    from dataflux_api.service import DataFlux
+
+    try:
+        response = DataFlux(_settings()).search(SearchRequest(query=query, media_types=list(media_types), limit=limit))
+    except DataFluxError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from exc
+    if as_json:
+        click.echo(json.dumps(_to_dict(response), indent=2))
+    else:
+        print_search(Console(highlight=False), query, response)

@@ -6,6 +6,8 @@ import logging
 
 import click
 
+from dataflux_api.cli import mcp as mcp_cli
+from dataflux_api.cli import media as media_cli
 from dataflux_api.cli import pipeline, serve
 from dataflux_pipelines import __version__
 
@@ -21,6 +23,8 @@ def cli(verbose: int) -> None:
 
 pipeline.register(cli)
 serve.register(cli)
+mcp_cli.register(cli)
+media_cli.register(cli)
 
 
 def main() -> None:

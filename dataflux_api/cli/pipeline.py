@@ -321,7 +321,7 @@ def up() -> None:
 
 
 def register(group: click.Group) -> None:
-    from dataflux_api.cli.demo import demo, doctor
+    from dataflux_api.cli.demo import demo, doctor, search
 
-    for command in (ingest, process, status, up, demo, doctor):
+    for command in (ingest, process, status, up, demo, doctor, search):
         group.add_command(command)

@@ -1,0 +1,642 @@
+"""The one DataFlux domain service that REST and MCP both call (no HTTP hop between them).
+
+Methods return plain JSON-ready dicts (or the query service's Structs for search) and raise
+`dataflux_api.errors.DataFluxError` subclasses; transports map those in one place each.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+import math
+import mimetypes
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, BinaryIO
+
+import msgspec
+import pyarrow as pa
+
+from dataflux_api.errors import Conflict, DataFluxError, Invalid, NotFound, PayloadTooLarge, Unavailable
+from dataflux_api.query.models import SearchRequest, SearchResponse
+from dataflux_pipelines import contract
+from dataflux_pipelines.catalog import Catalog
+from dataflux_pipelines.contract import MediaType, SegmentType, Status
+from dataflux_pipelines.identity import collection_id_for, is_uuid
+from dataflux_pipelines.ingest import landing
+from dataflux_pipelines.lance_sql import FilterError, literal, uuid_literal
+from dataflux_pipelines.objectstore import ObjectMissing, open_object_store
+from dataflux_pipelines.settings import Settings
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+MAX_PAGE_SIZE = 100
+MAX_SEARCH_LIMIT = 100
+_CHUNK = 256 * 1024
+_FEATURE_KEYS = (
+    "visual_features",
+    "style_features",
+    "technical_features",
+    "audio_features",
+    "semantic_features",
+)
+
+
+@dataclass(frozen=True)
+class MediaObject:
+    """An object-store file the API can stream: the original upload, a thumbnail or a keyframe."""
+
+    key: str
+    content_type: str
+    filename: str
+    size: int | None
+
+
+def _optional_module(name: str) -> ModuleType | None:
+    """A module another engineer's component provides, or None while it is absent from this build.
+
+    Only the module itself being missing counts; an ImportError inside it is a bug and propagates.
+    """
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name.startswith(exc.name):
+            return None
+        raise
+
+
+def _require_uuid(value: str, field: str) -> str:
+    if not is_uuid(value):
+        raise Invalid("invalid_id", f"{field} {value!r} is not a UUID", field=field)
+    return value.lower()
+
+
+def _graph_error(exc: Any) -> DataFluxError:
+    """The graph module's `GraphError(code, message, field)` as the matching domain error."""
+    if exc.code == "graph_unavailable":
+        return Unavailable(exc.code, exc.message, field=exc.field)
+    if exc.code == "not_found":
+        return NotFound("entity_not_found", exc.message, field=exc.field)
+    return Invalid(exc.code, exc.message, field=exc.field)
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+class DataFlux:
+    """Holds the stores and readers of one DataFlux installation and answers every API question."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: Any = None,
+        search_engine: Any = None,
+        graph_reader: Any = None,
+        analytics_reader: Any = None,
+    ) -> None:
+        self.settings = settings
+        # One reader handle for reads and the API's few writes: writes through a handle are
+        # visible to it at once, other processes' commits within the consistency interval.
+        self.catalog = Catalog(settings, reader=True)
+        self.store = open_object_store(settings)
+        self._registry = registry
+        self._search_engine = search_engine
+        self._graph_reader = graph_reader
+        self._analytics_reader = analytics_reader
+        self._lock = threading.RLock()
+
+    # --- components owned by other modules, built on first use ----------------------------
+    @property
+    def registry(self) -> Any:
+        with self._lock:
+            if self._registry is None:
+                from dataflux_pipelines.models.registry import ModelRegistry
+
+                self._registry = ModelRegistry(self.settings)
+            return self._registry
+
+    @property
+    def search_engine(self) -> Any:
+        with self._lock:
+            if self._search_engine is None:
+                module = _optional_module("dataflux_api.query.search")
+                if module is None:
+                    raise Unavailable(
+                        "search_unavailable",
+                        "the search engine (dataflux_api.query.search) is not in this build",
+                    )
+                self._search_engine = module.SearchEngine(
+                    self.settings, self.registry, graph=self.graph_reader
+                )
+            return self._search_engine
+
+    @property
+    def graph_reader(self) -> Any | None:
+        """The published-graph reader, or None while no graph module is part of this build."""
+        with self._lock:
+            if self._graph_reader is None:
+                module = _optional_module("dataflux_pipelines.graph.store")
+                if module is None:
+                    return None
+                self._graph_reader = module.GraphReader.for_settings(self.settings)
+            return self._graph_reader
+
+    @property
+    def analytics_reader(self) -> Any | None:
+        with self._lock:
+            if self._analytics_reader is None:
+                module = _optional_module("dataflux_pipelines.analytics.reader")
+                if module is None:
+                    return None
+                self._analytics_reader = module.AnalyticsReader(self.settings)
+            return self._analytics_reader
+
+    def _table(self, name: str, schema: pa.Schema) -> Any:
+        return self.catalog.table(name, schema)
+
+    # --- URLs -------------------------------------------------------------------------------
+    def _asset_out(self, row: dict[str, Any]) -> dict[str, Any]:
+        out = dict(row)
+        out["created_at"] = _utc(out.get("created_at"))
+        out["updated_at"] = _utc(out.get("updated_at"))
+        out["thumbnail_url"] = (
+            f"{API_PREFIX}/assets/{row['id']}/thumbnail" if row.get("thumbnail_path") else None
+        )
+        has_source = row.get("storage_path") or row.get("landing_key")
+        out["download_url"] = f"{API_PREFIX}/assets/{row['id']}/download" if has_source else None
+        return out
+
+    def _segment_out(self, row: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in row.items() if k not in ("text_vector", "search_text")}
+        out["created_at"] = _utc(out.get("created_at"))
+        base = f"{API_PREFIX}/segments/{row['id']}"
+        out["thumbnail_url"] = f"{base}/thumbnail" if row.get("thumbnail_path") else None
+        out["keyframe_url"] = f"{base}/keyframe" if row.get("keyframe_path") else None
+        return out
+
+    # --- assets -----------------------------------------------------------------------------
+    def upload(
+        self,
+        stream: BinaryIO,
+        filename: str,
+        *,
+        context: str | None = None,
+        priority: int = 5,
+        collection_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Land an upload (streamed to disk while hashing); 409 for bytes DataFlux already has."""
+        if not 1 <= priority <= 10:
+            raise Invalid(
+                "invalid_priority", f"priority must be between 1 and 10, got {priority}", field="priority"
+            )
+        if collection_id is not None:
+            collection_id = _require_uuid(collection_id, "collection_id")
+            if self._collection_row(collection_id) is None:
+                raise Invalid(
+                    "unknown_collection", f"no collection with id {collection_id}", field="collection_id"
+                )
+        try:
+            receipt = landing.receive_upload(
+                self.store,
+                self.catalog,
+                stream,
+                filename or "unnamed",
+                context=context,
+                priority=priority,
+                collection_id=collection_id,
+                max_bytes=self.settings.upload_max_bytes,
+                scratch=self.settings.scratch_dir,
+            )
+        except landing.UploadTooLarge as exc:
+            raise PayloadTooLarge(
+                "upload_too_large", f"the file exceeds the upload limit of {exc.limit} bytes", field="file"
+            ) from exc
+        except landing.EmptyUpload as exc:
+            raise Invalid("empty_file", "the uploaded file is empty", field="file") from exc
+        if receipt.duplicate_of is not None:
+            raise Conflict(
+                "duplicate_asset",
+                f"these bytes are already asset {receipt.duplicate_of} (status {receipt.status})",
+                field="file",
+                extra={"existing_id": receipt.duplicate_of},
+            )
+        return {
+            "id": receipt.asset_id,
+            "status": receipt.status,
+            "eta_seconds": receipt.eta_seconds,
+            "filename": landing.safe_filename(filename or "unnamed"),
+            "url": f"{API_PREFIX}/assets/{receipt.asset_id}",
+        }
+
+    def list_assets(
+        self,
+        *,
+        page: int = 1,
+        limit: int = 20,
+        status: str | None = None,
+        mime_type: str | None = None,
+        media_type: str | None = None,
+        collection_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A page of assets, newest first; `limit` is clamped to 1..100."""
+        if page < 1:
+            raise Invalid("invalid_page", f"page must be 1 or more, got {page}", field="page")
+        limit = max(1, min(limit, MAX_PAGE_SIZE))
+        if status is not None and status not in {s.value for s in Status}:
+            allowed = ", ".join(s.value for s in Status)
+            raise Invalid("invalid_filter", f"status must be one of {allowed}", field="status")
+        if media_type is not None and media_type not in {m.value for m in MediaType}:
+            allowed = ", ".join(m.value for m in MediaType)
+            raise Invalid("invalid_filter", f"media_type must be one of {allowed}", field="media_type")
+        if collection_id is not None:
+            collection_id = _require_uuid(collection_id, "collection_id")
+        try:
+            rows, total = self.catalog.list_assets(
+                status=status,
+                mime_type=mime_type,
+                media_type=media_type,
+                collection_id=collection_id,
+                offset=(page - 1) * limit,
+                limit=limit,
+            )
+        except FilterError as exc:
+            raise Invalid("invalid_filter", str(exc), field=exc.field) from exc
+        return {
+            "assets": [self._asset_out(r) for r in rows],
+            "pagination": {"page": page, "limit": limit, "total": total, "pages": math.ceil(total / limit)},
+        }
+
+    def _asset_row(self, asset_id: str) -> dict[str, Any]:
+        asset_id = _require_uuid(asset_id, "id")
+        row = self.catalog.get_asset(asset_id)
+        if row is None:
+            raise NotFound("asset_not_found", f"no asset with id {asset_id}", field="id")
+        return row
+
+    def get_asset(self, asset_id: str) -> dict[str, Any]:
+        """One asset with its segments and the URLs of its thumbnails and keyframes."""
+        row = self._asset_row(asset_id)
+        out = self._asset_out(row)
+        out["processing_status"] = row.get("status")
+        out["segments"] = [self._segment_out(s) for s in self.catalog.segments_for(row["id"])]
+        return out
+
+    def delete_asset(self, asset_id: str) -> None:
+        """Remove an asset from every store (objects, catalog, segments, vectors, graph)."""
+        asset_id = _require_uuid(asset_id, "id")
+        if not landing.delete_asset(self.settings, self.store, self.catalog, asset_id):
+            raise NotFound("asset_not_found", f"no asset with id {asset_id}", field="id")
+
+    def reanalyze(self, asset_id: str, force: bool = False, priority: int | None = None) -> dict[str, Any]:
+        """Ask the landing sensor for a new run of this asset's partition."""
+        row = self._asset_row(asset_id)
+        if priority is not None and not 1 <= priority <= 10:
+            raise Invalid(
+                "invalid_priority", f"priority must be between 1 and 10, got {priority}", field="priority"
+            )
+        priority = priority or int(row.get("priority") or 5)
+        key = landing.request_reanalysis(self.store, row["id"], priority, force)
+        return {
+            "id": row["id"],
+            "status": "requested",
+            "request_key": key,
+            "force": force,
+            "priority": priority,
+        }
+
+    # --- media ------------------------------------------------------------------------------
+    def asset_media(self, asset_id: str, kind: str) -> MediaObject:
+        """The original file (`original`) or the asset thumbnail (`thumbnail`) to stream."""
+        row = self._asset_row(asset_id)
+        if kind == "original":
+            key = row.get("storage_path") or row.get("landing_key")
+            content_type = row.get("mime_type") or "application/octet-stream"
+            filename = row.get("filename") or row["id"]
+        else:
+            key = row.get("thumbnail_path")
+            content_type = mimetypes.guess_type(key or "")[0] or "image/jpeg"
+            filename = f"{row['id']}-thumbnail.jpg"
+        if not key:
+            raise NotFound(
+                "media_not_found",
+                f"asset {row['id']} has no {kind} yet (status {row.get('status')})",
+                field="id",
+            )
+        return self._media(key, content_type, filename)
+
+    def segment_media(self, segment_id: str, kind: str) -> MediaObject:
+        """A segment's `thumbnail` or `keyframe` image."""
+        row = self._segment_row(segment_id)
+        key = row.get(f"{kind}_path")
+        if not key:
+            raise NotFound("media_not_found", f"segment {row['id']} has no {kind}", field="id")
+        content_type = mimetypes.guess_type(key)[0] or "image/jpeg"
+        return self._media(key, content_type, f"{row['id']}-{kind}.jpg")
+
+    def _media(self, key: str, content_type: str, filename: str) -> MediaObject:
+        info = self.store.head(key)
+        if info is None:
+            raise NotFound("media_not_found", f"the object {key} is missing from the object store")
+        return MediaObject(key, content_type, filename, info.size)
+
+    def read_object(self, key: str) -> Iterator[bytes]:
+        """The bytes of one object in chunks, for streaming responses."""
+        try:
+            with self.store.open_read(key) as stream:
+                yield from iter(lambda: stream.read(_CHUNK), b"")
+        except ObjectMissing as exc:
+            raise NotFound("media_not_found", f"the object {key} is missing from the object store") from exc
+
+    # --- segments ---------------------------------------------------------------------------
+    def _segment_row(self, segment_id: str) -> dict[str, Any]:
+        segment_id = _require_uuid(segment_id, "id")
+        row = self.catalog.get_segment(segment_id)
+        if row is None:
+            raise NotFound("segment_not_found", f"no segment with id {segment_id}", field="id")
+        return row
+
+    def get_segment(self, segment_id: str) -> dict[str, Any]:
+        return self._segment_out(self._segment_row(segment_id))
+
+    # --- search -----------------------------------------------------------------------------
+    def search(self, request: SearchRequest) -> SearchResponse:
+        """Hybrid search through the query service; filters are checked, limits clamped."""
+        if not request.query.strip():
+            raise Invalid("empty_query", "query must not be empty", field="query")
+        if request.offset < 0:
+            raise Invalid("invalid_offset", "offset must be 0 or more", field="offset")
+        self._check_media_types(request.media_types)
+        limit = max(1, min(request.limit, MAX_SEARCH_LIMIT))
+        request = msgspec.structs.replace(request, limit=limit)
+        try:
+            response = self.search_engine.search(request)
+        except FilterError as exc:
+            raise Invalid("invalid_filter", str(exc), field=exc.field) from exc
+        self._record_query(request.query, response)
+        return response
+
+    def _record_query(self, query: str, response: SearchResponse) -> None:
+        facts = _optional_module("dataflux_pipelines.analytics.facts")
+        if facts is None:
+            return
+        try:
+            facts.record_query(self.settings, query, response.took_ms, response.total, response.understood)
+        except OSError as exc:
+            # The answer is already correct; a full or read-only events disk must not turn it into a 500.
+            log.warning("could not record the query event in %s: %s", self.settings.events_dir, exc)
+
+    def similar(
+        self, entity_id: str, threshold: float = 0.75, limit: int = 10, media_types: list[str] | None = None
+    ) -> SearchResponse:
+        """Assets and segments similar to an asset or segment."""
+        entity_id = _require_uuid(entity_id, "entity_id")
+        if not 0.0 <= threshold <= 1.0:
+            raise Invalid("invalid_threshold", "threshold must be between 0 and 1", field="threshold")
+        self._check_media_types(media_types or [])
+        if self._entity_kind(entity_id) not in ("asset", "segment"):
+            raise NotFound("entity_not_found", f"no asset or segment with id {entity_id}", field="entity_id")
+        try:
+            return self.search_engine.similar(
+                entity_id, threshold, max(1, min(limit, 50)), media_types or None
+            )
+        except FilterError as exc:
+            raise Invalid("invalid_filter", str(exc), field=exc.field) from exc
+
+    @staticmethod
+    def _check_media_types(media_types: list[str]) -> None:
+        allowed = {m.value for m in MediaType}
+        for value in media_types:
+            if value not in allowed:
+                raise Invalid(
+                    "invalid_filter",
+                    f"media type {value!r} is not one of {', '.join(sorted(allowed))}",
+                    field="media_types",
+                )
+
+    def _entity_kind(self, entity_id: str) -> str | None:
+        if self.catalog.get_asset(entity_id) is not None:
+            return "asset"
+        if self.catalog.get_segment(entity_id) is not None:
+            return "segment"
+        if self._collection_row(entity_id) is not None:
+            return "collection"
+        return None
+
+    # --- collections ------------------------------------------------------------------------
+    def _collections_table(self) -> Any:
+        return self._table(contract.COLLECTIONS_TABLE, contract.COLLECTIONS_SCHEMA)
+
+    def _collection_row(self, collection_id: str) -> dict[str, Any] | None:
+        rows = (
+            self._collections_table().search().where(f"id = {uuid_literal(collection_id)}").limit(1).to_list()
+        )
+        return rows[0] if rows else None
+
+    def collections(self) -> list[dict[str, Any]]:
+        """Every collection with the number of assets in it."""
+        table = self._collections_table()
+        n = table.count_rows()
+        rows = table.search().limit(max(n, 1)).to_list() if n else []
+        members: dict[str, set[str]] = {}
+        assets = self.catalog.assets
+        linked = assets.count_rows("collection_id IS NOT NULL")
+        if linked:
+            for row in (
+                assets.search()
+                .where("collection_id IS NOT NULL")
+                .select(["id", "collection_id"])
+                .limit(linked)
+                .to_list()
+            ):
+                members.setdefault(row["collection_id"], set()).add(row["id"])
+        out = []
+        for row in sorted(rows, key=lambda r: (r["name"] or "", r["id"])):
+            ids = members.get(row["id"], set()) | set(row.get("asset_ids") or [])
+            out.append(self._collection_out(row, len(ids)))
+        return out
+
+    @staticmethod
+    def _collection_out(row: dict[str, Any], count: int) -> dict[str, Any]:
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "description": row.get("description"),
+            "asset_count": count,
+            "auto_generated": bool(row.get("auto_generated")),
+            "concepts": list(row.get("concepts") or []),
+            "created_at": _utc(row.get("created_at")),
+        }
+
+    def create_collection(
+        self, name: str, description: str | None = None, auto_generated: bool = False
+    ) -> dict[str, Any]:
+        """A new (empty) collection; the same name twice is a conflict with the existing id."""
+        name = name.strip()
+        if not name:
+            raise Invalid("invalid_name", "name must not be empty", field="name")
+        collection_id = collection_id_for(name, auto_generated)
+        if self._collection_row(collection_id) is not None:
+            raise Conflict(
+                "duplicate_collection",
+                f"a collection named {name!r} already exists",
+                field="name",
+                extra={"existing_id": collection_id},
+            )
+        now = dt.datetime.now(dt.UTC)
+        row = {
+            "id": collection_id,
+            "name": name,
+            "description": description,
+            "auto_generated": auto_generated,
+            "asset_ids": [],
+            "concepts": [],
+            "created_at": now,
+            "updated_at": now,
+        }
+        table = pa.Table.from_pylist([row], schema=contract.COLLECTIONS_SCHEMA)
+        # Insert-if-absent by id, so two concurrent creations of one name leave one row.
+        self._collections_table().merge_insert("id").when_not_matched_insert_all().execute(table)
+        return self._collection_out(row, 0)
+
+    # --- feedback ---------------------------------------------------------------------------
+    def feedback(
+        self,
+        type: str,
+        entity_id: str,
+        feedback: bool,
+        details: str | None = None,
+        query: str | None = None,
+    ) -> dict[str, Any]:
+        """Store a relevance/accuracy/quality judgement in the Lance `feedback` table for analytics."""
+        if type not in ("relevance", "accuracy", "quality"):
+            raise Invalid(
+                "invalid_feedback_type", "type must be relevance, accuracy or quality", field="type"
+            )
+        entity_id = _require_uuid(entity_id, "entity_id")
+        if self._entity_kind(entity_id) is None:
+            raise NotFound(
+                "entity_not_found", f"no asset, segment or collection with id {entity_id}", field="entity_id"
+            )
+        row = {
+            "id": str(uuid.uuid4()),
+            "type": type,
+            "entity_id": entity_id,
+            "feedback": bool(feedback),
+            "details": details,
+            "query": query,
+            "created_at": dt.datetime.now(dt.UTC),
+        }
+        table = pa.Table.from_pylist([row], schema=contract.FEEDBACK_SCHEMA)
+        self._table(contract.FEEDBACK_TABLE, contract.FEEDBACK_SCHEMA).add(table)
+        return row
+
+    # --- graph and analytics ----------------------------------------------------------------
+    def relationships(self, entity_id: str, depth: int = 1, types: list[str] | None = None) -> dict[str, Any]:
+        """Neighbours of an entity in the published graph, up to `depth` hops over allowed edge types."""
+        module = _optional_module("dataflux_pipelines.graph.store")
+        if module is None:
+            raise Unavailable(
+                "graph_unavailable",
+                "the media graph is not part of this build (dataflux_pipelines.graph.store)",
+            )
+        try:
+            # Checked here, before any graph access, against the graph's own allow-lists.
+            module.validate_depth(depth)
+            module.validate_types(types or None)
+            module.validate_entity_id(entity_id)
+            return module.relationships(self.graph_reader, entity_id, depth=depth, types=types or None)
+        except module.GraphError as exc:
+            raise _graph_error(exc) from exc
+
+    def counts(self) -> dict[str, Any]:
+        """Assets by status, media type and MIME type, segments by type, and the processing queue depth."""
+        by_status = self.catalog.counts_by("status")
+        segments = self.catalog.segments
+        by_type = {}
+        for kind in SegmentType:
+            n = segments.count_rows(f"segment_type = {literal(kind.value)}")
+            if n:
+                by_type[kind.value] = n
+        return {
+            "assets": {
+                "total": sum(by_status.values()),
+                "by_status": by_status,
+                "by_media_type": self.catalog.counts_by("media_type"),
+                "by_mime_type": self.catalog.counts_by("mime_type"),
+            },
+            "segments": {"total": segments.count_rows(), "by_type": by_type},
+            "queue_depth": by_status.get(Status.QUEUED.value, 0) + by_status.get(Status.PROCESSING.value, 0),
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Live totals from the catalog, plus the published analytics rollups (or why there are none)."""
+        out = self.counts()
+        out["collections"] = self._collections_table().count_rows()
+        out["feedback"] = self._table(contract.FEEDBACK_TABLE, contract.FEEDBACK_SCHEMA).count_rows()
+        reader = self.analytics_reader
+        if reader is None:
+            out["analytics"] = {
+                "available": False,
+                "reason": "the analytics module is not part of this build",
+            }
+        else:
+            out["analytics"] = reader.stats()
+        return out
+
+    # --- health -----------------------------------------------------------------------------
+    def health(self, *, auth_mode: str = "jwt") -> dict[str, Any]:
+        """Stores reachable, models and device, and every reason DataFlux runs degraded."""
+        degraded: list[str] = []
+        stores: dict[str, Any] = {}
+        try:
+            self.catalog.db.list_tables()
+            stores["lance"] = {"ok": True, "uri": self.settings.lance_uri}
+        except Exception as exc:  # reported, not swallowed: the probe's job is to say what failed
+            stores["lance"] = {"ok": False, "uri": self.settings.lance_uri, "error": str(exc)}
+            degraded.append(f"lance unreachable: {exc}")
+        try:
+            self.store.head(f"{contract.LANDING_PREFIX}.health")
+            stores["object_store"] = {"ok": True, "url": self.settings.object_store_url}
+        except Exception as exc:
+            stores["object_store"] = {"ok": False, "url": self.settings.object_store_url, "error": str(exc)}
+            degraded.append(f"object store unreachable: {exc}")
+        graph = self.graph_reader
+        if graph is None:
+            stores["graph"] = {"ok": False, "error": "the graph module is not part of this build"}
+            degraded.append("graph: not available, /api/v1/relationships answers 503")
+        elif not graph.available():
+            stores["graph"] = {"ok": True, "published": False, "path": str(self.settings.graph_dir)}
+            degraded.append(
+                "graph: no snapshot published yet (materialize media_graph); relationships answer 503"
+            )
+        else:
+            stores["graph"] = {"ok": True, "published": True, "path": str(self.settings.graph_dir)}
+        if self.analytics_reader is None:
+            stores["analytics"] = {"ok": False, "error": "the analytics module is not part of this build"}
+        else:
+            stores["analytics"] = {"ok": True, "path": str(self.settings.analytics_dir)}
+
+        models = self.registry.status(load=False)
+        degraded.extend(models.get("degraded", []))
+        vision = models.get("vision") or {}
+        auth = {"mode": auth_mode}
+        if auth_mode == "open":
+            auth["warning"] = "no DATAFLUX_JWT_SECRET: every request is allowed (loopback only)"
+        return {
+            "status": "degraded" if degraded else "ok",
+            "profile": vision.get("profile") or "not loaded yet",
+            "device": models.get("device"),
+            "stores": stores,
+            "models": models,
+            "auth": auth,
+            "degraded": degraded,
+        }

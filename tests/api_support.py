@@ -1,0 +1,144 @@
+"""Shared pieces of the REST API tests: settings for a tmp home, tokens, and catalog rows written by the real writers."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+from pathlib import Path
+from typing import Any
+
+import jwt
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from dataflux_api.auth import create_token
+from dataflux_pipelines import contract
+from dataflux_pipelines.catalog import Catalog
+from dataflux_pipelines.identity import asset_id_for_hash, segment_id_for, sha256_chunks
+from dataflux_pipelines.objectstore import open_object_store
+from dataflux_pipelines.settings import Settings
+
+SECRET = "test-secret-" + "k" * 56  # 68 bytes: long enough for HS512 too
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for a private home under tmp_path; never the process environment."""
+    env = {
+        "DATAFLUX_HOME": str(tmp_path / "home"),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        # Zero staleness: a test that writes through one handle reads through another at once.
+        "DATAFLUX_LANCE_READ_CONSISTENCY_S": "0",
+    }
+    return dataclasses.replace(Settings.from_env(env), **overrides)
+
+
+def token(permissions: list[str], *, secret: str = SECRET, ttl: int = 600, subject: str = "tester") -> str:
+    return create_token(secret, subject, permissions, ttl)
+
+
+def bearer(permissions: list[str], **kwargs: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(permissions, **kwargs)}"}
+
+
+def raw_token(claims: dict[str, Any], key: str = SECRET, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, key, algorithm=algorithm)
+
+
+def png_bytes(seed: int = 0, size: tuple[int, int] = (32, 24)) -> bytes:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
+def seed_processed_asset(
+    settings: Settings,
+    *,
+    content: bytes,
+    filename: str = "clip.mp4",
+    mime_type: str = "video/mp4",
+    media_type: str = "video",
+    segments: int = 2,
+    collection_id: str | None = None,
+) -> dict[str, Any]:
+    """A completed asset as the pipeline leaves it: original, thumbnails, keyframes, catalog and segment rows, vectors."""
+    store = open_object_store(settings)
+    catalog = Catalog(settings)
+    asset_id = asset_id_for_hash(sha256_chunks([content]))
+    original = contract.original_key(asset_id, Path(filename).suffix)
+    store.put_bytes(original, content)
+    thumb = contract.derived_key(asset_id, "thumbnail.jpg")
+    store.put_bytes(thumb, png_bytes(1))
+    seg_rows = []
+    for n in range(segments):
+        seg_id = segment_id_for(asset_id, "shot", n)
+        keyframe = contract.derived_key(asset_id, f"keyframes/{n:05d}.jpg")
+        seg_thumb = contract.derived_key(asset_id, f"thumbnails/{n:05d}.jpg")
+        store.put_bytes(keyframe, png_bytes(10 + n))
+        store.put_bytes(seg_thumb, png_bytes(20 + n))
+        seg_rows.append(
+            {
+                "id": seg_id,
+                "asset_id": asset_id,
+                "segment_type": "shot",
+                "sequence_number": n,
+                "media_type": media_type,
+                "mime_type": mime_type,
+                "filename": filename,
+                "start_time": float(n),
+                "end_time": float(n + 1),
+                "duration": 1.0,
+                "confidence_score": 0.9,
+                "concepts": ["sunset"],
+                "search_text": f"shot {n} of a sunset",
+                "keyframe_path": keyframe,
+                "thumbnail_path": seg_thumb,
+                "visual_features": {"brightness": 0.5 + n / 10},
+            }
+        )
+    catalog.upsert_assets(
+        [
+            {
+                "id": asset_id,
+                "filename": filename,
+                "file_hash": sha256_chunks([content]),
+                "file_size": len(content),
+                "mime_type": mime_type,
+                "media_type": media_type,
+                "status": "completed",
+                "storage_path": original,
+                "thumbnail_path": thumb,
+                "priority": 5,
+                "collection_id": collection_id,
+                "segment_count": segments,
+                "metadata": {"codec": "h264"},
+            }
+        ]
+    )
+    catalog.replace_segments(asset_id, seg_rows)
+    schema = contract.vector_table_schema(4)
+    vectors = catalog.db.create_table(
+        contract.vector_table_name("vision", "test space"), schema=schema, exist_ok=True
+    )
+    vectors.add(
+        pa.Table.from_pylist(
+            [
+                {
+                    "segment_id": row["id"],
+                    "asset_id": asset_id,
+                    "media_type": media_type,
+                    "segment_type": "shot",
+                    "vector": [1.0, 0.0, 0.0, float(i)],
+                    "model": "test",
+                    "model_version": "1",
+                    "created_at": dt.datetime.now(dt.UTC),
+                }
+                for i, row in enumerate(seg_rows)
+            ],
+            schema=schema,
+        )
+    )
+    return {"id": asset_id, "segments": [r["id"] for r in seg_rows], "original": original, "thumbnail": thumb}
