@@ -1,0 +1,97 @@
+"""The shared `analytics_facts` asset, its 15-minute schedule and an on-demand refresh job."""
+
+import datetime as dt
+from typing import Any
+
+import dagster as dg
+
+from dataflux_pipelines.analytics.facts import collect_facts, publish_facts
+from dataflux_pipelines.analytics.views import open_views, rollup_rows
+from dataflux_pipelines.catalog import Catalog
+from dataflux_pipelines.resources import DataFluxResource
+
+MAX_RUNS = 10_000
+
+
+def _ts(value: float | None) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(value, dt.UTC) if value is not None else None
+
+
+def _failure_reason(instance: dg.DagsterInstance, run_id: str) -> str | None:
+    for record in instance.get_records_for_run(
+        run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+    ).records:
+        event = record.event_log_entry.dagster_event
+        if event is None:
+            continue
+        data = event.event_specific_data
+        error = getattr(data, "error", None)
+        if error is not None:
+            return (
+                f"{error.cls_name}: {error.message.strip().splitlines()[0] if error.message.strip() else ''}"
+            )
+        if event.message:
+            return event.message.splitlines()[0]
+    return None
+
+
+def dagster_runs(instance: dg.DagsterInstance, limit: int = MAX_RUNS) -> list[dict[str, Any]]:
+    """Runs from Dagster's run storage: status, timing, how many files, and why a run failed."""
+    out = []
+    for record in instance.get_run_records(limit=limit):
+        run = record.dagster_run
+        tags = run.tags or {}
+        partitions = 1 if "dagster/partition" in tags else None
+        start, end = record.start_time, record.end_time
+        status = run.status.value
+        out.append(
+            {
+                "run_id": run.run_id,
+                "job_name": run.job_name,
+                "status": status,
+                "partitions": partitions,
+                "start_time": _ts(start),
+                "end_time": _ts(end),
+                "duration_s": (end - start) if start is not None and end is not None else None,
+                "failure_reason": _failure_reason(instance, run.run_id) if status == "FAILURE" else None,
+            }
+        )
+    return out
+
+
+@dg.asset(
+    pool="duckdb_writer",
+    group_name="shared",
+    kinds={"duckdb", "parquet"},
+    description="Parquet facts (assets, segments, Dagster runs, queries, feedback) published atomically "
+    "for the DuckDB views behind /api/v1/stats and the MCP statistics resource.",
+)
+def analytics_facts(context: dg.AssetExecutionContext, dataflux: DataFluxResource) -> dg.MaterializeResult:
+    settings = dataflux.settings()
+    tables = collect_facts(settings, Catalog(settings), dagster_runs(context.instance))
+    manifest = publish_facts(settings, tables)
+    con = open_views(settings)
+    try:
+        rollups = rollup_rows(con)
+    finally:
+        con.close()
+    return dg.MaterializeResult(
+        metadata={
+            **{f"rows_{name}": n for name, n in manifest["rows"].items()},
+            **{f"rollup_{name}": n for name, n in rollups.items()},
+            "published_at": manifest["published_at"],
+        }
+    )
+
+
+analytics_refresh_job = dg.define_asset_job("refresh_analytics", selection=[analytics_facts])
+analytics_schedule = dg.ScheduleDefinition(
+    name="analytics_every_15_minutes",
+    job=analytics_refresh_job,
+    cron_schedule="*/15 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+ANALYTICS_ASSETS = [analytics_facts]
+ANALYTICS_JOBS = [analytics_refresh_job]
+ANALYTICS_SCHEDULES = [analytics_schedule]

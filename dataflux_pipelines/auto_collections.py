@@ -1,0 +1,205 @@
+"""Auto-generated collections: clusters of asset embeddings, named by their top concepts,
+kept stable across refreshes where membership barely changes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
+
+from dataflux_pipelines import contract
+from dataflux_pipelines.graph.contrib import lance_table_names, segment_concepts
+from dataflux_pipelines.identity import collection_id_for
+
+MIN_ASSETS = 4
+MAX_K = 12
+# Below this mean silhouette the assets have no cluster structure worth naming.
+MIN_SILHOUETTE = 0.10
+MATCH_JACCARD = 0.5
+
+
+@dataclass
+class Cluster:
+    members: list[str]
+    concepts: list[str]
+    id: str = ""
+    name: str = ""
+    created_at: dt.datetime | None = None
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v)
+    return v / n if n > 0 else v
+
+
+def asset_embeddings(catalog: Any) -> tuple[list[str], np.ndarray]:
+    """Per asset: mean segment vision vector and mean text vector, each unit-length, concatenated."""
+    parts: list[dict[str, np.ndarray]] = []
+    dims: list[int] = []
+    for name in sorted(lance_table_names(catalog.db)):
+        if not name.startswith("vision__"):
+            continue
+        tbl = catalog.db.open_table(name).to_arrow().select(["asset_id", "vector"])
+        parts.append(_means(tbl["asset_id"].to_pylist(), tbl["vector"]))
+        dims.append(tbl.schema.field("vector").type.list_size)
+    seg = catalog.segments.to_arrow().select(["asset_id", "text_vector"])
+    parts.append(_means(seg["asset_id"].to_pylist(), seg["text_vector"]))
+    dims.append(contract.TEXT_DIM)
+    ids = sorted(set().union(*[p.keys() for p in parts]))
+    if not ids:
+        return [], np.zeros((0, sum(dims)), dtype=np.float32)
+    rows = [
+        np.concatenate(
+            [part.get(a, np.zeros(d, dtype=np.float32)) for part, d in zip(parts, dims, strict=True)]
+        )
+        for a in ids
+    ]
+    return ids, np.asarray([_unit(r) for r in rows], dtype=np.float32)
+
+
+def _means(asset_ids: list[str], vectors: pa.ChunkedArray) -> dict[str, np.ndarray]:
+    sums: dict[str, np.ndarray] = {}
+    counts: Counter[str] = Counter()
+    for asset_id, vec in zip(asset_ids, vectors.to_pylist(), strict=True):
+        if vec is None:
+            continue
+        arr = np.asarray(vec, dtype=np.float32)
+        if not np.any(arr):
+            continue
+        sums[asset_id] = sums.get(asset_id, 0) + _unit(arr)
+        counts[asset_id] += 1
+    return {a: _unit(s / counts[a]) for a, s in sums.items()}
+
+
+def asset_concepts(catalog: Any) -> dict[str, Counter[str]]:
+    """Concept weights per asset (sum of confidences over segments; unscored concepts count 1)."""
+    cols = ["asset_id", "concepts", "semantic_features"]
+    rows = catalog.segments.to_arrow().select(cols).to_pylist()
+    out: dict[str, Counter[str]] = {}
+    for row in rows:
+        counter = out.setdefault(row["asset_id"], Counter())
+        for name, conf in segment_concepts(row).items():
+            counter[name] += 1.0 if conf is None else conf
+    return out
+
+
+def cluster_assets(
+    ids: list[str], vectors: np.ndarray, *, max_k: int = MAX_K, min_silhouette: float = MIN_SILHOUETTE
+) -> tuple[list[list[str]], dict[str, Any]]:
+    """K-means with k chosen by the best silhouette (cosine); no clusters when there is no structure."""
+    n = len(ids)
+    if n < MIN_ASSETS:
+        return [], {"reason": f"{n} asset(s) with embeddings; clustering needs at least {MIN_ASSETS}"}
+    scores: dict[int, float] = {}
+    labelings: dict[int, np.ndarray] = {}
+    for k in range(2, min(max_k, n - 1) + 1):
+        labels = KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(vectors)
+        if len(set(labels)) < 2:
+            continue
+        scores[k] = float(silhouette_score(vectors, labels, metric="cosine"))
+        labelings[k] = labels
+    if not scores:
+        return [], {"reason": "all assets have the same embedding"}
+    best_k = max(scores, key=lambda k: (scores[k], -k))
+    info = {
+        "k": best_k,
+        "silhouette": round(scores[best_k], 4),
+        "silhouettes": {k: round(v, 4) for k, v in scores.items()},
+    }
+    if scores[best_k] < min_silhouette:
+        info["reason"] = f"best silhouette {scores[best_k]:.3f} < {min_silhouette}: no cluster structure"
+        return [], info
+    groups: dict[int, list[str]] = {}
+    for asset_id, label in zip(ids, labelings[best_k], strict=True):
+        groups.setdefault(int(label), []).append(asset_id)
+    clusters = sorted((sorted(g) for g in groups.values() if len(g) >= 2), key=lambda g: (-len(g), g))
+    return clusters, info
+
+
+def top_concepts(members: list[str], concepts: dict[str, Counter[str]], n: int = 3) -> list[str]:
+    total: Counter[str] = Counter()
+    for asset_id in members:
+        total.update(concepts.get(asset_id, Counter()))
+    return [name for name, _ in sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 0.0
+
+
+def assign_identities(clusters: list[Cluster], previous: list[dict[str, Any]]) -> None:
+    """Keep an old collection's id and name for the new cluster it overlaps most (Jaccard >= 0.5)."""
+    candidates = []
+    for i, cluster in enumerate(clusters):
+        for j, old in enumerate(previous):
+            score = jaccard(set(cluster.members), set(old.get("asset_ids") or []))
+            if score >= MATCH_JACCARD:
+                candidates.append((score, i, j))
+    taken_new, taken_old = set(), set()
+    for _score, i, j in sorted(candidates, key=lambda c: (-c[0], c[1], c[2])):
+        if i in taken_new or j in taken_old:
+            continue
+        taken_new.add(i)
+        taken_old.add(j)
+        clusters[i].id = previous[j]["id"]
+        clusters[i].name = previous[j]["name"]
+        clusters[i].created_at = previous[j].get("created_at")
+    used = {c.name for c in clusters if c.name}
+    for cluster in clusters:
+        if cluster.id:
+            continue
+        base = " · ".join(cluster.concepts) if cluster.concepts else "untagged assets"
+        name, n = base, 2
+        while name in used:
+            name, n = f"{base} ({n})", n + 1
+        used.add(name)
+        cluster.name = name
+        cluster.id = collection_id_for(name, True)
+
+
+def refresh_auto_collections(catalog: Any, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Recluster every asset and replace the auto-generated collections (user collections stay)."""
+    now = now or dt.datetime.now(dt.UTC)
+    ids, vectors = asset_embeddings(catalog)
+    groups, info = cluster_assets(ids, vectors)
+    concepts = asset_concepts(catalog)
+    table = catalog.table(contract.COLLECTIONS_TABLE, contract.COLLECTIONS_SCHEMA)
+    previous = [r for r in table.to_arrow().to_pylist() if r.get("auto_generated")]
+    clusters = [Cluster(members=g, concepts=top_concepts(g, concepts)) for g in groups]
+    assign_identities(clusters, previous)
+    rows = [
+        {
+            "id": c.id,
+            "name": c.name,
+            "description": f"{len(c.members)} assets grouped by their embeddings"
+            + (f"; top concepts: {', '.join(c.concepts)}" if c.concepts else ""),
+            "auto_generated": True,
+            "asset_ids": c.members,
+            "concepts": c.concepts,
+            "created_at": c.created_at or now,
+            "updated_at": now,
+        }
+        for c in clusters
+    ]
+    data = pa.Table.from_pylist(rows, schema=contract.COLLECTIONS_SCHEMA)
+    (
+        table.merge_insert("id")
+        .when_matched_update_all()
+        .when_not_matched_insert_all()
+        .when_not_matched_by_source_delete("auto_generated = true")
+        .execute(data)
+    )
+    kept = {c.id for c in clusters} & {p["id"] for p in previous}
+    return {
+        "assets": len(ids),
+        "collections": [{"id": c.id, "name": c.name, "size": len(c.members)} for c in clusters],
+        "kept_ids": len(kept),
+        "removed": len({p["id"] for p in previous} - {c.id for c in clusters}),
+        **info,
+    }

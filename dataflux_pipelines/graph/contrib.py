@@ -1,0 +1,211 @@
+"""One file's contribution to the graph, computed in its partitioned run and folded in by `media_graph`.
+
+The contribution is a small Parquet file of edges (temporal order, concepts, similar and
+duplicate candidates from nearest-neighbour search), so the single graph writer only has to
+read files, never run searches.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dataflux_pipelines.duplicates import SIMILAR_TOP_K, duplicate_threshold, similar_floor, space_for_table
+from dataflux_pipelines.graph.schema import CONTRIB_COLUMNS
+from dataflux_pipelines.graph.store import CONTRIB
+from dataflux_pipelines.lance_sql import uuid_literal
+from dataflux_pipelines.settings import Settings
+
+CONTRIB_SCHEMA = pa.schema(
+    [
+        pa.field("kind", pa.string()),
+        pa.field("src", pa.string()),
+        pa.field("dst", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("modality", pa.string()),
+    ]
+)
+assert tuple(CONTRIB_SCHEMA.names) == CONTRIB_COLUMNS
+
+
+def lance_table_names(db: Any) -> list[str]:
+    """Every table of a LanceDB connection (list_tables pages its answer)."""
+    names: list[str] = []
+    token = None
+    while True:
+        page = db.list_tables(page_token=token)
+        names.extend(page.tables)
+        token = page.page_token
+        if not token:
+            return names
+
+
+def contrib_path(settings: Settings, asset_id: str) -> Path:
+    return settings.graph_dir / CONTRIB / f"{asset_id}.parquet"
+
+
+def segment_concepts(segment: dict[str, Any]) -> dict[str, float | None]:
+    """Concept → confidence of one segment; confidence is None where the writer recorded none."""
+    scores: dict[str, float | None] = {}
+    semantic = segment.get("semantic_features") or {}
+    if isinstance(semantic, str):
+        semantic = json.loads(semantic) if semantic else {}
+    recorded = semantic.get("concepts") if isinstance(semantic, dict) else None
+    if isinstance(recorded, dict):
+        scores.update({str(k): float(v) for k, v in recorded.items() if v is not None})
+    elif isinstance(recorded, list):
+        for item in recorded:
+            if isinstance(item, list | tuple) and len(item) == 2:
+                scores[str(item[0])] = float(item[1])
+            elif isinstance(item, dict) and (item.get("label") or item.get("name")):
+                conf = item.get("confidence", item.get("score"))
+                scores[str(item.get("label") or item.get("name"))] = None if conf is None else float(conf)
+    for name in segment.get("concepts") or []:
+        scores.setdefault(str(name), None)
+    return {k.strip().lower(): v for k, v in scores.items() if k and k.strip()}
+
+
+def temporal_edges(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """NEXT edges: consecutive segments of the same kind, in time (or page) order; score = gap in seconds."""
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for seg in segments:
+        by_type.setdefault(seg.get("segment_type") or "", []).append(seg)
+    edges = []
+    for segs in by_type.values():
+        segs = sorted(
+            segs,
+            key=lambda s: (
+                s.get("start_time") if s.get("start_time") is not None else float("inf"),
+                s.get("page") or 0,
+                s.get("sequence_number") or 0,
+            ),
+        )
+        for a, b in itertools.pairwise(segs):
+            gap = None
+            if a.get("end_time") is not None and b.get("start_time") is not None:
+                gap = float(b["start_time"]) - float(a["end_time"])
+            edges.append({"kind": "NEXT", "src": a["id"], "dst": b["id"], "score": gap, "modality": None})
+    return edges
+
+
+def _neighbours(
+    table: Any, vector_column: str, id_column: str, vector: np.ndarray, asset_id: str, k: int
+) -> list[tuple[str, float]]:
+    rows = (
+        table.search(np.asarray(vector, dtype=np.float32), vector_column_name=vector_column)
+        .distance_type("cosine")
+        .where(f"asset_id != {uuid_literal(asset_id, 'asset_id')}", prefilter=True)
+        .select([id_column, "_distance"])
+        .limit(k)
+        .to_list()
+    )
+    return [(r[id_column], 1.0 - float(r["_distance"])) for r in rows]
+
+
+def similarity_edges(catalog: Any, asset_id: str, segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """SIMILAR_TO and DUPLICATE_OF candidates from the vision tables and the segment text vectors."""
+    edges: list[dict[str, Any]] = []
+    lit = uuid_literal(asset_id, "asset_id")
+    for name in sorted(lance_table_names(catalog.db)):
+        if not name.startswith("vision__"):
+            continue
+        table = catalog.db.open_table(name)
+        n = table.count_rows(f"asset_id = {lit}")
+        if n == 0:
+            continue
+        space = space_for_table(name)
+        floor, dup = similar_floor(space), duplicate_threshold(space)
+        own = table.search().where(f"asset_id = {lit}").select(["segment_id", "vector"]).limit(n).to_list()
+        for row in own:
+            if row["vector"] is None:
+                continue
+            for other, score in _neighbours(
+                table, "vector", "segment_id", row["vector"], asset_id, SIMILAR_TOP_K
+            ):
+                if score >= floor:
+                    edges.append(
+                        {
+                            "kind": "SIMILAR_TO",
+                            "src": row["segment_id"],
+                            "dst": other,
+                            "score": score,
+                            "modality": space,
+                        }
+                    )
+                if dup is not None and score >= dup:
+                    edges.append(
+                        {
+                            "kind": "DUPLICATE_OF",
+                            "src": row["segment_id"],
+                            "dst": other,
+                            "score": score,
+                            "modality": space,
+                        }
+                    )
+    text_floor = similar_floor("text")
+    for seg in segments:
+        vector = seg.get("text_vector")
+        if vector is None or not np.any(np.asarray(vector)):
+            continue
+        for other, score in _neighbours(
+            catalog.segments, "text_vector", "id", vector, asset_id, SIMILAR_TOP_K
+        ):
+            if score >= text_floor:
+                edges.append(
+                    {"kind": "SIMILAR_TO", "src": seg["id"], "dst": other, "score": score, "modality": "text"}
+                )
+    return edges
+
+
+def write_contribution(path: Path, edges: list[dict[str, Any]]) -> None:
+    """Write the edges atomically: a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(edges, schema=CONTRIB_SCHEMA)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def graph_contribution(settings: Settings, catalog: Any, asset_id: str) -> dict[str, Any]:
+    """Compute and store one asset's graph edges; returns counts for the run's metadata."""
+    path = contrib_path(settings, asset_id)
+    segments = catalog.segments_for(asset_id, with_vectors=True)
+    if catalog.get_asset(asset_id) is None:
+        path.unlink(missing_ok=True)
+        return {"asset_id": asset_id, "segments": 0, "edges": {}, "removed": True}
+    edges = temporal_edges(segments)
+    for seg in segments:
+        for concept, confidence in segment_concepts(seg).items():
+            edges.append(
+                {"kind": "TAGGED", "src": seg["id"], "dst": concept, "score": confidence, "modality": None}
+            )
+    edges.extend(similarity_edges(catalog, asset_id, segments))
+    write_contribution(path, edges)
+    counts: dict[str, int] = {}
+    for edge in edges:
+        counts[edge["kind"]] = counts.get(edge["kind"], 0) + 1
+    return {"asset_id": asset_id, "segments": len(segments), "edges": counts, "path": str(path)}
+
+
+def read_contributions(graph_dir: Path, exclude: set[str] | frozenset[str] = frozenset()) -> pa.Table:
+    """All contribution edges, except those of excluded (deleted) assets."""
+    folder = graph_dir / CONTRIB
+    tables = []
+    if folder.is_dir():
+        for entry in sorted(folder.glob("*.parquet")):
+            if entry.name.startswith(".") or entry.stem in exclude:
+                continue
+            try:
+                tables.append(pq.read_table(entry, schema=CONTRIB_SCHEMA))
+            except FileNotFoundError:
+                continue  # removed by a delete between listing and reading
+    if not tables:
+        return CONTRIB_SCHEMA.empty_table()
+    return pa.concat_tables(tables)

@@ -1,0 +1,45 @@
+"""Kuzu DDL of the DataFlux media graph, shared by the graph writer and its readers.
+
+Every node table keys on `id` (a concept's id is its name), so one parameterised
+`WHERE x.id = $id` finds any entity whatever its label.
+"""
+
+from __future__ import annotations
+
+NODE_TYPES = ("Asset", "Segment", "Collection", "Concept")
+REL_TYPES = ("HAS_SEGMENT", "NEXT", "IN_COLLECTION", "SIMILAR_TO", "DUPLICATE_OF", "TAGGED")
+
+# (from, to) node labels of every relation. Queries name both labels: in Kuzu 0.11.3 an unlabelled
+# node pattern across several relation tables returned nodes of the wrong table.
+REL_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
+    "HAS_SEGMENT": (("Asset", "Segment"),),
+    "NEXT": (("Segment", "Segment"),),
+    "IN_COLLECTION": (("Asset", "Collection"),),
+    "SIMILAR_TO": (("Segment", "Segment"), ("Asset", "Asset")),
+    "DUPLICATE_OF": (("Segment", "Segment"), ("Asset", "Asset")),
+    "TAGGED": (("Segment", "Concept"), ("Asset", "Concept")),
+}
+
+# Relations that per-file contributions carry; the rest come from the catalog rows.
+CONTRIB_KINDS = ("NEXT", "TAGGED", "SIMILAR_TO", "DUPLICATE_OF")
+
+DDL = (
+    "CREATE NODE TABLE Asset(id STRING PRIMARY KEY, filename STRING, media_type STRING, "
+    "mime_type STRING, status STRING, duration DOUBLE, collection_id STRING, created_at TIMESTAMP)",
+    "CREATE NODE TABLE Segment(id STRING PRIMARY KEY, asset_id STRING, segment_type STRING, "
+    "sequence_number INT64, start_time DOUBLE, end_time DOUBLE, page INT64)",
+    "CREATE NODE TABLE Collection(id STRING PRIMARY KEY, name STRING, auto_generated BOOLEAN)",
+    "CREATE NODE TABLE Concept(id STRING PRIMARY KEY)",
+    "CREATE REL TABLE HAS_SEGMENT(FROM Asset TO Segment)",
+    "CREATE REL TABLE NEXT(FROM Segment TO Segment, gap DOUBLE)",
+    "CREATE REL TABLE IN_COLLECTION(FROM Asset TO Collection)",
+    # Segment pairs carry the measured score; asset pairs aggregate them (best score, modality).
+    "CREATE REL TABLE SIMILAR_TO(FROM Segment TO Segment, FROM Asset TO Asset, score DOUBLE, modality STRING)",
+    # Asset pairs also say how many segments they share and which (as "src_segment:dst_segment").
+    "CREATE REL TABLE DUPLICATE_OF(FROM Segment TO Segment, FROM Asset TO Asset, score DOUBLE, "
+    "shared_segments INT64, segment_pairs STRING[])",
+    "CREATE REL TABLE TAGGED(FROM Segment TO Concept, FROM Asset TO Concept, confidence DOUBLE, segments INT64)",
+)
+
+# Columns of the per-file contribution Parquet files (`graph/contrib/{asset_id}.parquet`).
+CONTRIB_COLUMNS = ("kind", "src", "dst", "score", "modality")

@@ -1,0 +1,451 @@
+"""Published Kuzu snapshots: one writer builds a new version beside the live one and swaps a pointer;
+readers open the published version read-only and follow the pointer (REFERENCE.md section 3.3)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kuzu
+
+from dataflux_pipelines.graph.schema import NODE_TYPES, REL_PAIRS, REL_TYPES
+
+SNAPSHOTS = "snapshots"
+POINTER = "current"
+TOMBSTONES = "tombstones"
+CONTRIB = "contrib"
+_SNAPSHOT_RE = re.compile(r"^v(\d{6,})\.kuzu$")
+# A reader's buffer pool; Kuzu's default (most of RAM) per process would starve the API host.
+READER_BUFFER_POOL = 128 * 1024**2
+WRITER_BUFFER_POOL = 512 * 1024**2
+MAX_DEPTH = 3
+MAX_EDGES_PER_HOP = 500
+# Concept names and UUIDs; quotes, braces, backslashes and newlines never get this far.
+_ENTITY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:\-]{0,127}$")
+
+
+class GraphError(ValueError):
+    """A graph request that cannot be answered; `code` is stable, `field` names the bad argument."""
+
+    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+        self.code = code
+        self.field = field
+        self.message = message
+        super().__init__(f"{code}: {message}")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    version: int
+    path: Path
+
+
+def snapshot_version(path: Path | str) -> int:
+    match = _SNAPSHOT_RE.match(Path(path).name)
+    if not match:
+        raise GraphError("graph_unavailable", f"{path} is not a graph snapshot file")
+    return int(match.group(1))
+
+
+def live_snapshot(graph_dir: Path) -> Snapshot | None:
+    """The published snapshot, or None before the first publication."""
+    pointer = graph_dir / POINTER
+    try:
+        target = os.readlink(pointer)
+    except FileNotFoundError:
+        return None
+    path = (graph_dir / target).resolve()
+    return Snapshot(snapshot_version(path), path)
+
+
+def list_snapshots(graph_dir: Path) -> list[Snapshot]:
+    folder = graph_dir / SNAPSHOTS
+    if not folder.is_dir():
+        return []
+    out = []
+    for entry in folder.iterdir():
+        match = _SNAPSHOT_RE.match(entry.name)
+        if match and entry.is_file():
+            out.append(Snapshot(int(match.group(1)), entry))
+    return sorted(out, key=lambda s: s.version)
+
+
+def publish_snapshot(
+    graph_dir: Path,
+    mutate: Callable[[kuzu.Connection], None],
+    *,
+    copy_live: bool = False,
+    keep: int = 3,
+    grace_s: float = 600.0,
+) -> Snapshot:
+    """Write a new snapshot (empty, or a copy of the live one) with `mutate`, then publish it atomically.
+
+    Only one process may call this at a time (Dagster pool `kuzu_writer` of size 1).
+    """
+    folder = graph_dir / SNAPSHOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    live = live_snapshot(graph_dir)
+    existing = list_snapshots(graph_dir)
+    version = max([s.version for s in existing] + [live.version if live else 0]) + 1
+    final = folder / f"v{version:06d}.kuzu"
+    # The name does not match the snapshot pattern, so neither GC nor readers pick it up half-built.
+    building = folder / f"v{version:06d}.building"
+    for leftover in folder.glob(f"v{version:06d}.building*"):
+        leftover.unlink()
+    if copy_live and live is not None:
+        shutil.copyfile(live.path, building)
+    try:
+        db = kuzu.Database(str(building), buffer_pool_size=WRITER_BUFFER_POOL)
+        conn = kuzu.Connection(db)
+        try:
+            mutate(conn)
+        finally:
+            conn.close()
+            db.close()  # checkpoints: the single file is complete, no .wal remains
+        os.replace(building, final)
+    except BaseException:
+        for leftover in folder.glob(f"v{version:06d}.building*"):
+            leftover.unlink()
+        raise
+    tmp = graph_dir / f"{POINTER}.tmp{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(os.path.relpath(final, graph_dir), tmp)
+    os.replace(tmp, graph_dir / POINTER)
+    collect_snapshots(graph_dir, keep=keep, grace_s=grace_s)
+    return Snapshot(version, final)
+
+
+def collect_snapshots(graph_dir: Path, *, keep: int = 3, grace_s: float = 600.0) -> list[Path]:
+    """Delete old snapshots: never the live one, the newest `keep`, or any younger than `grace_s`.
+
+    A reader that still has a removed file open keeps reading it (an unlinked file lives until
+    its last descriptor closes, and read-only Kuzu keeps no side files); the grace period covers
+    a reader that resolved the pointer but has not opened the file yet.
+    """
+    live = live_snapshot(graph_dir)
+    snapshots = list_snapshots(graph_dir)
+    protected = {s.version for s in snapshots[-keep:]} if keep > 0 else set()
+    if live is not None:
+        protected.add(live.version)
+    now = time.time()
+    removed = []
+    for snap in snapshots:
+        if snap.version in protected:
+            continue
+        try:
+            age = now - snap.path.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if age < grace_s:
+            continue
+        snap.path.unlink(missing_ok=True)
+        removed.append(snap.path)
+    for stale in (graph_dir / SNAPSHOTS).glob("*.building*"):
+        try:
+            if now - stale.stat().st_mtime > max(grace_s, 3600.0):
+                stale.unlink()
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+# --- tombstones -------------------------------------------------------------------------
+
+
+def tombstoned_assets(graph_dir: Path) -> dict[str, float]:
+    """Assets deleted since the last publication, with the time of deletion."""
+    folder = graph_dir / TOMBSTONES
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for entry in folder.iterdir():
+        if entry.is_file() and not entry.name.startswith("."):
+            try:
+                out[entry.name] = entry.stat().st_mtime
+            except FileNotFoundError:
+                continue
+    return out
+
+
+# --- readers ----------------------------------------------------------------------------
+
+
+class GraphReader:
+    """Read-only access to the published graph for API/MCP processes; thread-safe, follows the pointer."""
+
+    def __init__(self, graph_dir: Path) -> None:
+        self.graph_dir = Path(graph_dir)
+        self._lock = threading.Lock()
+        self._db: kuzu.Database | None = None
+        self._snapshot: Snapshot | None = None
+        self._tombstones: tuple[float, frozenset[str]] = (-1.0, frozenset())
+
+    @classmethod
+    def for_settings(cls, settings: Any) -> GraphReader:
+        return cls(settings.graph_dir)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._refresh()[1]
+
+    def available(self) -> bool:
+        return live_snapshot(self.graph_dir) is not None
+
+    def _refresh(self) -> tuple[kuzu.Database, Snapshot]:
+        live = live_snapshot(self.graph_dir)
+        if live is None:
+            raise GraphError("graph_unavailable", "no graph has been published yet (materialize media_graph)")
+        with self._lock:
+            if self._snapshot is None or self._snapshot.path != live.path:
+                # The old Database is not closed here: connections other threads still use hold
+                # a reference to it, and it closes itself when the last one goes away.
+                self._db = kuzu.Database(str(live.path), read_only=True, buffer_pool_size=READER_BUFFER_POOL)
+                self._snapshot = live
+            assert self._db is not None
+            return self._db, self._snapshot
+
+    @contextmanager
+    def connection(self) -> Iterator[kuzu.Connection]:
+        """A connection on the live snapshot, for one request; `conn.snapshot` says which one."""
+        db, snapshot = self._refresh()
+        conn = kuzu.Connection(db)
+        conn.snapshot = snapshot  # type: ignore[attr-defined]
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def query(self, cypher: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of a read query as dicts; values only ever travel as parameters."""
+        with self.connection() as conn:
+            result = conn.execute(cypher, parameters or {})
+            columns = result.get_column_names()
+            rows = []
+            while result.has_next():
+                rows.append(dict(zip(columns, result.get_next(), strict=True)))
+            return rows
+
+    def deleted_assets(self) -> frozenset[str]:
+        """Assets deleted after the live snapshot was built: readers hide them at once."""
+        folder = self.graph_dir / TOMBSTONES
+        try:
+            mtime = folder.stat().st_mtime
+        except FileNotFoundError:
+            return frozenset()
+        if mtime != self._tombstones[0]:
+            self._tombstones = (mtime, frozenset(tombstoned_assets(self.graph_dir)))
+        return self._tombstones[1]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Node and relation counts of the live snapshot."""
+        nodes = {t: self.query(f"MATCH (n:{t}) RETURN count(n) AS c")[0]["c"] for t in NODE_TYPES}
+        rels = {t: self.query(f"MATCH ()-[r:{t}]->() RETURN count(r) AS c")[0]["c"] for t in REL_TYPES}
+        return {"nodes": nodes, "relations": rels}
+
+
+# --- queries ----------------------------------------------------------------------------
+
+
+def validate_entity_id(entity_id: Any) -> str:
+    if not isinstance(entity_id, str) or not _ENTITY_ID_RE.match(entity_id):
+        raise GraphError(
+            "invalid_entity_id",
+            "entity_id must be an asset/segment/collection UUID or a concept name "
+            "(letters, digits, space, '_', '-', '.', ':'; at most 128 characters)",
+            "entity_id",
+        )
+    return entity_id
+
+
+def validate_depth(depth: Any) -> int:
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= MAX_DEPTH:
+        raise GraphError("invalid_depth", f"depth must be an integer from 1 to {MAX_DEPTH}", "depth")
+    return depth
+
+
+def validate_types(types: Any) -> tuple[str, ...]:
+    if types is None:
+        return REL_TYPES
+    if isinstance(types, str):
+        types = [t for t in types.split(",") if t.strip()]
+    out = []
+    for t in types:
+        name = t.strip().upper() if isinstance(t, str) else t
+        if name not in REL_TYPES:
+            raise GraphError(
+                "invalid_relation_type",
+                f"unknown relation type {t!r}; allowed: {', '.join(REL_TYPES)}",
+                "types",
+            )
+        if name not in out:
+            out.append(name)
+    return tuple(out) or REL_TYPES
+
+
+_NODE_PROPS = (
+    "filename",
+    "media_type",
+    "mime_type",
+    "status",
+    "duration",
+    "collection_id",
+    "asset_id",
+    "segment_type",
+    "sequence_number",
+    "start_time",
+    "end_time",
+    "page",
+    "name",
+    "auto_generated",
+)
+_REL_PROPS = ("score", "modality", "confidence", "segments", "shared_segments", "segment_pairs", "gap")
+
+
+def _node(value: dict[str, Any]) -> dict[str, Any]:
+    props = {k: value[k] for k in _NODE_PROPS if value.get(k) is not None}
+    if value.get("created_at") is not None:
+        props["created_at"] = value["created_at"].isoformat()
+    return {"id": value["id"], "type": value["_label"], "properties": props}
+
+
+def _hidden(node: dict[str, Any], deleted: frozenset[str]) -> bool:
+    if not deleted:
+        return False
+    props = node["properties"]
+    return node["id"] in deleted or props.get("asset_id") in deleted
+
+
+def relationships(reader: GraphReader, entity_id: str, depth: int = 1, types: Any = None) -> dict[str, Any]:
+    """Nodes and relations within `depth` hops of an entity, following only the allowed relation types."""
+    entity_id = validate_entity_id(entity_id)
+    depth = validate_depth(depth)
+    rel_types = validate_types(types)
+    deleted = reader.deleted_assets()
+    with reader.connection() as conn:
+        snapshot = conn.snapshot
+        start = None
+        for label in NODE_TYPES:
+            found = _fetch(conn, f"MATCH (x:{label}) WHERE x.id = $id RETURN x", {"id": entity_id})
+            if found:
+                start = _node(found[0][0])
+                break
+        if start is None or _hidden(start, deleted):
+            raise GraphError("not_found", f"no graph entity with id {entity_id!r}", "entity_id")
+        nodes = {entity_id: start}
+        edges: dict[tuple[str, str, str], dict[str, Any]] = {}
+        frontier = {entity_id: start["type"]}
+        truncated = False
+        for _ in range(depth):
+            next_frontier: dict[str, str] = {}
+            by_label: dict[str, list[str]] = {}
+            for node_id, label in frontier.items():
+                by_label.setdefault(label, []).append(node_id)
+            for rel in rel_types:  # names and labels below come from the allow-lists in schema.py
+                for src_label, dst_label in REL_PAIRS[rel]:
+                    for here, there, outgoing in (
+                        (src_label, dst_label, True),
+                        (dst_label, src_label, False),
+                    ):
+                        ids = by_label.get(here)
+                        if not ids:
+                            continue
+                        arrow = f"-[r:{rel}]->" if outgoing else f"<-[r:{rel}]-"
+                        found = _fetch(
+                            conn,
+                            f"MATCH (x:{here}){arrow}(y:{there}) WHERE x.id IN $ids RETURN x.id, r, y LIMIT $limit",
+                            {"ids": ids, "limit": MAX_EDGES_PER_HOP + 1},
+                        )
+                        if len(found) > MAX_EDGES_PER_HOP:
+                            truncated = True
+                            found = found[:MAX_EDGES_PER_HOP]
+                        for x_id, edge, other in found:
+                            node = _node(other)
+                            if _hidden(node, deleted):
+                                continue
+                            if node["id"] not in nodes:
+                                nodes[node["id"]] = node
+                                next_frontier[node["id"]] = node["type"]
+                            src, dst = (x_id, node["id"]) if outgoing else (node["id"], x_id)
+                            key = (src, dst, rel)
+                            if key not in edges:
+                                props = {k: edge[k] for k in _REL_PROPS if edge.get(k) is not None}
+                                edges[key] = {"source": src, "target": dst, "type": rel, "properties": props}
+            frontier = next_frontier
+            if not frontier:
+                break
+    return {
+        "entity": nodes[entity_id],
+        "nodes": list(nodes.values()),
+        "edges": list(edges.values()),
+        "depth": depth,
+        "types": list(rel_types),
+        "truncated": truncated,
+        "snapshot_version": snapshot.version,
+    }
+
+
+def _fetch(conn: kuzu.Connection, cypher: str, params: dict[str, Any]) -> list[list[Any]]:
+    result = conn.execute(cypher, params)
+    rows = []
+    while result.has_next():
+        rows.append(result.get_next())
+    return rows
+
+
+def two_hop_related(
+    reader: GraphReader, asset_id: str, *, limit: int = 20, min_confidence: float = 0.0
+) -> list[dict[str, Any]]:
+    """Other assets that share concepts with an asset (asset → concept → asset), most shared first."""
+    asset_id = validate_entity_id(asset_id)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise GraphError("invalid_limit", "limit must be an integer from 1 to 1000", "limit")
+    deleted = reader.deleted_assets()
+    rows = reader.query(
+        "MATCH (a:Asset)-[t1:TAGGED]->(c:Concept)<-[t2:TAGGED]-(b:Asset) "
+        "WHERE a.id = $id AND b.id <> $id "
+        "AND coalesce(t1.confidence, 1.0) >= $minc AND coalesce(t2.confidence, 1.0) >= $minc "
+        "RETURN b.id AS asset_id, b.filename AS filename, b.media_type AS media_type, "
+        "collect(c.id) AS concepts, count(c) AS shared "
+        "ORDER BY shared DESC, asset_id LIMIT $limit",
+        {"id": asset_id, "minc": float(min_confidence), "limit": limit + len(deleted)},
+    )
+    out = []
+    for row in rows:
+        if row["asset_id"] in deleted:
+            continue
+        row["concepts"] = sorted(row["concepts"])
+        out.append(row)
+    return out[:limit]
+
+
+def related_assets(
+    reader: GraphReader, asset_ids: list[str], *, per_asset: int = 5
+) -> dict[str, list[dict[str, Any]]]:
+    """Graph neighbours of result assets (duplicates, similar assets), for search expansion."""
+    ids = [validate_entity_id(a) for a in asset_ids]
+    if not ids:
+        return {}
+    deleted = reader.deleted_assets()
+    rows = reader.query(
+        "MATCH (a:Asset)-[r:SIMILAR_TO|DUPLICATE_OF]-(b:Asset) WHERE a.id IN $ids "
+        "RETURN a.id AS source, b.id AS asset_id, label(r) AS relation, r.score AS score "
+        "ORDER BY source, score DESC",
+        {"ids": ids},
+    )
+    out: dict[str, list[dict[str, Any]]] = {a: [] for a in ids}
+    for row in rows:
+        if row["asset_id"] in deleted or row["asset_id"] == row["source"]:
+            continue
+        bucket = out[row["source"]]
+        if len(bucket) < per_asset and all(b["asset_id"] != row["asset_id"] for b in bucket):
+            bucket.append({k: row[k] for k in ("asset_id", "relation", "score")})
+    return out

@@ -1,0 +1,255 @@
+"""The media graph built from real Lance rows: nodes, relations, queries, injection and deletion."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from graph_support import SegmentSpec, add_asset, delete_vectors, picture, text_vector
+
+from dataflux_pipelines import contract
+from dataflux_pipelines.catalog import Catalog
+from dataflux_pipelines.duplicates import crop, resize
+from dataflux_pipelines.graph.build import publish_graph
+from dataflux_pipelines.graph.contrib import contrib_path, graph_contribution
+from dataflux_pipelines.graph.store import (
+    GraphError,
+    GraphReader,
+    collect_snapshots,
+    list_snapshots,
+    live_snapshot,
+    related_assets,
+    relationships,
+    two_hop_related,
+)
+from dataflux_pipelines.identity import collection_id_for
+from dataflux_pipelines.settings import Settings
+
+
+@pytest.fixture
+def library(settings: Settings) -> dict:
+    catalog = Catalog(settings)
+    trips = collection_id_for("trips", False)
+    coll = catalog.table(contract.COLLECTIONS_TABLE, contract.COLLECTIONS_SCHEMA)
+    coll.add([{"id": trips, "name": "trips", "auto_generated": False, "asset_ids": []}])
+    doc_base = text_vector(100)
+    ids = {}
+    ids["photo"], _ = add_asset(
+        catalog,
+        "photo.png",
+        "image",
+        [SegmentSpec(picture(1), {"dark": 0.8, "outdoor": 0.6})],
+        collection_id=trips,
+    )
+    ids["photo_small"], _ = add_asset(
+        catalog, "photo_small.jpg", "image", [SegmentSpec(resize(picture(1), 0.5), {"outdoor": 0.7})]
+    )
+    ids["other"], _ = add_asset(catalog, "other.png", "image", [SegmentSpec(picture(2), {"dark": 0.9})])
+    ids["clip1"], ids["clip1_shots"] = add_asset(
+        catalog,
+        "clip1.mp4",
+        "video",
+        [SegmentSpec(picture(10), {"fast-paced": 0.7}), SegmentSpec(picture(11)), SegmentSpec(picture(12))],
+        duration=6.0,
+    )
+    ids["clip2"], ids["clip2_shots"] = add_asset(
+        catalog,
+        "clip2.mp4",
+        "video",
+        [SegmentSpec(crop(picture(11), 0.1)), SegmentSpec(picture(13))],
+        duration=4.0,
+    )
+    ids["doc"], ids["doc_chunks"] = add_asset(
+        catalog,
+        "notes.pdf",
+        "document",
+        [
+            SegmentSpec(text="harbour cranes at dawn", text_vector=doc_base, concepts={"harbour": 0.9}),
+            SegmentSpec(text="ship manifests", text_vector=text_vector(101)),
+        ],
+    )
+    ids["doc2"], _ = add_asset(
+        catalog,
+        "notes2.pdf",
+        "document",
+        [SegmentSpec(text="cranes in the harbour", text_vector=text_vector(102, doc_base, 0.9))],
+    )
+    for asset_id in [v for k, v in ids.items() if not k.endswith(("_shots", "_chunks"))]:
+        graph_contribution(settings, catalog, asset_id)
+    ids["trips"] = trips
+    ids["catalog"] = catalog
+    return ids
+
+
+def _publish(settings: Settings, catalog: Catalog, **kw):
+    return publish_graph(settings, catalog, **kw)
+
+
+def test_graph_from_lance_rows_has_the_expected_nodes_and_relations(
+    settings: Settings, library: dict
+) -> None:
+    report = _publish(settings, library["catalog"])
+    assert report.build.nodes == {"Asset": 7, "Segment": 11, "Collection": 1, "Concept": 4}
+    reader = GraphReader(settings.graph_dir)
+    counts = reader.counts()
+    assert counts["nodes"] == report.build.nodes
+    assert counts["relations"]["HAS_SEGMENT"] == 11
+    # clip1: 2 NEXT, clip2: 1, notes.pdf: 1
+    assert counts["relations"]["NEXT"] == 4
+    assert counts["relations"]["IN_COLLECTION"] == 1
+    first, second = library["clip1_shots"][:2]
+    nxt = reader.query(
+        "MATCH (a:Segment)-[n:NEXT]->(b:Segment) WHERE a.id = $id RETURN b.id AS b, n.gap AS gap",
+        {"id": first},
+    )
+    assert nxt == [{"b": second, "gap": 0.0}]
+    tagged = reader.query(
+        "MATCH (a:Asset)-[t:TAGGED]->(c:Concept) WHERE a.id = $id RETURN c.id AS name, t.confidence AS conf ORDER BY name",
+        {"id": library["photo"]},
+    )
+    assert tagged == [{"name": "dark", "conf": 0.8}, {"name": "outdoor", "conf": 0.6}]
+    dup = reader.query(
+        "MATCH (a:Asset)-[d:DUPLICATE_OF]-(b:Asset) RETURN a.id AS a, b.id AS b, d.shared_segments AS n"
+    )
+    pairs = {frozenset((r["a"], r["b"])) for r in dup}
+    assert frozenset((library["photo"], library["photo_small"])) in pairs
+    assert frozenset((library["photo"], library["other"])) not in pairs
+    text_sim = reader.query(
+        "MATCH (a:Asset)-[s:SIMILAR_TO]-(b:Asset) WHERE a.id = $id AND s.modality = 'text' RETURN b.id AS b",
+        {"id": library["doc"]},
+    )
+    assert {r["b"] for r in text_sim} == {library["doc2"]}
+
+
+def test_videos_sharing_a_shot_are_related_with_how_many_and_which(settings: Settings, library: dict) -> None:
+    _publish(settings, library["catalog"])
+    reader = GraphReader(settings.graph_dir)
+    out = reader.query(
+        "MATCH (a:Asset)-[d:DUPLICATE_OF]-(b:Asset) WHERE a.id = $id "
+        "RETURN b.id AS b, d.shared_segments AS n, d.segment_pairs AS pairs",
+        {"id": library["clip1"]},
+    )
+    assert len(out) == 1 and out[0]["b"] == library["clip2"] and out[0]["n"] == 1
+    shared = out[0]["pairs"][0].split(":")
+    assert set(shared) == {library["clip1_shots"][1], library["clip2_shots"][0]}
+    assert related_assets(reader, [library["clip1"]])[library["clip1"]][0]["asset_id"] == library["clip2"]
+
+
+def test_two_hop_query_finds_other_assets_through_a_shared_concept(settings: Settings, library: dict) -> None:
+    _publish(settings, library["catalog"])
+    reader = GraphReader(settings.graph_dir)
+    related = two_hop_related(reader, library["photo"])
+    by_id = {r["asset_id"]: r for r in related}
+    assert set(by_id) == {library["photo_small"], library["other"]}
+    assert by_id[library["other"]]["concepts"] == ["dark"]
+    assert by_id[library["photo_small"]]["concepts"] == ["outdoor"]
+    # photo → dark is 0.8 and photo → outdoor 0.6: a 0.75 floor keeps only the "dark" path.
+    assert [r["asset_id"] for r in two_hop_related(reader, library["photo"], min_confidence=0.75)] == [
+        library["other"]
+    ]
+    assert two_hop_related(reader, library["photo"], min_confidence=0.85) == []
+
+
+def test_relationships_follow_only_the_requested_types_to_the_requested_depth(
+    settings: Settings, library: dict
+) -> None:
+    _publish(settings, library["catalog"])
+    reader = GraphReader(settings.graph_dir)
+    one = relationships(reader, library["photo"], depth=1, types=["TAGGED"])
+    assert {n["id"] for n in one["nodes"]} == {library["photo"], "dark", "outdoor"}
+    assert all(e["type"] == "TAGGED" and e["source"] == library["photo"] for e in one["edges"])
+    two = relationships(reader, library["photo"], depth=2, types="TAGGED")
+    assert {library["other"], library["photo_small"]} <= {n["id"] for n in two["nodes"]}
+    coll = relationships(reader, library["trips"], depth=1)
+    assert [n["id"] for n in coll["nodes"] if n["type"] == "Asset"] == [library["photo"]]
+    concept = relationships(reader, "dark", depth=1, types=["TAGGED"])
+    assert concept["entity"]["type"] == "Concept"
+
+
+INJECTIONS = [
+    ("x' OR 1=1 --", 1, None, "invalid_entity_id"),
+    ("a}) MATCH (n) DETACH DELETE n //", 1, None, "invalid_entity_id"),
+    ('dark"', 1, None, "invalid_entity_id"),
+    ("dark", 1, ["TAGGED]-() MATCH (n) DETACH DELETE n //"], "invalid_relation_type"),
+    ("dark", 1, "TAGGED|HAS_SEGMENT*1..9", "invalid_relation_type"),
+    ("dark", 4, None, "invalid_depth"),
+    ("dark", "1; DROP", None, "invalid_depth"),
+    ("dark", True, None, "invalid_depth"),
+    ("no-such-thing", 1, None, "not_found"),
+]
+
+
+def test_injection_attempts_in_ids_types_and_depth_are_rejected_and_change_nothing(
+    settings: Settings, library: dict
+) -> None:
+    _publish(settings, library["catalog"])
+    reader = GraphReader(settings.graph_dir)
+    before = reader.counts()
+    for entity_id, depth, types, code in INJECTIONS:
+        with pytest.raises(GraphError) as err:
+            relationships(reader, entity_id, depth, types)
+        assert err.value.code == code, (entity_id, depth, types)
+    with pytest.raises(GraphError):
+        two_hop_related(reader, "x' RETURN 1 //")
+    assert reader.counts() == before
+
+
+def test_deleting_an_asset_leaves_no_graph_trace_after_the_next_publish(
+    settings: Settings, library: dict
+) -> None:
+    catalog = library["catalog"]
+    _publish(settings, catalog)
+    victim = library["clip2"]
+    # What delete_asset does: rows and vectors go, a tombstone asks the graph to drop the asset.
+    catalog.delete_asset_rows(victim)
+    delete_vectors(catalog, victim)
+    tomb = settings.graph_dir / "tombstones" / victim
+    tomb.parent.mkdir(parents=True, exist_ok=True)
+    tomb.write_text("deleted")
+    reader = GraphReader(settings.graph_dir)
+    # Readers hide the asset at once, before the next publication.
+    with pytest.raises(GraphError):
+        relationships(reader, victim)
+    assert all(n["id"] != victim for n in relationships(reader, library["clip1"], 2)["nodes"])
+
+    report = _publish(settings, catalog)
+    assert victim in report.tombstones_applied
+    assert not tomb.exists() and not contrib_path(settings, victim).exists()
+    # Relations cannot outlive their nodes, so no node means no relation either.
+    assert reader.query("MATCH (a:Asset) WHERE a.id = $id RETURN count(a) AS n", {"id": victim}) == [{"n": 0}]
+    assert reader.query("MATCH (s:Segment) WHERE s.asset_id = $id RETURN count(s) AS n", {"id": victim}) == [
+        {"n": 0}
+    ]
+    everything = relationships(reader, library["clip1"], depth=3)
+    assert victim not in {n["id"] for n in everything["nodes"]}
+    assert not set(library["clip2_shots"]) & {n["id"] for n in everything["nodes"]}
+    assert (
+        reader.query(
+            "MATCH (a:Asset)-[:DUPLICATE_OF]-(b:Asset) WHERE a.id = $id RETURN b.id", {"id": library["clip1"]}
+        )
+        == []
+    )
+
+
+def test_gc_keeps_the_live_snapshot_and_an_open_reader_survives_its_file_being_removed(
+    settings: Settings, library: dict
+) -> None:
+    catalog = library["catalog"]
+    _publish(settings, catalog)
+    reader = GraphReader(settings.graph_dir)
+    with reader.connection() as conn:
+        old = live_snapshot(settings.graph_dir)
+        for _ in range(3):
+            _publish(settings, catalog, keep=1, grace_s=0.0)
+        assert not old.path.exists()  # collected while this reader still had it open
+        assert conn.execute("MATCH (a:Asset) RETURN count(a)").get_next() == [7]
+    assert [s.version for s in list_snapshots(settings.graph_dir)] == [
+        live_snapshot(settings.graph_dir).version
+    ]
+    assert reader.snapshot.version == 4
+    recent = _publish(settings, catalog, keep=1, grace_s=3600.0)
+    assert len(list_snapshots(settings.graph_dir)) == 2  # the older one is still inside its grace period
+    os.utime(list_snapshots(settings.graph_dir)[0].path, (0, 0))
+    assert collect_snapshots(settings.graph_dir, keep=1, grace_s=3600.0) and recent.snapshot.path.exists()
+    assert not any(Path(p).suffix == ".wal" for p in os.listdir(settings.graph_dir / "snapshots"))
