@@ -241,3 +241,24 @@ def test_a_landing_sidecar_is_not_taken_for_a_media_file(settings: Settings) -> 
     (landing / sidecar_key("x.png")).write_text(json.dumps({"priority": 1}))
     plan = plan_landing(open_object_store(settings), Catalog(settings), set(), settle_seconds=0)
     assert [p.landing_key for p in plan.pending] == ["landing/x.png"] and plan.pending[0].priority == 1
+
+
+def test_a_reanalysis_request_runs_that_partition_again(
+    settings: Settings, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    from dataflux_pipelines.ingest.landing import CONTROL_PREFIX, request_reanalysis
+
+    src = make_image(tmp_path / "again.png", "PNG", (48, 36))
+    store, catalog = open_object_store(settings), Catalog(settings)
+    [(_, receipt)] = list(ingest_paths(store, catalog, [src]))
+    assert process_landing(settings, instance, defs).completed == 1
+    runs_before = len(instance.get_runs())
+    request_reanalysis(store, receipt.asset_id, priority=2, force=True)
+    report = process_landing(settings, instance, defs)
+    assert report.files == 1 and report.completed == 1
+    assert len(instance.get_runs()) > runs_before
+    assert not list(store.list(CONTROL_PREFIX))  # the request was consumed
+    # A request for an id that is not a partition is dropped instead of lingering.
+    request_reanalysis(store, "00000000-0000-4000-8000-000000000000", priority=None, force=False)
+    assert process_landing(settings, instance, defs).files == 0
+    assert not list(store.list(CONTROL_PREFIX))

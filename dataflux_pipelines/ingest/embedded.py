@@ -21,6 +21,7 @@ from dataflux_pipelines.contract import Status
 from dataflux_pipelines.ingest.landing import (
     LandingPlan,
     PendingFile,
+    clear_obsolete_requests,
     clear_reanalysis_request,
     drop_duplicates,
     plan_landing,
@@ -151,6 +152,7 @@ def process_landing(
     known = set(instance.get_dynamic_partitions(media_files.name))
     plan: LandingPlan = plan_landing(store, catalog, known, settle_seconds=0)
     drop_duplicates(store, plan)
+    clear_obsolete_requests(store, plan)
     # Queued files whose partition exists but whose run never happened (a stopped daemon).
     planned = {p.asset_id for p in plan.pending}
     recovered = [

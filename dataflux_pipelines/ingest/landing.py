@@ -263,6 +263,7 @@ class LandingPlan:
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (landing key, existing asset id)
     reanalyze: list[tuple[str, int, str]] = field(default_factory=list)  # (asset id, priority, run key)
     skipped_unsettled: list[str] = field(default_factory=list)
+    obsolete_requests: list[str] = field(default_factory=list)
 
     @property
     def is_empty(self) -> bool:
@@ -356,6 +357,9 @@ def plan_landing(
         asset_id = str(request.get("asset_id", ""))
         if is_uuid(asset_id) and asset_id in known_partitions:
             plan.reanalyze.append((asset_id, int(request.get("priority") or 5), info.key))
+        else:
+            # Not a partition yet: the file is still queued (its first run covers it) or was deleted.
+            plan.obsolete_requests.append(info.key)
     plan.pending.sort(key=lambda p: (p.priority, p.landing_key))
     return plan
 
@@ -369,6 +373,11 @@ def drop_duplicates(store: ObjectStore, plan: LandingPlan) -> None:
 
 def clear_reanalysis_request(store: ObjectStore, request_key: str) -> None:
     store.delete(request_key)
+
+
+def clear_obsolete_requests(store: ObjectStore, plan: LandingPlan) -> None:
+    for key in plan.obsolete_requests:
+        store.delete(key)
 
 
 def request_reanalysis(store: ObjectStore, asset_id: str, priority: int | None, force: bool) -> str:

@@ -11,6 +11,7 @@ from dataflux_pipelines.ingest.assets import MAX_PARTITIONS_PER_RUN, process_med
 from dataflux_pipelines.ingest.landing import (
     LandingPlan,
     PendingFile,
+    clear_obsolete_requests,
     clear_reanalysis_request,
     drop_duplicates,
     plan_landing,
@@ -70,6 +71,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, dataflux: DataFluxResour
     known = set(context.instance.get_dynamic_partitions(media_files.name))
     plan = plan_landing(store, catalog, known, log=context.log)
     drop_duplicates(store, plan)
+    clear_obsolete_requests(store, plan)
     for key, asset_id in plan.duplicates:
         context.log.info(f"{key}: same bytes as asset {asset_id}; removed from landing")
     new_keys, requests = run_requests_for(plan)
