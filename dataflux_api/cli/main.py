@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from dataflux_api.cli import backup as backup_cli
 from dataflux_api.cli import mcp as mcp_cli
 from dataflux_api.cli import media as media_cli
 from dataflux_api.cli import pipeline, serve
@@ -22,6 +23,7 @@ def cli(verbose: int) -> None:
 
 
 pipeline.register(cli)
+backup_cli.register(cli)
 serve.register(cli)
 mcp_cli.register(cli)
 media_cli.register(cli)
