@@ -1,0 +1,222 @@
+"""Video analysis: one decode pass feeds shot detection and keyframes; per-shot visual, style and audio features."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import numpy as np
+
+from dataflux_pipelines.contract import MediaType, SegmentType
+from dataflux_pipelines.errors import MediaError, Reason
+from dataflux_pipelines.media.features import dominant_palette, encode_jpeg, style_labels, visual_features
+from dataflux_pipelines.media.shots import Shot, ShotDetector, torch_threads
+from dataflux_pipelines.media.types import MediaAnalysis, Probe, SegmentDraft
+
+AUDIO_RATE = 16000
+KEYFRAME_BUFFER = 48  # frames kept per open shot to pick its middle frame from (bounded memory)
+TILE = 16  # side of the per-shot colour tile the asset's colour summary is computed from
+
+
+class _MiddleFrames:
+    """Frames of the open shot sampled at a doubling stride, so memory stays bounded for any shot length."""
+
+    def __init__(self, capacity: int = KEYFRAME_BUFFER) -> None:
+        self.capacity = capacity
+        self.stride = 1
+        self.frames: list[tuple[int, np.ndarray]] = []
+
+    def offer(self, index: int, rgb: np.ndarray) -> None:
+        if self.frames and index - self.frames[-1][0] < self.stride:
+            return
+        self.frames.append((index, rgb.copy()))
+        if len(self.frames) > self.capacity:
+            self.frames = self.frames[::2]
+            self.stride *= 2
+
+    def take(self, shot: Shot) -> tuple[int, np.ndarray]:
+        """The buffered frame nearest the shot's middle (index, RGB); frames of the shot are then dropped."""
+        mid = (shot.start_frame + shot.end_frame) // 2
+        inside = [(i, f) for i, f in self.frames if shot.start_frame <= i <= shot.end_frame]
+        if not inside:
+            raise MediaError(
+                Reason.INTERNAL_ERROR, f"no buffered frame for shot {shot.start_frame}-{shot.end_frame}"
+            )
+        best = min(inside, key=lambda item: abs(item[0] - mid))
+        self.frames = [(i, f) for i, f in self.frames if i > shot.end_frame]
+        if not self.frames:
+            self.stride = 1
+        return best
+
+
+def _decode_size(probe: Probe, max_side: int) -> tuple[int, int]:
+    """Decoder output size: the source scaled so its long side is at most `max_side` (-1 keeps the source)."""
+    w, h = probe.width or 0, probe.height or 0
+    if w <= 0 or h <= 0 or max(w, h) <= max_side:
+        return -1, -1
+    scale = max_side / max(w, h)
+    return max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2)
+
+
+def _shot_audio(path: str, shots: list[Shot]) -> list[dict[str, Any] | None]:
+    """Loudness of each shot's span, decoding the soundtrack once and holding one shot of samples at a time."""
+    import av
+
+    from dataflux_pipelines.media.audio import loudness_stats
+
+    out: list[dict[str, Any] | None] = [None] * len(shots)
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except (av.FFmpegError, OSError) as exc:
+        raise MediaError(Reason.CORRUPT_MEDIA, f"the soundtrack cannot be opened: {exc}") from exc
+    with container:
+        if not container.streams.audio:
+            return out
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
+        bounds = [round(s.end * AUDIO_RATE) for s in shots]
+        # Shot index being filled, its samples, samples consumed before `pending`, samples seen.
+        current, pending, done, have = 0, [], 0, 0
+
+        def emit(upto_shot: int) -> None:
+            nonlocal current, pending, done
+            samples = np.concatenate(pending) if pending else np.zeros(0, np.float32)
+            while current < upto_shot:
+                end = bounds[current] - done
+                part, samples = samples[: max(end, 0)], samples[max(end, 0) :]
+                done += len(part)
+                out[current] = loudness_stats(part, AUDIO_RATE)
+                current += 1
+            pending = [samples] if len(samples) else []
+
+        def feed(chunk: np.ndarray) -> None:
+            nonlocal have
+            pending.append(chunk)
+            have += len(chunk)
+            upto = current
+            while upto < len(shots) and bounds[upto] <= have:
+                upto += 1
+            if upto > current:
+                emit(upto)
+
+        try:
+            for frame in container.decode(container.streams.audio[0]):
+                for res in resampler.resample(frame):
+                    feed(res.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+            for res in resampler.resample(None):
+                feed(res.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+        except av.FFmpegError as exc:
+            if current == 0 and not pending:
+                raise MediaError(Reason.CORRUPT_MEDIA, f"the soundtrack cannot be decoded: {exc}") from exc
+            # A soundtrack damaged part-way still describes the shots it covered.
+        if current < len(shots) and pending:
+            emit(current + 1)  # the soundtrack can end a little before the last frame
+    return out
+
+
+def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
+    """Shot segments with keyframes, thumbnails and features, the transitions, and a per-asset summary."""
+    import decord
+
+    device = getattr(options, "device", "cpu") or "cpu"
+    keyframe_side = int(getattr(options, "keyframe_side", 512))
+    thumbnail_side = int(getattr(options, "thumbnail_side", 256))
+    window = int(getattr(options, "video_window", 64))
+    width, height = _decode_size(probe, keyframe_side)
+    try:
+        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), width=width, height=height)
+    except (RuntimeError, decord.DECORDError) as exc:
+        raise MediaError(Reason.CORRUPT_MEDIA, f"the video cannot be opened: {exc}") from exc
+    n = len(vr)
+    if n == 0:
+        raise MediaError(Reason.CORRUPT_MEDIA, "the video has no frames")
+    fps = float(vr.get_avg_fps()) or float(probe.fps or 25.0)
+    detector = ShotDetector(fps, device=device)
+    buffer = _MiddleFrames()
+    keyframes: list[tuple[int, np.ndarray]] = []
+
+    def collect() -> None:
+        while len(keyframes) < len(detector.closed_shots):
+            keyframes.append(buffer.take(detector.closed_shots[len(keyframes)]))
+
+    with torch_threads(detector.device, 1):
+        for start in range(0, n, window):
+            try:
+                batch = vr.get_batch(list(range(start, min(n, start + window)))).asnumpy()
+            except (RuntimeError, decord.DECORDError) as exc:
+                raise MediaError(
+                    Reason.TRUNCATED_MEDIA, f"the video stops decoding at frame {start}: {exc}"
+                ) from exc
+            for k, frame in enumerate(batch):
+                buffer.offer(start + k, frame)
+            detector.push(batch)
+            collect()
+        detection = detector.finish()
+    del vr
+    collect()
+
+    audio = _shot_audio(str(path), detection.shots)
+    technical = {
+        "width": probe.width,
+        "height": probe.height,
+        "resolution": f"{probe.width}x{probe.height}" if probe.width and probe.height else None,
+        "fps": round(fps, 3),
+        "codec": probe.video_codec,
+    }
+    # Confidence of a shot: how sure we are of the boundary that opened it (1.0 for the first shot).
+    conf_by_start: dict[int, float] = {}
+    for t in detection.transitions:
+        b = t.start_frame if t.type == "cut" else (t.start_frame + t.end_frame + 1) // 2
+        conf_by_start[b] = t.confidence
+    segments: list[SegmentDraft] = []
+    tiles: list[np.ndarray] = []
+    for i, (shot, (key_index, rgb)) in enumerate(zip(detection.shots, keyframes, strict=True)):
+        visual = visual_features(rgb)
+        visual["motion_intensity"] = round(float(shot.motion), 4)
+        tiles.append(np.asarray(_tile(rgb)))
+        segments.append(
+            SegmentDraft(
+                segment_type=SegmentType.SHOT,
+                sequence_number=i,
+                start_time=round(shot.start, 4),
+                end_time=round(shot.end, 4),
+                start_frame=shot.start_frame,
+                end_frame=shot.end_frame,
+                confidence=round(conf_by_start.get(shot.start_frame, 1.0), 4),
+                keyframe_jpeg=encode_jpeg(rgb, keyframe_side),
+                thumbnail_jpeg=encode_jpeg(rgb, thumbnail_side),
+                visual_features=visual,
+                style_features=style_labels(visual),
+                technical_features={**technical, "keyframe_frame": key_index},
+                audio_features=audio[i] or {},
+            )
+        )
+    lengths = [s.end - s.start for s in detection.shots]
+    mosaic = np.concatenate(tiles, axis=1)
+    longest = max(range(len(keyframes)), key=lambda j: lengths[j])
+    summary = {
+        "fps": round(fps, 3),
+        "frames": detection.frames,
+        "duration": round(detection.frames / fps, 3),
+        "shot_count": len(detection.shots),
+        "mean_shot_length": round(statistics.fmean(lengths), 3),
+        "median_shot_length": round(statistics.median(lengths), 3),
+        "cuts_per_minute": round(60.0 * (len(detection.shots) - 1) / max(detection.frames / fps, 1e-9), 3),
+        "transition_counts": {
+            k: sum(1 for t in detection.transitions if t.type == k) for k in ("cut", "dissolve", "fade")
+        },
+        "palette": dominant_palette(mosaic, k=6),
+        "has_audio": any(a is not None for a in audio),
+    }
+    return MediaAnalysis(
+        media_type=MediaType.VIDEO,
+        segments=segments,
+        summary=summary,
+        transitions=[t.to_json_dict() for t in detection.transitions],
+        thumbnail_jpeg=encode_jpeg(keyframes[longest][1], thumbnail_side),
+    )
+
+
+def _tile(rgb: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(rgb).resize((TILE, TILE), Image.Resampling.BILINEAR))
