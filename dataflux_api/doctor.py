@@ -190,11 +190,245 @@ def check_models(settings: Settings) -> list[Check]:
     return checks
 
 
+# --- deployment ---------------------------------------------------------------------------
+
+DAEMON_STALE_S = 120.0  # the daemon beats every 30 s; four missed beats means it is down
+PROBE_TIMEOUT_S = 3.0
+
+
+def _probe_http(url: str) -> str | None:
+    """None when something answers HTTP below 500 at `url`, else why not."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code  # MCP answers a plain GET with 4xx: the server is up
+    except (urllib.error.URLError, OSError) as exc:
+        return f"{url}: {getattr(exc, 'reason', exc)}"
+    return None if status < 500 else f"{url}: HTTP {status}"
+
+
+def _local(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _check_postgres(settings: Settings) -> list[Check]:
+    import psycopg2
+    from dagster_postgres.run_storage import PostgresRunStorage
+    from dagster_postgres.utils import get_conn_string
+
+    from dataflux_pipelines.backup import dagster_storage
+
+    storage = dagster_storage(settings.dagster_home)
+    where = f"{storage.user}@{storage.host}:{storage.port}/{storage.database}"
+    try:
+        psycopg2.connect(
+            host=storage.host,
+            port=storage.port,
+            user=storage.user,
+            password=storage.password,
+            dbname=storage.database,
+            connect_timeout=int(PROBE_TIMEOUT_S),
+        ).close()
+    except psycopg2.Error as exc:
+        return [
+            Check(
+                "postgres",
+                False,
+                f"{where}: {str(exc).strip().splitlines()[0]}",
+                "start PostgreSQL and check DAGSTER_PG_HOST/PORT/USERNAME/PASSWORD/DB",
+            )
+        ]
+    url = get_conn_string(
+        username=storage.user or "",
+        password=storage.password or "",
+        hostname=storage.host or "",
+        db_name=storage.database or "",
+        port=str(storage.port),
+        scheme="postgresql+psycopg2",
+    )
+    # No autocreate: the doctor must report an unmigrated database, not migrate it.
+    run_storage = PostgresRunStorage(url, should_autocreate_tables=False)
+    try:
+        current, head = run_storage.alembic_version()
+    finally:
+        run_storage.dispose()
+    if current is None:
+        return [
+            Check(
+                "postgres",
+                False,
+                f"{where} reachable but has no Dagster schema",
+                "run deployment/init-dagster.sh (or `dagster instance migrate`) with this DAGSTER_HOME",
+            )
+        ]
+    if current != head:
+        return [
+            Check(
+                "postgres",
+                False,
+                f"{where} schema at revision {current}, this Dagster expects {head}",
+                "run `dagster instance migrate` (compose: restart the dagster-init service)",
+            )
+        ]
+    return [Check("postgres", True, f"{where} reachable, schema at head revision {head}")]
+
+
+def _check_buckets(settings: Settings) -> list[Check]:
+    from dataflux_pipelines.backup import s3_location
+    from dataflux_pipelines.objectstore import s3_client
+
+    urls = [u for u in (settings.object_store_url, settings.lance_uri) if u.startswith("s3://")]
+    if not urls:
+        return []
+    client = s3_client(settings)
+    checks = []
+    for url in dict.fromkeys(urls):
+        loc = s3_location(url)
+        key = f"{loc.prefix}.doctor/write-test"
+        try:
+            client.head_bucket(Bucket=loc.bucket)
+            client.put_object(Bucket=loc.bucket, Key=key, Body=b"ok")
+            client.delete_object(Bucket=loc.bucket, Key=key)
+            checks.append(Check("bucket", True, f"{url}: bucket present and writable"))
+        except Exception as exc:
+            checks.append(
+                Check(
+                    "bucket",
+                    False,
+                    f"{url}: {type(exc).__name__}: {exc}",
+                    "create the bucket (compose: the minio-init service does) and check the S3 credentials",
+                )
+            )
+    return checks
+
+
+def _check_daemon(settings: Settings, embedded: bool) -> list[Check]:
+    import time
+
+    import dagster as dg
+
+    level = "warning" if embedded else "error"
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
+        beats = instance.get_daemon_heartbeats()
+    if not beats:
+        return [
+            Check(
+                "dagster daemon",
+                False,
+                "no daemon has ever run on this instance"
+                + (" (embedded mode: `dataflux process` runs the work itself)" if embedded else ""),
+                "start it: `make up` (embedded) or the dagster-daemon service (compose)",
+                level=level,
+            )
+        ]
+    newest = max(beat.timestamp for beat in beats.values())
+    age = time.time() - newest
+    errors = sorted(name for name, beat in beats.items() if beat.errors)
+    if age > DAEMON_STALE_S:
+        return [
+            Check(
+                "dagster daemon",
+                False,
+                f"last heartbeat {age:.0f} s ago (over {DAEMON_STALE_S:.0f} s): the daemon is not running",
+                "start the daemon (`make up`, or the dagster-daemon service) and read its log",
+                level=level,
+            )
+        ]
+    if errors:
+        return [
+            Check(
+                "dagster daemon",
+                False,
+                f"heartbeat {age:.0f} s ago; daemons reporting errors: {', '.join(errors)}",
+                "open Deployment → Daemons in the Dagster UI",
+                level="warning",
+            )
+        ]
+    return [Check("dagster daemon", True, f"{len(beats)} daemon(s), last heartbeat {age:.0f} s ago")]
+
+
+def _check_code_location() -> list[Check]:
+    from dataflux_pipelines.definitions import defs
+
+    assets = len(defs.resolve_asset_graph().get_all_asset_keys())
+    jobs = len([j for j in defs.resolve_all_job_defs() if not j.name.startswith("__")])
+    sensors = len(list(defs.sensors or []))
+    schedules = len(list(defs.schedules or []))
+    return [
+        Check(
+            "code location",
+            True,
+            f"dataflux_pipelines.definitions: {assets} asset(s), {jobs} job(s), {sensors} sensor(s), "
+            f"{schedules} schedule(s)",
+        )
+    ]
+
+
+def _check_servers(settings: Settings, embedded: bool) -> list[Check]:
+    level = "warning" if embedded else "error"
+    checks = []
+    targets = (
+        (
+            "api",
+            f"http://{_local(settings.api_host)}:{settings.api_port}/health",
+            "`dataflux api` or `make up`",
+        ),
+        (
+            "mcp",
+            f"http://{_local(settings.mcp_host)}:{settings.mcp_port}/mcp",
+            "`dataflux mcp --http` or `make up`",
+        ),
+    )
+    for name, url, start in targets:
+        problem = _probe_http(url)
+        if problem is None:
+            checks.append(Check(f"{name} server", True, f"{url} answers"))
+        else:
+            checks.append(
+                Check(f"{name} server", False, f"not reachable: {problem}", f"start it: {start}", level=level)
+            )
+    return checks
+
+
+def check_deployment(settings: Settings) -> list[Check]:
+    """Postgres reachable and migrated, buckets writable, daemon alive, code location loads, API and MCP up."""
+    from dataflux_pipelines.backup import dagster_storage
+
+    if not (settings.dagster_home / "dagster.yaml").exists():
+        return []  # check_dagster already says how to create the instance
+    embedded = dagster_storage(settings.dagster_home).kind == "sqlite"
+    checks: list[Check] = []
+
+    def daemon() -> list[Check]:
+        # Opening a Postgres instance creates its schema: never do that to a database the doctor found unmigrated.
+        if not embedded and not all(c.ok for c in checks if c.name == "postgres"):
+            return []
+        return _check_daemon(settings, embedded)
+
+    for part in (
+        lambda: _check_postgres(settings) if not embedded else [],
+        lambda: _check_buckets(settings),
+        daemon,
+        _check_code_location,
+        lambda: _check_servers(settings, embedded),
+    ):
+        try:
+            checks.extend(part())
+        except Exception as exc:  # one broken probe must not hide the others
+            checks.append(Check("deployment", False, f"{type(exc).__name__}: {exc}"))
+    return checks
+
+
 CHECKS: list[Callable[[Settings], list[Check]]] = [
     lambda s: check_versions(),
     check_stores,
     check_dagster,
     check_models,
+    check_deployment,
 ]
 
 
