@@ -180,6 +180,7 @@ def test_the_landing_sensor_turns_a_plain_put_into_one_partition_and_never_reque
     assert cluster["partitions"] == sorted([uploaded, dropped])
     row = Catalog(cluster["settings"]).get_asset(dropped)
     assert row is not None and row["filename"] == "readme.txt" and row["status"] == "completed"
+    assert row["context"] == "dropped by a script"  # S3 object metadata stands in for a sidecar
 
 
 def test_both_files_are_processed_into_lance_on_s3_and_found_by_search(

@@ -285,8 +285,10 @@ def _read_meta(store: ObjectStore, info: ObjectInfo) -> UploadMeta:
     try:
         raw = store.get_bytes(sidecar_key(info.key))
     except ObjectMissing:
-        # S3 object metadata can carry the same fields as a sidecar (x-amz-meta-dataflux-*).
-        md = info.metadata
+        # S3 object metadata can carry the same fields as a sidecar (x-amz-meta-dataflux-*);
+        # listings never include it, so ask for the object's head.
+        head = store.head(info.key) if not info.metadata else info
+        md = head.metadata if head is not None else {}
         return UploadMeta(
             default,
             md.get("dataflux-context") or None,

@@ -1,0 +1,962 @@
+"""The one query service: hybrid retrieval over LanceDB, fused by rank, filtered in the store, grouped by asset."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import numpy as np
+from lancedb.query import BooleanQuery, FullTextQuery, MatchQuery, Occur, PhraseQuery
+
+from dataflux_api.errors import NotFound, Unavailable
+from dataflux_api.query import rank
+from dataflux_api.query.cache import ResultCache
+from dataflux_api.query.models import SearchRequest, SearchResponse, SearchResult, SegmentHit
+from dataflux_api.query.parse import ParsedQuery, parse_query
+from dataflux_pipelines import contract
+from dataflux_pipelines.catalog import connect
+from dataflux_pipelines.contract import MediaType, Status
+from dataflux_pipelines.embeddings.indexes import (
+    SEARCH_PARAMS_TABLE,
+    SearchParams,
+    apply_search_params,
+    load_search_params,
+)
+from dataflux_pipelines.graph.store import GraphReader, related_assets
+from dataflux_pipelines.identity import is_uuid
+from dataflux_pipelines.lance_sql import FilterError, in_list, literal, uuid_literal
+from dataflux_pipelines.settings import Settings
+
+if TYPE_CHECKING:
+    from dataflux_pipelines.models.registry import ModelRegistry
+
+MAX_LIMIT = 100
+MAX_SIMILAR_LIMIT = 50
+MAX_WINDOW = 1000  # offset + limit: every retriever fetches this many candidates at most
+MAX_QUERY_CHARS = 2000
+SIMILAR_THRESHOLD = 0.75
+# MiniLM cosine similarity below which a text-vector neighbour is noise, not a match; unrelated
+# sentence pairs score about 0.0-0.15, paraphrases 0.5 and up.
+TEXT_MIN_SIMILARITY = 0.2
+GRAPH_WEIGHT = 0.5
+VISION_PREFIX = "vision__"
+# ANN query parameters that gave recall@10 >= 0.95 on both IVF_PQ and IVF_HNSW_SQ (REFERENCE.md 2.3);
+# on tables without a vector index they are ignored.
+DEFAULT_ANN = {"nprobes": 50, "ef": 100, "refine_factor": 10}
+
+_MIME_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,63}/[a-z0-9][a-z0-9.+-]{0,127}$")
+_SEGMENT_COLUMNS = [
+    "id",
+    "asset_id",
+    "segment_type",
+    "sequence_number",
+    "media_type",
+    "start_time",
+    "end_time",
+    "page",
+    "confidence_score",
+    "text",
+    "transcript",
+    "context",
+    "concepts",
+    "thumbnail_path",
+]
+_ASSET_COLUMNS = [
+    "id",
+    "filename",
+    "mime_type",
+    "media_type",
+    "status",
+    "duration",
+    "created_at",
+    "context",
+    "thumbnail_path",
+    "collection_id",
+]
+
+
+def asset_thumbnail_url(asset_id: str) -> str:
+    return f"/api/v1/assets/{asset_id}/thumbnail"
+
+
+def segment_thumbnail_url(segment_id: str) -> str:
+    return f"/api/v1/segments/{segment_id}/thumbnail"
+
+
+class _NothingMatches(Exception):
+    """The filters exclude every row; the answer is an empty page, without querying further."""
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Validated filters, merged from the request and what the query text said."""
+
+    media_types: tuple[str, ...] = ()
+    mime_types: tuple[str, ...] = ()
+    collection_id: str | None = None
+    status: str | None = None
+    confidence_min: float | None = None
+    created_after: dt.datetime | None = None
+    created_before: dt.datetime | None = None
+    duration_min: float | None = None
+    duration_max: float | None = None
+
+    @property
+    def on_assets(self) -> bool:
+        return bool(
+            self.mime_types
+            or self.collection_id
+            or self.status
+            or self.created_after
+            or self.created_before
+            or self.duration_min is not None
+            or self.duration_max is not None
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if value is None or value == ():
+                continue
+            out[name] = (
+                value.isoformat()
+                if isinstance(value, dt.datetime)
+                else (list(value) if isinstance(value, tuple) else value)
+            )
+        return out
+
+
+@dataclass
+class _Snapshot:
+    """Tables pinned at one version each for the whole request."""
+
+    tables: dict[str, Any]
+    versions: tuple[tuple[str, int], ...]
+    _derived: dict[Any, Any] = field(default_factory=dict)
+
+    def get(self, name: str) -> Any | None:
+        return self.tables.get(name)
+
+    def vision_tables(self) -> dict[str, Any]:
+        return {n: t for n, t in self.tables.items() if n.startswith(VISION_PREFIX)}
+
+
+@dataclass
+class _Filter:
+    """Where-clauses for one request: on segment rows and on vector-table rows."""
+
+    segments: str | None
+    vectors: str | None
+
+
+def _finite(value: float, field_name: str, low: float | None = None, high: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise FilterError(field_name, "must be a finite number")
+    if low is not None and value < low:
+        raise FilterError(field_name, f"must be at least {low}")
+    if high is not None and value > high:
+        raise FilterError(field_name, f"must be at most {high}")
+    return float(value)
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _media_types(values: Sequence[str], field_name: str) -> tuple[str, ...]:
+    allowed = {m.value for m in MediaType}
+    out = []
+    for value in values:
+        if value not in allowed:
+            raise FilterError(field_name, f"{value!r} is not one of {sorted(allowed)}")
+        if value not in out:
+            out.append(value)
+    return tuple(out)
+
+
+def constraints_for(req: SearchRequest, parsed: ParsedQuery) -> Constraints:
+    """Validate the request's filters and merge them with the parsed query's (the tighter bound wins)."""
+    f = req.filters
+    media = _media_types(req.media_types, "media_types") or tuple(parsed.media_types)
+    mimes = []
+    for mime in f.mime_types:
+        if not isinstance(mime, str) or not _MIME_RE.match(mime):
+            raise FilterError("filters.mime_types", f"{mime!r} is not a MIME type like image/jpeg")
+        mimes.append(mime)
+    if f.collection_id is not None and not is_uuid(f.collection_id):
+        raise FilterError("filters.collection_id", f"{f.collection_id!r} is not a UUID")
+    if f.status is not None and f.status not in {s.value for s in Status}:
+        raise FilterError("filters.status", f"{f.status!r} is not one of {[s.value for s in Status]}")
+    confidence = None
+    if f.confidence_min is not None:
+        confidence = _finite(f.confidence_min, "filters.confidence_min", 0.0, 1.0)
+    dmin = None if f.duration_min is None else _finite(f.duration_min, "filters.duration_min", 0.0)
+    dmax = None if f.duration_max is None else _finite(f.duration_max, "filters.duration_max", 0.0)
+    if dmin is not None and dmax is not None and dmin > dmax:
+        raise FilterError("filters.duration_min", "is greater than filters.duration_max")
+    after, before = _utc(f.created_after), _utc(f.created_before)
+    if after and before and after > before:
+        raise FilterError("filters.created_after", "is later than filters.created_before")
+    if parsed.duration_min is not None:
+        dmin = parsed.duration_min if dmin is None else max(dmin, parsed.duration_min)
+    if parsed.duration_max is not None:
+        dmax = parsed.duration_max if dmax is None else min(dmax, parsed.duration_max)
+    if parsed.created_after:
+        after = parsed.created_after if after is None else max(after, parsed.created_after)
+    if parsed.created_before:
+        before = parsed.created_before if before is None else min(before, parsed.created_before)
+    return Constraints(
+        media_types=media,
+        mime_types=tuple(mimes),
+        collection_id=f.collection_id.lower() if f.collection_id else None,
+        status=f.status,
+        confidence_min=confidence,
+        created_after=after,
+        created_before=before,
+        duration_min=dmin,
+        duration_max=dmax,
+    )
+
+
+def fts_query(parsed: ParsedQuery, column: str = "search_text") -> FullTextQuery | None:
+    """Quoted phrases must all occur (positions); the free text ranks, any term matching."""
+    phrases = [PhraseQuery(p, column) for p in parsed.phrases]
+    match = MatchQuery(parsed.text, column) if parsed.text else None
+    if not phrases:
+        return match
+    if len(phrases) == 1 and match is None:
+        return phrases[0]
+    clauses: list[tuple[Occur, FullTextQuery]] = [(Occur.MUST, p) for p in phrases]
+    if match is not None:
+        clauses.append((Occur.SHOULD, match))
+    return BooleanQuery(clauses)
+
+
+def _ids(table: Any, where: str | None, column: str = "id") -> list[str]:
+    query = table.search()
+    if where:
+        query = query.where(where)
+    return query.select([column]).limit(None).to_arrow().column(column).to_pylist()
+
+
+def _id_constraint(column: str, allowed: list[str], universe: Any, universe_column: str) -> str | None:
+    """`column IN (allowed)`, or NOT IN the complement when that list is shorter; None when all pass."""
+    total = universe.count_rows()
+    if not allowed:
+        raise _NothingMatches
+    if len(allowed) >= total:
+        return None
+    if len(allowed) <= total - len(allowed):
+        return in_list(column, allowed, uuids=True)
+    keep = set(allowed)
+    excluded = [i for i in _ids(universe, None, universe_column) if i not in keep]
+    return f"NOT ({in_list(column, excluded, uuids=True)})"
+
+
+def _join(clauses: Sequence[str | None]) -> str | None:
+    parts = [c for c in clauses if c]
+    if not parts:
+        return None
+    return " AND ".join(f"({c})" for c in parts)
+
+
+def cosine_ranked(
+    hits: list[dict[str, Any]], query: np.ndarray, column: str
+) -> list[tuple[dict[str, Any], float]]:
+    """Hits with their true cosine similarity, best first.
+
+    An IVF_HNSW_SQ index built for cosine reports `_distance` as squared L2 of unit vectors (twice the
+    cosine distance) while unindexed rows report cosine distance, so `_distance` is no similarity scale.
+    """
+    kept = [h for h in hits if h.get(column) is not None]
+    if not kept:
+        return []
+    matrix = np.asarray([h.pop(column) for h in kept], dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
+    sims = (matrix @ np.asarray(query, dtype=np.float32)) / np.maximum(norms, 1e-12)
+    order = np.argsort(-sims, kind="stable")
+    return [(kept[i], float(sims[i])) for i in order]
+
+
+def _normalise(vector: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector
+
+
+class SearchEngine:
+    """Hybrid search and similar-content search over one DataFlux home; shared by REST and MCP."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry | None,
+        graph: GraphReader | None = None,
+        *,
+        cache_size: int = 256,
+        ann_params: dict[str, int] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.graph = graph
+        self.ann_params = dict(DEFAULT_ANN if ann_params is None else ann_params)
+        self.cache: ResultCache[SearchResponse] = ResultCache(cache_size)
+        self._db = connect(settings, reader=True)
+        self._lock = threading.Lock()
+        self._latest: dict[str, Any] = {}
+        self._pinned: OrderedDict[tuple[str, int], Any] = OrderedDict()
+        self._names: tuple[float, list[str]] | None = None
+        self._params: tuple[int, dict[tuple[str, str], SearchParams]] | None = None
+
+    # --- snapshot ---------------------------------------------------------------------------
+    def _table_names(self) -> list[str]:
+        # Listing tables is a directory (or S3 LIST) call; reuse it for as long as readers may be stale anyway.
+        now = time.monotonic()
+        cached = self._names
+        if cached is not None and now - cached[0] < self.settings.lance_read_consistency_s:
+            return cached[1]
+        names: list[str] = []
+        token = None
+        while True:
+            page = self._db.list_tables(page_token=token)
+            names.extend(page.tables)
+            token = page.page_token
+            if not token:
+                break
+        self._names = (now, names)
+        return names
+
+    def _snapshot(self) -> _Snapshot:
+        """Pin every table this request may read at its current version."""
+        wanted = {
+            contract.ASSETS_TABLE,
+            contract.SEGMENTS_TABLE,
+            contract.COLLECTIONS_TABLE,
+            SEARCH_PARAMS_TABLE,
+        }
+        names = sorted(n for n in self._table_names() if n in wanted or n.startswith(VISION_PREFIX))
+        tables: dict[str, Any] = {}
+        versions = []
+        with self._lock:
+            for name in names:
+                latest = self._latest.get(name)
+                if latest is None:
+                    latest = self._latest[name] = self._db.open_table(name)
+                version = latest.version
+                pinned = self._pinned.get((name, version))
+                if pinned is None:
+                    pinned = self._db.open_table(name)
+                    pinned.checkout(version)
+                    self._pinned[(name, version)] = pinned
+                    while len(self._pinned) > 4 * max(len(names), 1):
+                        self._pinned.popitem(last=False)
+                else:
+                    self._pinned.move_to_end((name, version))
+                tables[name] = pinned
+                versions.append((name, version))
+        return _Snapshot(tables=tables, versions=tuple(versions))
+
+    def _models_key(self) -> tuple[Any, ...]:
+        if self.registry is None:
+            return ("no-registry",)
+        clip = self.registry.clip
+        return (id(self.registry), clip.space if clip is not None else None)
+
+    # --- filters ----------------------------------------------------------------------------
+    def _allowed_assets(self, snap: _Snapshot, c: Constraints) -> list[str] | None:
+        """Ids of the assets that pass the asset-level filters (MIME, collection, status, dates, duration)."""
+        if not c.on_assets:
+            return None
+        key = ("assets", c)
+        if key in snap._derived:
+            return snap._derived[key]
+        assets = snap.get(contract.ASSETS_TABLE)
+        if assets is None:
+            raise _NothingMatches
+        clauses = []
+        if c.mime_types:
+            clauses.append(in_list("mime_type", c.mime_types))
+        if c.collection_id:
+            clauses.append(self._collection_clause(snap, c.collection_id))
+        if c.status:
+            clauses.append(f"status = {literal(c.status)}")
+        if c.created_after:
+            clauses.append(f"created_at >= {literal(c.created_after)}")
+        if c.created_before:
+            clauses.append(f"created_at < {literal(c.created_before)}")
+        if c.duration_min is not None:
+            clauses.append(f"duration >= {literal(c.duration_min)}")
+        if c.duration_max is not None:
+            clauses.append(f"duration <= {literal(c.duration_max)}")
+        allowed = _ids(assets, _join(clauses))
+        snap._derived[key] = allowed
+        return allowed
+
+    def _asset_clause(self, snap: _Snapshot, c: Constraints, column: str = "asset_id") -> str | None:
+        """The asset-level filters as a constraint on an asset-id column."""
+        allowed = self._allowed_assets(snap, c)
+        if allowed is None:
+            return None
+        return _id_constraint(column, allowed, snap.get(contract.ASSETS_TABLE), "id")
+
+    def _collection_clause(self, snap: _Snapshot, collection_id: str) -> str:
+        lit = uuid_literal(collection_id, "filters.collection_id")
+        clause = f"collection_id = {lit}"
+        collections = snap.get(contract.COLLECTIONS_TABLE)
+        if collections is None:
+            return clause
+        rows = collections.search().where(f"id = {lit}").select(["asset_ids"]).limit(1).to_list()
+        members = [m for m in (rows[0]["asset_ids"] or []) if is_uuid(m)] if rows else []
+        # Auto-generated collections list their members; user collections are named on the asset row.
+        if members:
+            return f"{clause} OR {in_list('id', members, uuids=True)}"
+        return clause
+
+    def _filter(self, snap: _Snapshot, c: Constraints, *, vectors: bool) -> _Filter:
+        key = ("filter", c, vectors)
+        if key in snap._derived:
+            return snap._derived[key]
+        media = in_list("media_type", c.media_types) if c.media_types else None
+        asset_clause = self._asset_clause(snap, c)
+        confidence = None
+        if c.confidence_min is not None:
+            confidence = f"confidence_score >= {literal(c.confidence_min)}"
+        segments_where = _join([media, asset_clause, confidence])
+        vectors_where = _join([media, asset_clause])
+        if vectors and confidence:
+            # Vector tables carry no confidence column: narrow them to the segments that pass.
+            segments = snap.get(contract.SEGMENTS_TABLE)
+            if segments is None:
+                raise _NothingMatches
+            allowed = _ids(segments, segments_where)
+            vectors_where = _join([vectors_where, _id_constraint("segment_id", allowed, segments, "id")])
+        result = _Filter(segments=segments_where, vectors=vectors_where)
+        snap._derived[key] = result
+        return result
+
+    def _search_params(self, snap: _Snapshot) -> dict[tuple[str, str], SearchParams]:
+        """Tuned ANN parameters stored by index maintenance, read once per version of their table."""
+        version = dict(snap.versions).get(SEARCH_PARAMS_TABLE)
+        if version is None:
+            return {}
+        with self._lock:
+            cached = self._params
+            if cached is not None and cached[0] == version:
+                return cached[1]
+        params = load_search_params(self._db)
+        with self._lock:
+            self._params = (version, params)
+        return params
+
+    def _ann(self, snap: _Snapshot, table: str, column: str, query: Any, k: int) -> Any:
+        """A vector query with the tuned ANN parameters for fetching k neighbours."""
+        params = self._search_params(snap).get((table, column))
+        if params is not None:
+            query = apply_search_params(query, params)
+            ef = params.ef if params.index_type != "exact" else None
+        else:
+            # No tuned parameters yet (an index built outside maintenance): thorough settings, not the defaults.
+            for name in ("nprobes", "refine_factor"):
+                if self.ann_params.get(name):
+                    query = getattr(query, name)(int(self.ann_params[name]))
+            ef = self.ann_params.get("ef")
+        if ef:
+            # HNSW refuses ef < k; parameters are tuned at k=10 while retrievers fetch more candidates.
+            query = query.ef(max(int(ef), k))
+        return query
+
+    # --- search -----------------------------------------------------------------------------
+    def search(self, req: SearchRequest) -> SearchResponse:
+        """Answer a search request from one snapshot of the stores (cached per table versions)."""
+        started = time.perf_counter()
+        if not isinstance(req.query, str) or "\x00" in req.query:
+            raise FilterError("query", "contains a NUL character")
+        if len(req.query) > MAX_QUERY_CHARS:
+            raise FilterError("query", f"is longer than {MAX_QUERY_CHARS} characters")
+        if req.limit < 1:
+            raise FilterError("limit", "must be at least 1")
+        if req.offset < 0:
+            raise FilterError("offset", "must not be negative")
+        limit = min(req.limit, MAX_LIMIT)
+        if req.offset + limit > MAX_WINDOW:
+            raise FilterError("offset", f"offset + limit must be at most {MAX_WINDOW}")
+        # Minute resolution keeps relative dates ("last week") stable, so repeated queries hit the cache.
+        now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+        parsed = parse_query(req.query, now)
+        c = constraints_for(req, parsed)
+        understood = parsed.to_dict()
+        understood["media_types"] = list(c.media_types)
+        understood["filters"] = c.to_dict()
+        if parsed.similar_to:
+            return self._similar(
+                parsed.similar_to,
+                SIMILAR_THRESHOLD,
+                limit,
+                req.offset,
+                c,
+                understood,
+                req.include_segments,
+                started,
+            )
+        snap = self._snapshot()
+        key = (
+            "search",
+            msgspec.json.encode(req),
+            msgspec.json.encode(understood),
+            snap.versions,
+            self._models_key(),
+        )
+        cached = self.cache.get(key)
+        if cached is not None:
+            return msgspec.structs.replace(cached, took_ms=_elapsed_ms(started))
+        try:
+            response = self._search(snap, parsed, c, limit, req.offset, req.include_segments, understood)
+        except _NothingMatches:
+            response = SearchResponse(
+                results=[], total=0, took_ms=0, offset=req.offset, limit=limit, understood=understood
+            )
+        self.cache.put(key, response)
+        return msgspec.structs.replace(response, took_ms=_elapsed_ms(started))
+
+    def _search(
+        self,
+        snap: _Snapshot,
+        parsed: ParsedQuery,
+        c: Constraints,
+        limit: int,
+        offset: int,
+        include_segments: bool,
+        understood: dict[str, Any],
+    ) -> SearchResponse:
+        retrievers: list[str] = []
+        notes: list[str] = []
+        understood["retrievers"] = retrievers
+        understood["notes"] = notes
+        segments = snap.get(contract.SEGMENTS_TABLE)
+        if not parsed.has_text:
+            return self._browse(snap, c, limit, offset, understood)
+        if segments is None:
+            raise _NothingMatches
+        k = min(max(4 * (offset + limit), 100), MAX_WINDOW)
+        where = self._filter(snap, c, vectors=False).segments
+        rows: dict[str, dict[str, Any]] = {}
+        ranked: dict[str, list[str]] = {}
+
+        text = parsed.semantic_text
+        if self.registry is None:
+            notes.append("semantic search is off: no model registry is loaded, so only full-text search ran")
+        else:
+            vector = np.asarray(self.registry.embed_texts([text])[0], dtype=np.float32)
+            query = segments.search(vector, vector_column_name="text_vector").distance_type("cosine")
+            query = self._ann(snap, contract.SEGMENTS_TABLE, "text_vector", query, k)
+            if where:
+                query = query.where(where, prefilter=True)
+            hits = query.select([*_SEGMENT_COLUMNS, "text_vector", "_distance"]).limit(k).to_list()
+            ranked["text"] = []
+            for hit, similarity in cosine_ranked(hits, vector, "text_vector"):
+                if similarity >= TEXT_MIN_SIMILARITY:
+                    rows.setdefault(hit["id"], hit)
+                    ranked["text"].append(hit["id"])
+            retrievers.append("text_vector")
+
+        query = segments.search(fts_query(parsed), query_type="fts")
+        if where:
+            query = query.where(where, prefilter=True)
+        try:
+            hits = query.select([*_SEGMENT_COLUMNS, "_score"]).limit(k).to_list()
+        except ValueError as exc:
+            if "position" in str(exc):
+                raise Unavailable(
+                    "phrase_index_missing",
+                    "quoted phrases need the full-text index built with positions; run index maintenance",
+                    field="query",
+                ) from exc
+            raise
+        ranked["fts"] = [h["id"] for h in hits]
+        for hit in hits:
+            rows.setdefault(hit["id"], hit)
+        retrievers.append("full_text")
+
+        self._vision_leg(snap, c, text, k, ranked, rows, retrievers, notes)
+
+        if parsed.phrases:
+            # Quoted phrases are requirements: other retrievers only re-rank the rows that contain them.
+            required = set(ranked["fts"])
+            ranked = {name: [i for i in ids if i in required] for name, ids in ranked.items()}
+        asset_of = {sid: row["asset_id"] for sid, row in rows.items()}
+        if self.graph is not None:
+            self._graph_leg(snap, c, ranked, asset_of, retrievers)
+        fused = rank.reciprocal_rank_fusion(ranked, {"graph": GRAPH_WEIGHT})
+        groups = rank.group_by_asset(fused, asset_of)
+        terms = rank.query_terms(" ".join([parsed.text, *parsed.phrases]))
+        results = self._results(snap, groups, rows, offset, limit, include_segments, terms, parsed.phrases)
+        return SearchResponse(
+            results=results, total=len(groups), took_ms=0, offset=offset, limit=limit, understood=understood
+        )
+
+    def _vision_leg(
+        self,
+        snap: _Snapshot,
+        c: Constraints,
+        text: str,
+        k: int,
+        ranked: dict[str, list[str]],
+        rows: dict[str, dict[str, Any]],
+        retrievers: list[str],
+        notes: list[str],
+    ) -> None:
+        if self.registry is None:
+            return
+        clip = self.registry.clip
+        if clip is None:
+            reasons = "; ".join(self.registry.degraded)
+            notes.append(f"text-to-image search is off: the CLIP profile is not loaded ({reasons})")
+            return
+        vector = self.registry.embed_query_for_vision(text)
+        name = contract.vector_table_name("vision", clip.space)
+        table = snap.get(name)
+        if table is None:
+            notes.append(f"text-to-image search found no vector table {name!r} yet")
+            return
+        where = self._filter(snap, c, vectors=True).vectors
+        vector = np.asarray(vector, dtype=np.float32)
+        query = table.search(vector, vector_column_name="vector")
+        query = self._ann(snap, name, "vector", query, k)
+        query = query.distance_type("cosine")
+        if where:
+            query = query.where(where, prefilter=True)
+        hits = query.select(["segment_id", "asset_id", "vector", "_distance"]).limit(k).to_list()
+        ranked["vision"] = [h["segment_id"] for h, _ in cosine_ranked(hits, vector, "vector")]
+        self._fill_rows(snap, ranked["vision"], rows)
+        # A vector whose segment row is gone (deleted or reprocessed) is not a result.
+        ranked["vision"] = [sid for sid in ranked["vision"] if sid in rows]
+        retrievers.append("vision_vector")
+
+    def _graph_leg(
+        self,
+        snap: _Snapshot,
+        c: Constraints,
+        ranked: dict[str, list[str]],
+        asset_of: dict[str, str],
+        retrievers: list[str],
+    ) -> None:
+        """Assets the published graph links to the top hits (duplicates, similar), as one more ranked list."""
+        assert self.graph is not None
+        seeds: list[str] = []
+        for ids in ranked.values():
+            for sid in ids[:10]:
+                asset_id = asset_of.get(sid)
+                if asset_id and asset_id not in seeds:
+                    seeds.append(asset_id)
+        if not seeds:
+            return
+        if not self.graph.available():
+            return
+        related: list[str] = []
+        for neighbours in related_assets(self.graph, seeds).values():
+            for item in neighbours:
+                if (
+                    is_uuid(item["asset_id"])
+                    and item["asset_id"] not in related
+                    and item["asset_id"] not in seeds
+                ):
+                    related.append(item["asset_id"])
+        assets = snap.get(contract.ASSETS_TABLE)
+        if not related or assets is None:
+            return
+        # Graph neighbours pass through the same filters as every other hit.
+        where = _join(
+            [
+                in_list("id", related, uuids=True),
+                in_list("media_type", c.media_types) if c.media_types else None,
+            ]
+        )
+        allowed = set(_ids(assets, where))
+        passing = self._allowed_assets(snap, c)
+        if passing is not None:
+            allowed &= set(passing)
+        keys = []
+        for asset_id in related:
+            if asset_id in allowed:
+                key = f"asset:{asset_id}"
+                asset_of[key] = asset_id
+                keys.append(key)
+        ranked["graph"] = keys
+        retrievers.append("graph")
+
+    def _browse(
+        self, snap: _Snapshot, c: Constraints, limit: int, offset: int, understood: dict[str, Any]
+    ) -> SearchResponse:
+        """No text to match: the assets that pass the filters, newest first."""
+        understood["retrievers"].append("filters_only")
+        assets = snap.get(contract.ASSETS_TABLE)
+        if assets is None:
+            raise _NothingMatches
+        clauses: list[str | None] = [in_list("media_type", c.media_types) if c.media_types else None]
+        clauses.append(self._asset_clause(snap, c, "id"))
+        if c.confidence_min is not None:
+            clauses.append(f"confidence_score >= {literal(c.confidence_min)}")
+        query = assets.search()
+        where = _join(clauses)
+        if where:
+            query = query.where(where)
+        rows = query.select(_ASSET_COLUMNS).limit(None).to_list()
+        epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+        rows.sort(key=lambda r: (r["created_at"] or epoch, r["id"]), reverse=True)
+        results = [
+            SearchResult(
+                id=row["id"],
+                type=row["media_type"] or "unknown",
+                score=1.0,
+                metadata=_asset_metadata(row),
+                segments=[],
+                highlights=[],
+                concepts=[],
+            )
+            for row in rows[offset : offset + limit]
+        ]
+        return SearchResponse(
+            results=results, total=len(rows), took_ms=0, offset=offset, limit=limit, understood=understood
+        )
+
+    def _fill_rows(
+        self, snap: _Snapshot, segment_ids: Sequence[str], rows: dict[str, dict[str, Any]]
+    ) -> None:
+        missing = [sid for sid in dict.fromkeys(segment_ids) if sid not in rows and is_uuid(sid)]
+        segments = snap.get(contract.SEGMENTS_TABLE)
+        if not missing or segments is None:
+            return
+        found = (
+            segments.search()
+            .where(in_list("id", missing, uuids=True))
+            .select(_SEGMENT_COLUMNS)
+            .limit(len(missing))
+            .to_list()
+        )
+        for row in found:
+            rows[row["id"]] = row
+
+    def _results(
+        self,
+        snap: _Snapshot,
+        groups: list[tuple[str, float, list[tuple[str, float]]]],
+        rows: dict[str, dict[str, Any]],
+        offset: int,
+        limit: int,
+        include_segments: bool,
+        terms: list[str],
+        phrases: Sequence[str],
+    ) -> list[SearchResult]:
+        page = groups[offset : offset + limit]
+        assets = snap.get(contract.ASSETS_TABLE)
+        if not page or assets is None:
+            return []
+        ids = [asset_id for asset_id, _, _ in page]
+        found = (
+            assets.search()
+            .where(in_list("id", ids, uuids=True))
+            .select(_ASSET_COLUMNS)
+            .limit(len(ids))
+            .to_list()
+        )
+        by_id = {row["id"]: row for row in found}
+        results = []
+        for asset_id, score, hits in page:
+            asset = by_id.get(asset_id)
+            if asset is None:
+                continue  # segments of an asset deleted after they were indexed
+            segment_hits: list[SegmentHit] = []
+            highlights: list[str] = []
+            concepts: list[str] = []
+            for segment_id, seg_score in hits:
+                row = rows.get(segment_id)
+                if row is None:
+                    continue
+                body = row.get("text") or row.get("transcript") or row.get("context")
+                found_sentences = rank.highlight_sentences(body, terms, phrases)
+                for sentence in found_sentences:
+                    if sentence not in highlights and len(highlights) < 3:
+                        highlights.append(sentence)
+                for concept in row.get("concepts") or []:
+                    if concept not in concepts:
+                        concepts.append(concept)
+                segment_hits.append(
+                    SegmentHit(
+                        id=segment_id,
+                        segment_type=row.get("segment_type"),
+                        sequence_number=row.get("sequence_number"),
+                        start_time=row.get("start_time"),
+                        end_time=row.get("end_time"),
+                        page=row.get("page"),
+                        score=round(seg_score, 6),
+                        text_snippet=found_sentences[0] if found_sentences else rank.snippet(body),
+                        thumbnail_url=segment_thumbnail_url(segment_id)
+                        if row.get("thumbnail_path")
+                        else None,
+                    )
+                )
+            if not highlights and segment_hits and segment_hits[0].text_snippet:
+                # A semantic match shares meaning, not words: show the best segment's text instead.
+                highlights.append(segment_hits[0].text_snippet)
+            results.append(
+                SearchResult(
+                    id=asset_id,
+                    type=asset.get("media_type") or "unknown",
+                    score=round(score, 6),
+                    metadata=_asset_metadata(asset),
+                    segments=segment_hits if include_segments else [],
+                    highlights=highlights,
+                    concepts=concepts[:20],
+                )
+            )
+        return results
+
+    # --- similar ----------------------------------------------------------------------------
+    def similar(
+        self,
+        entity_id: str,
+        threshold: float = SIMILAR_THRESHOLD,
+        limit: int = 10,
+        media_types: list[str] | None = None,
+    ) -> SearchResponse:
+        """Assets whose vectors lie near an asset's or segment's own (cosine similarity >= threshold)."""
+        started = time.perf_counter()
+        if limit < 1:
+            raise FilterError("limit", "must be at least 1")
+        c = Constraints(media_types=_media_types(media_types or [], "media_types"))
+        understood: dict[str, Any] = {"similar_to": entity_id, "media_types": list(c.media_types)}
+        return self._similar(
+            entity_id, threshold, min(limit, MAX_SIMILAR_LIMIT), 0, c, understood, True, started
+        )
+
+    def _similar(
+        self,
+        entity_id: str,
+        threshold: float,
+        limit: int,
+        offset: int,
+        c: Constraints,
+        understood: dict[str, Any],
+        include_segments: bool,
+        started: float,
+    ) -> SearchResponse:
+        if not isinstance(entity_id, str) or not is_uuid(entity_id):
+            raise FilterError("entity_id", f"{entity_id!r} is not a UUID")
+        entity_id = entity_id.lower()
+        threshold = _finite(threshold, "threshold", 0.0, 1.0)
+        understood["threshold"] = threshold
+        snap = self._snapshot()
+        key = ("similar", entity_id, threshold, limit, offset, c, include_segments, snap.versions)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return msgspec.structs.replace(cached, took_ms=_elapsed_ms(started))
+        kind, own_asset, queries = self._entity_vectors(snap, entity_id)
+        understood["entity_type"] = kind
+        understood["spaces"] = [name for name, _, _ in queries]
+        if not queries:
+            understood["notes"] = [f"the {kind} has no vectors yet, so nothing can be compared with it"]
+        k = min(max(10 * (offset + limit), 100), MAX_WINDOW)
+        scores: dict[str, float] = {}
+        rows: dict[str, dict[str, Any]] = {}
+        try:
+            for name, column, vector in queries:
+                table = snap.get(name)
+                vectors = name != contract.SEGMENTS_TABLE
+                flt = self._filter(snap, c, vectors=vectors)
+                not_self = f"asset_id != {uuid_literal(own_asset, 'entity_id')}"
+                query = table.search(vector, vector_column_name=column).distance_type("cosine")
+                query = self._ann(snap, name, column, query, k)
+                query = query.where(
+                    _join([flt.vectors if vectors else flt.segments, not_self]), prefilter=True
+                )
+                id_column = "segment_id" if vectors else "id"
+                hits = query.select([id_column, "asset_id", column, "_distance"]).limit(k).to_list()
+                for hit, similarity in cosine_ranked(hits, vector, column):
+                    if similarity >= threshold:
+                        sid = hit[id_column]
+                        scores[sid] = max(scores.get(sid, -1.0), similarity)
+        except _NothingMatches:
+            scores = {}
+        self._fill_rows(snap, list(scores), rows)
+        asset_of = {sid: rows[sid]["asset_id"] for sid in scores if sid in rows}
+        groups = rank.group_by_asset({s: v for s, v in scores.items() if s in asset_of}, asset_of)
+        results = self._results(snap, groups, rows, offset, limit, include_segments, [], [])
+        response = SearchResponse(
+            results=results, total=len(groups), took_ms=0, offset=offset, limit=limit, understood=understood
+        )
+        self.cache.put(key, response)
+        return msgspec.structs.replace(response, took_ms=_elapsed_ms(started))
+
+    def _entity_vectors(
+        self, snap: _Snapshot, entity_id: str
+    ) -> tuple[str, str, list[tuple[str, str, np.ndarray]]]:
+        """Whether the id names a segment or an asset, its asset, and its query vector per table."""
+        lit = uuid_literal(entity_id, "entity_id")
+        segments = snap.get(contract.SEGMENTS_TABLE)
+        row = None
+        if segments is not None:
+            found = (
+                segments.search().where(f"id = {lit}").select(["asset_id", "text_vector"]).limit(1).to_list()
+            )
+            row = found[0] if found else None
+        queries: list[tuple[str, str, np.ndarray]] = []
+        if row is not None:
+            kind, own_asset = "segment", row["asset_id"]
+            if row["text_vector"] is not None:
+                queries.append(
+                    (contract.SEGMENTS_TABLE, "text_vector", np.asarray(row["text_vector"], np.float32))
+                )
+            vision_where = f"segment_id = {lit}"
+        else:
+            assets = snap.get(contract.ASSETS_TABLE)
+            exists = assets is not None and assets.count_rows(f"id = {lit}") > 0
+            if not exists:
+                raise NotFound("not_found", f"no asset or segment has the id {entity_id}", field="entity_id")
+            kind, own_asset = "asset", entity_id
+            vision_where = f"asset_id = {lit}"
+            if segments is not None:
+                vectors = (
+                    segments.search()
+                    .where(f"asset_id = {lit} AND text_vector IS NOT NULL")
+                    .select(["text_vector"])
+                    .limit(None)
+                    .to_arrow()
+                )
+                if vectors.num_rows:
+                    stacked = np.stack(vectors.column("text_vector").to_numpy(zero_copy_only=False))
+                    # The asset's centroid: one query per space however many segments it has.
+                    queries.append((contract.SEGMENTS_TABLE, "text_vector", _normalise(stacked.mean(0))))
+        for name, table in sorted(snap.vision_tables().items()):
+            found = table.search().where(vision_where).select(["vector"]).limit(None).to_arrow()
+            if found.num_rows:
+                stacked = np.stack(found.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
+                queries.append((name, "vector", _normalise(stacked.mean(0))))
+        return kind, own_asset, queries
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+def _asset_metadata(row: dict[str, Any]) -> dict[str, Any]:
+    created = row.get("created_at")
+    return {
+        "filename": row.get("filename"),
+        "mime_type": row.get("mime_type"),
+        "duration": row.get("duration"),
+        "created_at": created.isoformat() if isinstance(created, dt.datetime) else created,
+        "context": row.get("context"),
+        "thumbnail_url": asset_thumbnail_url(row["id"]) if row.get("thumbnail_path") else None,
+        "collection_id": row.get("collection_id"),
+        "status": row.get("status"),
+    }
