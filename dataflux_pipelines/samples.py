@@ -235,6 +235,20 @@ Bake until the crust is deep brown and the loaf sounds hollow when tapped.
 """
 
 
+# What a person would type when uploading each sample: searchable context.
+SAMPLE_CONTEXT = {
+    "coast_and_city.mp4": "Sunset over the sea, then the city skyline at night, then a forest; with sound",
+    "studio_interview.mp4": "Studio interview with a presenter, a cutaway to the forest, and a closing shot",
+    "sunset_over_sea.jpg": "Orange sunset over a calm sea",
+    "city_at_night.png": "City buildings with lit windows at night",
+    "green_forest.webp": "Dense green forest canopy",
+    "colour_test_card.png": "Test card with red, green, blue and yellow circles",
+    "tone_bursts.wav": "Test recording: a tone, silences, noise bursts and a chord",
+    "harbour_notes.pdf": "Scanned notes from the harbour office",
+    "sourdough_recipe.md": "Family bread recipe",
+}
+
+
 def write_samples(folder: Path) -> list[Path]:
     """Write the demo media into `folder` (deterministic: the same bytes every time)."""
     folder.mkdir(parents=True, exist_ok=True)

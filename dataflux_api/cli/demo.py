@@ -70,7 +70,7 @@ def demo(no_search: bool) -> None:
     from dataflux_pipelines.catalog import Catalog
     from dataflux_pipelines.ingest.landing import ingest_paths
     from dataflux_pipelines.objectstore import open_object_store
-    from dataflux_pipelines.samples import write_samples
+    from dataflux_pipelines.samples import SAMPLE_CONTEXT, write_samples
 
     settings = _settings()
     console = Console(highlight=False)
@@ -80,9 +80,10 @@ def demo(no_search: bool) -> None:
     console.print(f"{len(files)} files in {samples}")
     console.rule("[bold]2. ingest")
     store, catalog = open_object_store(settings), Catalog(settings)
-    for path, receipt in ingest_paths(store, catalog, files, context="DataFlux demo sample"):
-        state = f"already known ({receipt.status})" if receipt.duplicate_of else "landed"
-        console.print(f"{path.name:28} {receipt.asset_id}  {state}")
+    for file in files:
+        for path, receipt in ingest_paths(store, catalog, [file], context=SAMPLE_CONTEXT.get(file.name)):
+            state = f"already known ({receipt.status})" if receipt.duplicate_of else "landed"
+            console.print(f"{path.name:28} {receipt.asset_id}  {state}")
     console.rule("[bold]3. process (Dagster, in this process)")
     report = run_process(settings)
     console.print(
@@ -131,7 +132,9 @@ def doctor(as_json: bool) -> None:
 
 @click.command()
 @click.argument("query")
-@click.option("--type", "media_types", multiple=True, type=click.Choice(["video", "image", "audio", "document"]))
+@click.option(
+    "--type", "media_types", multiple=True, type=click.Choice(["video", "image", "audio", "document"])
+)
 @click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the search response as JSON.")
 def search(query: str, media_types: tuple[str, ...], limit: int, as_json: bool) -> None:
@@ -142,7 +145,9 @@ def search(query: str, media_types: tuple[str, ...], limit: int, as_json: bool) 
     from dataflux_api.service import DataFlux
 
     try:
-        response = DataFlux(_settings()).search(SearchRequest(query=query, media_types=list(media_types), limit=limit))
+        response = DataFlux(_settings()).search(
+            SearchRequest(query=query, media_types=list(media_types), limit=limit)
+        )
     except DataFluxError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from exc
     if as_json:
