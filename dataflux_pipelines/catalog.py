@@ -205,6 +205,12 @@ class Catalog:
     # --- segments -----------------------------------------------------------------------
     def replace_segments(self, asset_id: str, rows: Sequence[dict[str, Any]]) -> None:
         """Make `rows` the exact segment set of one asset, in one commit (no stale rows survive)."""
+        self.replace_segments_many([asset_id], rows)
+
+    def replace_segments_many(self, asset_ids: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+        """Make `rows` the exact segment set of these assets, in one commit for the whole batch."""
+        if not asset_ids:
+            return
         prepared = []
         for row in rows:
             row = dict(row)
@@ -223,7 +229,7 @@ class Catalog:
             self.segments.merge_insert("id")
             .when_matched_update_all()
             .when_not_matched_insert_all()
-            .when_not_matched_by_source_delete(f"asset_id = {uuid_literal(asset_id, 'asset_id')}")
+            .when_not_matched_by_source_delete(in_list("asset_id", asset_ids, uuids=True))
             .execute(table, on_bad_vectors="null")
         )
 

@@ -124,30 +124,54 @@ class MediaPipeline:
         self.catalog.set_status(asset_ids, Status.PROCESSING)
 
     def mark_done(self, outcomes: dict[str, Outcome]) -> None:
-        failed = {a: o for a, o in outcomes.items() if not o.ok}
-        for asset_id, outcome in failed.items():
-            assert outcome.error is not None
-            self.catalog.set_status(
-                [asset_id], Status.FAILED, outcome.error.reason.value, outcome.error.message
-            )
-        done = [a for a, o in outcomes.items() if o.ok]
-        if done:
-            self.catalog.set_status(done, Status.COMPLETED)
+        updates: dict[str, dict[str, Any]] = {}
+        for asset_id, outcome in outcomes.items():
+            if outcome.error is None:
+                updates[asset_id] = {
+                    "status": Status.COMPLETED.value,
+                    "reason_code": None,
+                    "reason_message": None,
+                }
+            else:
+                updates[asset_id] = {
+                    "status": Status.FAILED.value,
+                    "reason_code": outcome.error.reason.value,
+                    "reason_message": outcome.error.message,
+                }
+        self.catalog.update_assets(updates)
 
     # --- stage 1: media_file ---------------------------------------------------------------
     def media_file(self, asset_ids: Sequence[str]) -> dict[str, Outcome]:
         rows = {r["id"]: r for r in self.catalog.get_assets(list(asset_ids))}
         out = {}
+        updates: dict[str, dict[str, Any]] = {}
         for asset_id in asset_ids:
             row = rows.get(asset_id)
             if row is None:
                 error = MediaError(Reason.MISSING_SOURCE, "no catalog row: the file was never registered")
                 out[asset_id] = Outcome(asset_id, error)
                 continue
-            out[asset_id] = self._guard(asset_id, lambda row=row: self._media_file_one(row))
+            out[asset_id] = self._guard(asset_id, lambda row=row: self._media_file_one(row, updates))
+        self._commit(out, lambda: self.catalog.update_assets(updates))
+        for asset_id, outcome in out.items():
+            landing = rows[asset_id].get("landing_key") if asset_id in rows else None
+            if outcome.ok and landing:
+                # The canonical copy and its catalog row are safe; landing is an inbox, so empty it.
+                self.store.delete(landing)
+                self.store.delete(sidecar_key(landing))
         return out
 
-    def _media_file_one(self, row: dict[str, Any]) -> dict[str, Any]:
+    def _commit(self, outcomes: dict[str, Outcome], write: Callable[[], None]) -> None:
+        """One catalog commit per stage and batch; if it fails, every file of the batch failed."""
+        try:
+            write()
+        except Exception as exc:
+            error = MediaError(Reason.STORE_ERROR, f"catalog write failed: {type(exc).__name__}: {exc}")
+            for asset_id, outcome in outcomes.items():
+                if outcome.ok:
+                    outcomes[asset_id] = Outcome(asset_id, error, outcome.metadata)
+
+    def _media_file_one(self, row: dict[str, Any], updates: dict[str, dict[str, Any]]) -> dict[str, Any]:
         from dataflux_pipelines.media.analyze import sniff_and_probe
 
         asset_id = row["id"]
@@ -164,29 +188,20 @@ class MediaPipeline:
             key = contract.original_key(asset_id, probe.extension)
             if self.store.head(key) is None:
                 self.store.put_file(key, path)
-        landing = row.get("landing_key")
-        self.catalog.update_assets(
-            {
-                asset_id: {
-                    "file_hash": sha256,
-                    "file_size": size,
-                    "mime_type": probe.mime_type,
-                    "media_type": probe.media_type,
-                    "storage_path": key,
-                    "duration": probe.duration,
-                    "width": probe.width,
-                    "height": probe.height,
-                    "metadata": _probe_to_dict(probe),
-                    "landing_key": None,
-                    "reason_code": None,
-                    "reason_message": None,
-                }
-            }
-        )
-        if landing:
-            # The canonical copy is safe; landing is an inbox, so empty it.
-            self.store.delete(landing)
-            self.store.delete(sidecar_key(landing))
+        updates[asset_id] = {
+            "file_hash": sha256,
+            "file_size": size,
+            "mime_type": probe.mime_type,
+            "media_type": probe.media_type,
+            "storage_path": key,
+            "duration": probe.duration,
+            "width": probe.width,
+            "height": probe.height,
+            "metadata": _probe_to_dict(probe),
+            "landing_key": None,
+            "reason_code": None,
+            "reason_message": None,
+        }
         return {
             "media_type": probe.media_type,
             "mime_type": probe.mime_type,
@@ -199,17 +214,36 @@ class MediaPipeline:
     # --- stage 2: segments -----------------------------------------------------------------
     def segments(self, asset_ids: Sequence[str]) -> dict[str, Outcome]:
         rows = {r["id"]: r for r in self.catalog.get_assets(list(asset_ids))}
-        return {
-            asset_id: self._guard(asset_id, lambda a=asset_id: self._segments_one(rows.get(a), a))
+        segment_rows: dict[str, list[dict[str, Any]]] = {}
+        updates: dict[str, dict[str, Any]] = {}
+        out = {
+            asset_id: self._guard(
+                asset_id, lambda a=asset_id: self._segments_one(rows.get(a), a, segment_rows, updates)
+            )
             for asset_id in asset_ids
         }
+        done = [a for a, o in out.items() if o.ok]
+
+        def write() -> None:
+            self.catalog.replace_segments_many(done, [r for a in done for r in segment_rows[a]])
+            self.catalog.update_assets({a: updates[a] for a in done})
+
+        if done:
+            self._commit(out, write)
+        return out
 
     def analysis_options(self) -> Any:
         from dataflux_pipelines.media.analyze import AnalysisOptions
 
         return AnalysisOptions.from_settings(self.settings)
 
-    def _segments_one(self, row: dict[str, Any] | None, asset_id: str) -> dict[str, Any]:
+    def _segments_one(
+        self,
+        row: dict[str, Any] | None,
+        asset_id: str,
+        segment_rows: dict[str, list[dict[str, Any]]],
+        updates: dict[str, dict[str, Any]],
+    ) -> dict[str, Any]:
         from dataflux_pipelines.media.analyze import analyze_file
 
         if row is None or not row.get("storage_path"):
@@ -271,18 +305,14 @@ class MediaPipeline:
             self.store.put_bytes(asset_thumb, analysis.thumbnail_jpeg)
         elif rows and rows[0]["thumbnail_path"]:
             asset_thumb = rows[0]["thumbnail_path"]
-        self.catalog.replace_segments(asset_id, rows)
+        segment_rows[asset_id] = rows
         confidences = [r["confidence_score"] for r in rows if r["confidence_score"] is not None]
-        self.catalog.update_assets(
-            {
-                asset_id: {
-                    "segment_count": len(rows),
-                    "summary": {**analysis.summary, "transitions": analysis.transitions},
-                    "thumbnail_path": asset_thumb,
-                    "confidence_score": (sum(confidences) / len(confidences)) if confidences else None,
-                }
-            }
-        )
+        updates[asset_id] = {
+            "segment_count": len(rows),
+            "summary": {**analysis.summary, "transitions": analysis.transitions},
+            "thumbnail_path": asset_thumb,
+            "confidence_score": (sum(confidences) / len(confidences)) if confidences else None,
+        }
         kinds: dict[str, int] = {}
         for r in rows:
             kinds[r["segment_type"]] = kinds.get(r["segment_type"], 0) + 1
