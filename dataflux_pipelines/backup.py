@@ -5,6 +5,11 @@ A backup folder holds `manifest.json` (written last: a folder without it is inco
 `graph/` (the published Kuzu snapshot, contributions, tombstones), `analytics/facts/`,
 `events/`, `objects.jsonl` (keys, sizes, etags) plus `objects/` with `--with-objects`, and
 `dagster/` (SQLite files copied with the sqlite3 backup API, or a `pg_dump` custom-format dump).
+
+With an S3 object store the graph snapshot and the analytics facts are the versions the store's
+`published/*/CURRENT.json` pointers name (downloaded and checksum-verified: the writer's home need
+not be on the machine taking the backup); `published/` is left out of the objects manifest, and a
+restore publishes both again into a target store that has no pointer yet.
 """
 
 from __future__ import annotations
@@ -26,6 +31,17 @@ from urllib.parse import urlparse
 
 from dataflux_pipelines import __version__
 from dataflux_pipelines.graph.store import CONTRIB, POINTER, SNAPSHOTS, TOMBSTONES, live_snapshot
+from dataflux_pipelines.published import (
+    ANALYTICS,
+    GRAPH,
+    fetch_current,
+    is_remote,
+    next_version,
+    publish_file,
+    publish_folder,
+    read_pointer,
+)
+from dataflux_pipelines.published import PREFIX as PUBLISHED_PREFIX
 from dataflux_pipelines.settings import Settings
 
 FORMAT_VERSION = 1
@@ -423,8 +439,8 @@ def _backup_objects(settings: Settings, dest: Path, with_objects: bool) -> dict[
     count = size = copied = 0
     with (dest / OBJECTS_MANIFEST).open("w", encoding="utf-8") as manifest:
         for info in store.list(""):
-            if info.key.startswith(".doctor/"):
-                continue
+            if info.key.startswith((".doctor/", f"{PUBLISHED_PREFIX}/")):
+                continue  # doctor probes; published snapshots are in graph/ and analytics/
             entry: dict[str, Any] = {"key": info.key, "size": info.size, "etag": info.etag}
             if with_objects:
                 head = store.head(info.key)
@@ -528,7 +544,18 @@ def create_backup(
     lance_seconds = time.perf_counter() - lance_started
 
     graph: dict[str, Any] = {"snapshot": None}
-    live = live_snapshot(settings.graph_dir)
+    remote = None
+    if is_remote(settings):
+        from dataflux_pipelines.objectstore import open_object_store
+
+        remote = open_object_store(settings)
+        copies = dest / "graph" / SNAPSHOTS
+        pointer = fetch_current(remote, GRAPH, lambda p: copies / f"v{p.version:06d}.kuzu")
+        if pointer is not None:
+            target = copies / f"v{pointer.version:06d}.kuzu"
+            graph = {"snapshot": target.name, "version": pointer.version, "bytes": pointer.size}
+            graph["published_key"] = pointer.key
+    live = live_snapshot(settings.graph_dir) if remote is None else None
     if live is not None:
         target = dest / "graph" / SNAPSHOTS / live.path.name
         target.parent.mkdir(parents=True)
@@ -541,8 +568,13 @@ def create_backup(
 
     from dataflux_pipelines.analytics.facts import FACTS, read_manifest
 
-    facts_manifest = read_manifest(settings)
-    files, size = _copy_tree(settings.analytics_dir / FACTS, dest / "analytics" / FACTS)
+    if remote is not None:
+        fetch_current(remote, ANALYTICS, lambda p: dest / "analytics" / FACTS)
+        facts_manifest = read_manifest(settings, dest / "analytics" / FACTS)
+        files, size = _tree_size(dest / "analytics" / FACTS)
+    else:
+        facts_manifest = read_manifest(settings)
+        files, size = _copy_tree(settings.analytics_dir / FACTS, dest / "analytics" / FACTS)
     analytics = {"published": facts_manifest, "files": files, "bytes": size}
     files, size = _copy_tree(settings.events_dir, dest / "events")
     events = {"files": files, "bytes": size}
@@ -679,6 +711,9 @@ def restore_backup(settings: Settings, src: Path, *, log: Log | None = None) -> 
     say(
         f"objects: {objects['restored']} restored, {objects['already_present']} present, {objects['missing']} missing"
     )
+    republished = _republish(settings, graph) if is_remote(settings) else []
+    if republished:
+        say(f"published to {settings.object_store_url}: {', '.join(republished)}")
 
     found = {name: int(db.open_table(name).count_rows()) for name in tables}
     counts = _instance_counts(settings.dagster_home)
@@ -700,5 +735,24 @@ def restore_backup(settings: Settings, src: Path, *, log: Log | None = None) -> 
         "graph_snapshot": graph.get("snapshot"),
         "dagster": {"storage": manifest["dagster"]["storage"], **counts},
         "objects": objects,
+        "republished": republished,
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _republish(settings: Settings, graph: dict[str, Any]) -> list[str]:
+    """Publish the restored graph snapshot and facts to an S3 store that has no pointer yet, for readers."""
+    from dataflux_pipelines.analytics.facts import FACTS, MANIFEST
+    from dataflux_pipelines.objectstore import open_object_store
+
+    store = open_object_store(settings)
+    done = []
+    if graph.get("snapshot") and read_pointer(store, GRAPH) is None:
+        path = settings.graph_dir / SNAPSHOTS / graph["snapshot"]
+        pointer = publish_file(store, GRAPH, graph["version"], path, suffix=".kuzu")
+        done.append(pointer.key)
+    facts = settings.analytics_dir / FACTS
+    if (facts / MANIFEST).is_file() and read_pointer(store, ANALYTICS) is None:
+        version = json.loads((facts / MANIFEST).read_text()).get("version") or next_version(store, ANALYTICS)
+        done.append(publish_folder(store, ANALYTICS, version, facts).key)
+    return done

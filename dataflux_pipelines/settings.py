@@ -77,6 +77,7 @@ class Settings:
     mcp_allowed_roots: tuple[Path, ...] = field(default_factory=tuple)
     dagster_port: int = 3000
     lance_read_consistency_s: float = 1.0
+    published_poll_s: float = 5.0
 
     @property
     def graph_dir(self) -> Path:
@@ -155,6 +156,7 @@ class Settings:
             mcp_allowed_roots=roots or (home / "inbox",),
             dagster_port=_int(env, "DATAFLUX_DAGSTER_PORT", 3000, minimum=1),
             lance_read_consistency_s=_float(env, "DATAFLUX_LANCE_READ_CONSISTENCY_S", 1.0),
+            published_poll_s=_float(env, "DATAFLUX_PUBLISHED_POLL_S", 5.0),
         )
 
 
@@ -187,6 +189,7 @@ ENV_VARS: dict[str, str] = {
     "DATAFLUX_MCP_ALLOWED_ROOTS": "Folders (os.pathsep-separated) dataflux_analyze may read; default `$DATAFLUX_HOME/inbox`",
     "DATAFLUX_DAGSTER_PORT": "Dagster webserver port for `dataflux up` (default 3000)",
     "DATAFLUX_LANCE_READ_CONSISTENCY_S": "How stale a reader's view of LanceDB may be, in seconds (default 1)",
+    "DATAFLUX_PUBLISHED_POLL_S": "With an S3 object store: how often readers check for a newer graph/analytics snapshot, in seconds (default 5)",
 }
 
 

@@ -3,7 +3,9 @@
 Layout under `$DATAFLUX_HOME/analytics/`: `facts/{table}/{table}.parquet` (what DuckDB's views glob)
 and `facts/manifest.json`; files are written into `staging/` on the same filesystem and moved in
 with `os.replace`, because DuckDB's glob also matches dotfiles and half-written files
-(REFERENCE.md section 4). Query events are JSON lines under `$DATAFLUX_HOME/events/queries/`.
+(REFERENCE.md section 4). With an S3 object store the same files are then uploaded as version N
+under `published/analytics/v{N:06d}/` and the store's pointer moved to it (`dataflux_pipelines.published`),
+for readers on other machines. Query events are JSON lines under `$DATAFLUX_HOME/events/queries/`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pyarrow.parquet as pq
 
 from dataflux_pipelines import contract
 from dataflux_pipelines.graph.contrib import lance_table_names
+from dataflux_pipelines.published import ANALYTICS, is_remote, next_version, publish_folder
 from dataflux_pipelines.settings import Settings
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -173,9 +176,21 @@ def collect_facts(settings: Settings, catalog: Any, runs: list[dict[str, Any]]) 
     }
 
 
-def publish_facts(settings: Settings, tables: dict[str, pa.Table]) -> dict[str, Any]:
-    """Write every fact table into staging, then move each into place atomically; returns the manifest."""
+def publish_facts(
+    settings: Settings, tables: dict[str, pa.Table], *, keep: int = 3, grace_s: float = 600.0
+) -> dict[str, Any]:
+    """Write every fact table into staging, then move each into place atomically; returns the manifest.
+
+    With an S3 object store the facts are also published there as a new version (one writer at a time).
+    """
     root = settings.analytics_dir
+    remote = None
+    version = None
+    if is_remote(settings):
+        from dataflux_pipelines.objectstore import open_object_store
+
+        remote = open_object_store(settings)
+        version = next_version(remote, ANALYTICS)
     staging = root / STAGING / uuid.uuid4().hex
     staging.mkdir(parents=True, exist_ok=True)
     try:
@@ -185,10 +200,12 @@ def publish_facts(settings: Settings, tables: dict[str, pa.Table]) -> dict[str, 
             target = fact_path(settings, name)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / f"{name}.parquet", target)
-        manifest = {
+        manifest: dict[str, Any] = {
             "published_at": dt.datetime.now(dt.UTC).isoformat(),
             "rows": {name: t.num_rows for name, t in tables.items()},
         }
+        if version is not None:
+            manifest["version"] = version
         tmp = staging / MANIFEST
         tmp.write_text(json.dumps(manifest, indent=2))
         os.replace(tmp, root / FACTS / MANIFEST)
@@ -196,11 +213,16 @@ def publish_facts(settings: Settings, tables: dict[str, pa.Table]) -> dict[str, 
         for leftover in staging.glob("*"):
             leftover.unlink()
         staging.rmdir()
+    if remote is not None and version is not None:
+        pointer = publish_folder(remote, ANALYTICS, version, root / FACTS, keep=keep, grace_s=grace_s)
+        manifest = {**manifest, "published": pointer.to_json()}
     return manifest
 
 
-def read_manifest(settings: Settings) -> dict[str, Any] | None:
+def read_manifest(settings: Settings, facts_dir: Path | None = None) -> dict[str, Any] | None:
+    """The manifest of the local facts, or of another facts folder (a pulled version)."""
+    folder = facts_dir if facts_dir is not None else settings.analytics_dir / FACTS
     try:
-        return json.loads((settings.analytics_dir / FACTS / MANIFEST).read_text())
+        return json.loads((folder / MANIFEST).read_text())
     except FileNotFoundError:
         return None

@@ -5,6 +5,8 @@ No process opens a DuckDB file, so nothing holds a lock a reader could trip over
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 
 from dataflux_pipelines.analytics.facts import FACT_SCHEMAS, FACTS
@@ -50,10 +52,10 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def open_views(settings: Settings) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with one view per fact table and one per rollup."""
+def open_views(settings: Settings, facts_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with one view per fact table and one per rollup (local facts unless `facts_dir`)."""
     con = duckdb.connect(":memory:")
-    root = settings.analytics_dir / FACTS
+    root = facts_dir if facts_dir is not None else settings.analytics_dir / FACTS
     for name in FACT_SCHEMAS:
         pattern = str(root / name / "*.parquet")
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_sql_string(pattern)})")

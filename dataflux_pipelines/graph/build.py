@@ -27,6 +27,7 @@ from dataflux_pipelines.graph.store import (
     tombstoned_assets,
 )
 from dataflux_pipelines.identity import is_uuid
+from dataflux_pipelines.published import GRAPH, Pointer, is_remote, next_version, publish_file
 from dataflux_pipelines.settings import Settings
 
 
@@ -264,14 +265,26 @@ class PublishReport:
     build: BuildReport
     tombstones_applied: list[str]
     seconds: float
+    published: Pointer | None = None  # the object store's pointer, when it is S3
+
+
+def _object_store(settings: Settings) -> Any:
+    from dataflux_pipelines.objectstore import open_object_store
+
+    return open_object_store(settings)
 
 
 def publish_graph(
     settings: Settings, catalog: Any, *, keep: int = 3, grace_s: float = 600.0
 ) -> PublishReport:
-    """Fold contributions and deletions into a new snapshot and publish it (one writer at a time)."""
+    """Fold contributions and deletions into a new snapshot and publish it (one writer at a time).
+
+    With an S3 object store the snapshot is also uploaded and the store's pointer moved to it, for
+    readers on other machines; a failed upload fails the publication and keeps the tombstones.
+    """
     started = time.perf_counter()
     graph_dir = settings.graph_dir
+    remote = _object_store(settings) if is_remote(settings) else None
     tombstones = tombstoned_assets(graph_dir)
     excluded = _apply_tombstones(settings, catalog, tombstones)
     inputs = load_inputs(settings, catalog, excluded)
@@ -280,7 +293,13 @@ def publish_graph(
     def mutate(conn: kuzu.Connection) -> None:
         holder["report"] = build_graph(conn, inputs)
 
-    snapshot = publish_snapshot(graph_dir, mutate, keep=keep, grace_s=grace_s)
+    first = next_version(remote, GRAPH) if remote is not None else 1
+    snapshot = publish_snapshot(graph_dir, mutate, keep=keep, grace_s=grace_s, min_version=first)
+    published = None
+    if remote is not None:
+        published = publish_file(
+            remote, GRAPH, snapshot.version, snapshot.path, suffix=".kuzu", keep=keep, grace_s=grace_s
+        )
     # A tombstone is done once a snapshot without the asset is live; one rewritten meanwhile
     # (a newer delete) has a newer mtime and stays for the next publication.
     for asset_id, mtime in tombstones.items():
@@ -290,7 +309,9 @@ def publish_graph(
                 path.unlink()
         except FileNotFoundError:
             continue
-    return PublishReport(snapshot, holder["report"], sorted(excluded), time.perf_counter() - started)
+    return PublishReport(
+        snapshot, holder["report"], sorted(excluded), time.perf_counter() - started, published
+    )
 
 
 def _apply_tombstones(settings: Settings, catalog: Any, tombstones: dict[str, float]) -> set[str]:

@@ -1,8 +1,14 @@
 """Published Kuzu snapshots: one writer builds a new version beside the live one and swaps a pointer;
-readers open the published version read-only and follow the pointer (REFERENCE.md section 3.3)."""
+readers open the published version read-only and follow the pointer (REFERENCE.md section 3.3).
+
+With an S3 object store the writer also uploads each snapshot (`dataflux_pipelines.published`), and
+readers on other machines follow the object store's pointer through a local cache laid out like
+`graph_dir` (`snapshots/` + `current`), so the same reopen logic serves both.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -17,6 +23,14 @@ from typing import Any
 import kuzu
 
 from dataflux_pipelines.graph.schema import NODE_TYPES, REL_PAIRS, REL_TYPES
+from dataflux_pipelines.published import (
+    GRAPH,
+    PublishedError,
+    SnapshotFollower,
+    cache_dir,
+    is_remote,
+    set_current,
+)
 
 SNAPSHOTS = "snapshots"
 POINTER = "current"
@@ -30,6 +44,8 @@ MAX_DEPTH = 3
 MAX_EDGES_PER_HOP = 500
 # Concept names and UUIDs; quotes, braces, backslashes and newlines never get this far.
 _ENTITY_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:\-]{0,127}$")
+
+log = logging.getLogger(__name__)
 
 
 class GraphError(ValueError):
@@ -85,16 +101,18 @@ def publish_snapshot(
     copy_live: bool = False,
     keep: int = 3,
     grace_s: float = 600.0,
+    min_version: int = 1,
 ) -> Snapshot:
     """Write a new snapshot (empty, or a copy of the live one) with `mutate`, then publish it atomically.
 
-    Only one process may call this at a time (Dagster pool `kuzu_writer` of size 1).
+    Only one process may call this at a time (Dagster pool `kuzu_writer` of size 1). `min_version`
+    keeps local numbers above those already published to an object store.
     """
     folder = graph_dir / SNAPSHOTS
     folder.mkdir(parents=True, exist_ok=True)
     live = live_snapshot(graph_dir)
     existing = list_snapshots(graph_dir)
-    version = max([s.version for s in existing] + [live.version if live else 0]) + 1
+    version = max([s.version for s in existing] + [live.version if live else 0, min_version - 1]) + 1
     final = folder / f"v{version:06d}.kuzu"
     # The name does not match the snapshot pattern, so neither GC nor readers pick it up half-built.
     building = folder / f"v{version:06d}.building"
@@ -115,11 +133,7 @@ def publish_snapshot(
         for leftover in folder.glob(f"v{version:06d}.building*"):
             leftover.unlink()
         raise
-    tmp = graph_dir / f"{POINTER}.tmp{os.getpid()}"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(os.path.relpath(final, graph_dir), tmp)
-    os.replace(tmp, graph_dir / POINTER)
+    set_current(graph_dir, final)
     collect_snapshots(graph_dir, keep=keep, grace_s=grace_s)
     return Snapshot(version, final)
 
@@ -163,7 +177,10 @@ def collect_snapshots(graph_dir: Path, *, keep: int = 3, grace_s: float = 600.0)
 
 def tombstoned_assets(graph_dir: Path) -> dict[str, float]:
     """Assets deleted since the last publication, with the time of deletion."""
-    folder = graph_dir / TOMBSTONES
+    return _tombstones_in(graph_dir / TOMBSTONES)
+
+
+def _tombstones_in(folder: Path) -> dict[str, float]:
     if not folder.is_dir():
         return {}
     out = {}
@@ -180,10 +197,27 @@ def tombstoned_assets(graph_dir: Path) -> dict[str, float]:
 
 
 class GraphReader:
-    """Read-only access to the published graph for API/MCP processes; thread-safe, follows the pointer."""
+    """Read-only access to the published graph for API/MCP processes; thread-safe, follows the pointer.
 
-    def __init__(self, graph_dir: Path) -> None:
+    With `store`, `graph_dir` is a local cache kept at the object store's published pointer
+    (checked at most every `poll_s` seconds); tombstones are then read from `tombstones_dir`.
+    """
+
+    def __init__(
+        self,
+        graph_dir: Path,
+        *,
+        store: Any = None,
+        poll_s: float = 5.0,
+        tombstones_dir: Path | None = None,
+    ) -> None:
         self.graph_dir = Path(graph_dir)
+        self.tombstones_dir = Path(tombstones_dir) if tombstones_dir else self.graph_dir / TOMBSTONES
+        self.follower = (
+            SnapshotFollower(store, GRAPH, self.graph_dir, suffix=".kuzu", poll_s=poll_s)
+            if store is not None
+            else None
+        )
         self._lock = threading.Lock()
         self._db: kuzu.Database | None = None
         self._snapshot: Snapshot | None = None
@@ -191,16 +225,39 @@ class GraphReader:
 
     @classmethod
     def for_settings(cls, settings: Any) -> GraphReader:
-        return cls(settings.graph_dir)
+        """The local published graph, or with an S3 object store the pulled one in `$DATAFLUX_HOME/cache/graph`."""
+        if not is_remote(settings):
+            return cls(settings.graph_dir)
+        from dataflux_pipelines.objectstore import open_object_store
+
+        return cls(
+            cache_dir(settings, GRAPH),
+            store=open_object_store(settings),
+            poll_s=settings.published_poll_s,
+            tombstones_dir=settings.graph_dir / TOMBSTONES,
+        )
 
     @property
     def snapshot(self) -> Snapshot:
         return self._refresh()[1]
 
     def available(self) -> bool:
+        if self.follower is not None:
+            try:
+                self.follower.sync()
+            except PublishedError as exc:
+                log.warning("no published graph available: %s", exc)
+                return False
         return live_snapshot(self.graph_dir) is not None
 
     def _refresh(self) -> tuple[kuzu.Database, Snapshot]:
+        if self.follower is not None:
+            try:
+                self.follower.sync()
+            except PublishedError as exc:
+                raise GraphError(
+                    "graph_unavailable", f"the published graph could not be pulled: {exc}"
+                ) from exc
         live = live_snapshot(self.graph_dir)
         if live is None:
             raise GraphError("graph_unavailable", "no graph has been published yet (materialize media_graph)")
@@ -236,13 +293,13 @@ class GraphReader:
 
     def deleted_assets(self) -> frozenset[str]:
         """Assets deleted after the live snapshot was built: readers hide them at once."""
-        folder = self.graph_dir / TOMBSTONES
+        folder = self.tombstones_dir
         try:
             mtime = folder.stat().st_mtime
         except FileNotFoundError:
             return frozenset()
         if mtime != self._tombstones[0]:
-            self._tombstones = (mtime, frozenset(tombstoned_assets(self.graph_dir)))
+            self._tombstones = (mtime, frozenset(_tombstones_in(folder)))
         return self._tombstones[1]
 
     def counts(self) -> dict[str, dict[str, int]]:
