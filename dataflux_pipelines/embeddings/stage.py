@@ -1,0 +1,407 @@
+"""Segment embeddings: text and vision vectors, concepts and search text for many assets at once.
+
+Inference is batched across all given assets (one model call per batch, not per file); each
+table gets one commit per call, replacing exactly the rows of those assets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+from PIL import Image, UnidentifiedImageError
+
+from dataflux_pipelines import contract
+from dataflux_pipelines.embeddings.indexes import VECTOR_TABLE_PREFIXES, ensure_tables, table_names
+from dataflux_pipelines.errors import MediaError, Reason
+from dataflux_pipelines.lance_sql import in_list, literal, uuid_literal
+from dataflux_pipelines.models.concepts import feature_concepts, merge_concepts, zero_shot_concepts
+from dataflux_pipelines.models.registry import ModelRegistry
+from dataflux_pipelines.models.visual import measure_pixels
+
+log = logging.getLogger(__name__)
+
+_READ_COLUMNS = [
+    "id",
+    "asset_id",
+    "segment_type",
+    "media_type",
+    "filename",
+    "duration",
+    "text",
+    "transcript",
+    "context",
+    "keyframe_path",
+    "audio_features",
+]
+_VISUAL_MEDIA = (contract.MediaType.IMAGE.value, contract.MediaType.VIDEO.value)
+
+
+@dataclass
+class EmbedOutcome:
+    """What embedding did for one asset: counts, models, concepts and where the time went."""
+
+    asset_id: str
+    media_type: str | None = None
+    segments: int = 0
+    text_vectors: int = 0
+    vision_vectors: int = 0
+    text_model: str | None = None
+    vision_model: str | None = None
+    vision_space: str | None = None
+    vision_table: str | None = None
+    concepts: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # segment id -> labels
+    load_s: float = 0.0  # this asset's share of loading the models (zero once they are loaded)
+    decode_s: float = 0.0
+    model_s: float = 0.0
+    write_s: float = 0.0
+    models: dict[str, str] = field(default_factory=dict)  # profile -> version, for the catalog's `models`
+    error: dict[str, str] | None = None  # MediaError.to_dict() when this asset failed
+
+    def metadata(self) -> dict[str, Any]:
+        """Flat, JSON-safe values for Dagster metadata."""
+        labels = sorted({label for seg in self.concepts.values() for label, _ in seg})
+        return {
+            "asset_id": self.asset_id,
+            "media_type": self.media_type,
+            "segments": self.segments,
+            "text_vectors": self.text_vectors,
+            "vision_vectors": self.vision_vectors,
+            "text_model": self.text_model,
+            "vision_model": self.vision_model,
+            "vision_table": self.vision_table,
+            "models": json.dumps(self.models, sort_keys=True),
+            "concepts": labels[:50],
+            "load_seconds": round(self.load_s, 4),
+            "decode_seconds": round(self.decode_s, 4),
+            "model_seconds": round(self.model_s, 4),
+            "write_seconds": round(self.write_s, 4),
+            "error": json.dumps(self.error) if self.error else None,
+        }
+
+
+def _json_dict(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+KEYFRAME_MAX_SIDE = 512  # both vision encoders work at 224 px or less; this bounds memory per image
+
+
+def _decode_keyframe(key: str, image_loader: Callable[[str], bytes]) -> Image.Image:
+    try:
+        data = image_loader(key)
+    except (FileNotFoundError, KeyError) as exc:
+        raise MediaError(Reason.MISSING_SOURCE, f"keyframe {key!r} is missing from the object store") from exc
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.draft("RGB", (KEYFRAME_MAX_SIDE, KEYFRAME_MAX_SIDE))  # JPEG: decode at reduced scale
+            rgb = img.convert("RGB")
+        rgb.thumbnail((KEYFRAME_MAX_SIDE, KEYFRAME_MAX_SIDE), Image.Resampling.LANCZOS)
+        return rgb
+    except (UnidentifiedImageError, OSError) as exc:
+        raise MediaError(Reason.CORRUPT_MEDIA, f"keyframe {key!r} cannot be decoded: {exc}") from exc
+
+
+def search_text_for(row: dict[str, Any], labels: list[str]) -> str:
+    """The text a segment is found by: its text, transcript, user context, filename and concepts."""
+    parts = [row.get("text"), row.get("transcript"), row.get("context"), row.get("filename")]
+    if labels:
+        parts.append(", ".join(labels))
+    return "\n".join(p.strip() for p in parts if p and p.strip())
+
+
+def _read_segments(db: lancedb.DBConnection, asset_ids: list[str]) -> list[dict[str, Any]]:
+    seg = db.open_table(contract.SEGMENTS_TABLE)
+    where = in_list("asset_id", asset_ids, uuids=True)
+    return seg.search().where(where).select(_READ_COLUMNS).limit(None).to_arrow().to_pylist()
+
+
+def _share(total: float, part: int, whole: int) -> float:
+    return total * part / whole if whole else 0.0
+
+
+def embed_segments(
+    db: lancedb.DBConnection,
+    registry: ModelRegistry,
+    asset_ids: list[str],
+    image_loader: Callable[[str], bytes],
+) -> dict[str, EmbedOutcome]:
+    """Embed every segment of these assets and write vectors, concepts and search text.
+
+    One model call per batch across all assets; `segments` gets one merge (only the embedding
+    columns of these assets' rows) and the vision table one merge that also deletes rows of these
+    assets that no longer exist. An asset whose keyframes cannot be read is reported in its
+    outcome's `error` and left untouched.
+    """
+    ids = list(dict.fromkeys(a.lower() for a in asset_ids))
+    for asset_id in ids:
+        uuid_literal(asset_id, "asset_id")  # ids end up in where strings: refuse anything but a UUID
+    started = time.perf_counter()
+    vision = registry.vision  # loads the models on first use: once per registry, i.e. once per run
+    text = registry.text
+    load_s = time.perf_counter() - started
+    tables = ensure_tables(db, vision.dim, vision.space)
+    vision_table_name = contract.vector_table_name("vision", vision.space)
+    clip = registry.clip
+
+    outcomes = {a: EmbedOutcome(asset_id=a) for a in ids}
+    rows_by_asset: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in _read_segments(db, ids) if ids else []:
+        rows_by_asset[row["asset_id"]].append(row)
+
+    # 1+2. Decode keyframes and embed them in chunks that span assets: one model call per batch
+    # across files, with memory bounded by the chunk rather than by the size of the run.
+    chunk = max(1, getattr(vision.profile, "batch_size", 32)) * 4
+    pending: list[tuple[dict[str, Any], Image.Image]] = []
+    vector_of: dict[str, np.ndarray] = {}
+    zero_shot_of: dict[str, list[tuple[str, float]]] = {}
+    pixel_features: dict[str, dict[str, float]] = {}
+    image_rows: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        started = time.perf_counter()
+        vectors = vision.embed_images([image for _, image in pending])
+        labels = zero_shot_concepts(registry, vectors) if clip is not None else []
+        elapsed = time.perf_counter() - started
+        for i, (row, _) in enumerate(pending):
+            vector_of[row["id"]] = vectors[i]
+            if labels:
+                zero_shot_of[row["id"]] = labels[i]
+            outcomes[row["asset_id"]].model_s += elapsed / len(pending)
+        pending.clear()
+
+    for asset_id in ids:
+        outcome = outcomes[asset_id]
+        rows = rows_by_asset.get(asset_id, [])
+        outcome.segments = len(rows)
+        outcome.media_type = rows[0]["media_type"] if rows else None
+        for row in rows:
+            if not (row.get("keyframe_path") and row.get("media_type") in _VISUAL_MEDIA):
+                continue
+            started = time.perf_counter()
+            try:
+                image = _decode_keyframe(row["keyframe_path"], image_loader)
+            except MediaError as exc:
+                outcome.error = exc.to_dict()
+                log.warning("asset %s: %s", asset_id, exc)
+                break
+            finally:
+                outcome.decode_s += time.perf_counter() - started
+            pixel_features[row["id"]] = measure_pixels(image)
+            pending.append((row, image))
+            image_rows.append(row)
+            if len(pending) >= chunk:
+                flush()
+    flush()
+    for asset_id in ids:
+        if outcomes[asset_id].error is not None:
+            rows_by_asset.pop(asset_id, None)
+    ok_ids = [a for a in ids if outcomes[a].error is None]
+    ok = set(ok_ids)
+    all_rows = [row for a in ok_ids for row in rows_by_asset.get(a, [])]
+    vision_vectors = np.stack(list(vector_of.values())) if vector_of else None
+
+    # 3. Concepts from measured features, then the text that carries them.
+    search_texts: list[str] = []
+    for row in all_rows:
+        audio = _json_dict(row.get("audio_features"))
+        features: dict[str, Any] = dict(pixel_features.get(row["id"], {}))
+        if row.get("segment_type") == contract.SegmentType.SHOT.value and row.get("duration"):
+            features["shot_duration"] = row["duration"]
+        # media.audio writes {"class": "speech"|"music"|"silence"|..., "confidence": 0..1}
+        audio_class = audio.get("class") or audio.get("audio_class")
+        if audio_class:
+            features["audio_class"] = audio_class
+            features["audio_class_confidence"] = audio.get(
+                "confidence", audio.get("audio_class_confidence", 1.0)
+            )
+        features["text"] = " ".join(p for p in (row.get("text"), row.get("transcript")) if p)
+        concepts = merge_concepts(
+            zero_shot_of.get(row["id"], []), feature_concepts(features, row.get("media_type") or "")
+        )
+        outcomes[row["asset_id"]].concepts[row["id"]] = concepts
+        search_texts.append(search_text_for(row, [label for label, _ in concepts]))
+
+    started = time.perf_counter()
+    to_embed = [i for i, t in enumerate(search_texts) if t]
+    text_vectors = text.embed_texts([search_texts[i] for i in to_embed]) if to_embed else None
+    text_s = time.perf_counter() - started
+    for name, vectors in (("text", text_vectors), ("vision", vision_vectors)):
+        if vectors is not None and not np.isfinite(vectors).all():
+            raise MediaError(Reason.INTERNAL_ERROR, f"the {name} model produced non-finite vectors")
+    text_vector_of: dict[int, np.ndarray] = (
+        {i: text_vectors[j] for j, i in enumerate(to_embed)} if text_vectors is not None else {}
+    )
+
+    # 4. Writes: one commit per table for all assets.
+    now = dt.datetime.now(dt.UTC)
+    started = time.perf_counter()
+    if all_rows:
+        update = pa.Table.from_pydict(
+            {
+                "id": [r["id"] for r in all_rows],
+                "text_vector": [
+                    text_vector_of[i].tolist() if i in text_vector_of else None for i in range(len(all_rows))
+                ],
+                "text_model": [text.version] * len(all_rows),
+                "concepts": [
+                    [label for label, _ in outcomes[r["asset_id"]].concepts[r["id"]]] for r in all_rows
+                ],
+                "search_text": search_texts,
+            },
+            schema=pa.schema(
+                [
+                    contract.SEGMENTS_SCHEMA.field(n)
+                    for n in ("id", "text_vector", "text_model", "concepts", "search_text")
+                ]
+            ),
+        )
+        # Segments with no text at all keep a null vector; "null" lets those through.
+        merge = tables[contract.SEGMENTS_TABLE].merge_insert("id").when_matched_update_all()
+        merge.execute(update, on_bad_vectors="null")
+    segments_write_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    vision_rows = [r for r in image_rows if r["asset_id"] in ok]
+    if ok_ids:
+        _replace_vision_rows(
+            db, tables[vision_table_name], vision_table_name, ok_ids, vision_rows, vector_of, vision, now
+        )
+    vision_write_s = time.perf_counter() - started
+
+    # 5. Per-asset figures: batched model and write time is shared out by segment and image counts.
+    n_rows = len(all_rows)
+    for asset_id in ok_ids:
+        outcome = outcomes[asset_id]
+        rows = rows_by_asset.get(asset_id, [])
+        n_img = sum(1 for r in vision_rows if r["asset_id"] == asset_id)
+        outcome.text_vectors = sum(
+            1 for i, r in enumerate(all_rows) if r["asset_id"] == asset_id and i in text_vector_of
+        )
+        outcome.vision_vectors = n_img
+        outcome.text_model = text.version
+        outcome.models = {"text": text.version}
+        if n_img:
+            outcome.models["vision"] = vision.version
+            outcome.vision_model = vision.version
+            outcome.vision_space = vision.space
+            outcome.vision_table = vision_table_name
+        outcome.load_s = _share(load_s, 1, len(ok_ids))
+        outcome.model_s += _share(text_s, len(rows), n_rows)
+        outcome.write_s = _share(segments_write_s, len(rows), n_rows) + _share(
+            vision_write_s, len(rows), n_rows
+        )
+    return outcomes
+
+
+def _replace_vision_rows(
+    db: lancedb.DBConnection,
+    tbl: Any,
+    table_name: str,
+    asset_ids: list[str],
+    rows: list[dict[str, Any]],
+    vector_of: dict[str, np.ndarray],
+    vision: Any,
+    now: dt.datetime,
+) -> None:
+    """Exactly these rows for these assets in the current space; none of theirs in any other vision space."""
+    where = in_list("asset_id", asset_ids, uuids=True)
+    if rows:
+        data = pa.Table.from_pydict(
+            {
+                "segment_id": [r["id"] for r in rows],
+                "asset_id": [r["asset_id"] for r in rows],
+                "media_type": [r.get("media_type") for r in rows],
+                "segment_type": [r.get("segment_type") for r in rows],
+                "vector": [vector_of[r["id"]].tolist() for r in rows],
+                "model": [vision.profile.model_id_or_path] * len(rows),
+                "model_version": [vision.version] * len(rows),
+                "created_at": [now] * len(rows),
+            },
+            schema=contract.vector_table_schema(vision.dim),
+        )
+        (
+            tbl.merge_insert("segment_id")
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .when_not_matched_by_source_delete(where)
+            .execute(data)
+        )
+    elif tbl.count_rows(where):
+        tbl.delete(where)
+    for name in table_names(db):
+        if name.startswith("vision__") and name != table_name:
+            other = db.open_table(name)
+            if other.count_rows(where):
+                other.delete(where)
+
+
+def delete_asset_vectors(db: lancedb.DBConnection, asset_id: str) -> dict[str, int]:
+    """Remove one asset from every vector table; returns rows deleted per table."""
+    where = f"asset_id = {uuid_literal(asset_id, 'asset_id')}"
+    deleted: dict[str, int] = {}
+    for name in table_names(db):
+        if name.startswith(VECTOR_TABLE_PREFIXES):
+            tbl = db.open_table(name)
+            count = tbl.count_rows(where)
+            if count:
+                tbl.delete(where)
+                deleted[name] = count
+    return deleted
+
+
+def stale_assets(db: lancedb.DBConnection, registry: ModelRegistry) -> list[str]:
+    """Assets whose stored embeddings were not made by the current models for their media type.
+
+    Documents and audio: the text model; images and videos: text and vision (every segment with
+    a keyframe needs a row from the current vision model). Never-embedded segments count as stale.
+    """
+    names = table_names(db)
+    if contract.SEGMENTS_TABLE not in names:
+        return []
+    text_version = registry.text.version
+    vision = registry.vision
+    seg = db.open_table(contract.SEGMENTS_TABLE)
+    rows = (
+        seg.search()
+        .select(["id", "asset_id", "media_type", "keyframe_path", "text_model"])
+        .limit(None)
+        .to_arrow()
+        .to_pylist()
+    )
+    current_vision: set[str] = set()
+    vision_name = contract.vector_table_name("vision", vision.space)
+    if vision_name in names:
+        vt = db.open_table(vision_name)
+        current_vision = set(
+            vt.search()
+            .where(f"model_version = {literal(vision.version)}")
+            .select(["segment_id"])
+            .limit(None)
+            .to_arrow()["segment_id"]
+            .to_pylist()
+        )
+    stale: set[str] = set()
+    for row in rows:
+        needs_vision = row["media_type"] in _VISUAL_MEDIA and bool(row.get("keyframe_path"))
+        if row["text_model"] != text_version or (needs_vision and row["id"] not in current_vision):
+            stale.add(row["asset_id"])
+    return sorted(stale)
