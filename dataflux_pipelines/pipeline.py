@@ -153,12 +153,17 @@ class MediaPipeline:
                 continue
             out[asset_id] = self._guard(asset_id, lambda row=row: self._media_file_one(row, updates))
         self._commit(out, lambda: self.catalog.update_assets(updates))
+        from dataflux_pipelines.graph.store import clear_tombstone
+
         for asset_id, outcome in out.items():
             landing = rows[asset_id].get("landing_key") if asset_id in rows else None
             if outcome.ok and landing:
                 # The canonical copy and its catalog row are safe; landing is an inbox, so empty it.
                 self.store.delete(landing)
                 self.store.delete(sidecar_key(landing))
+            if outcome.ok:
+                # A re-upload of deleted bytes is stored again: readers must stop hiding it.
+                clear_tombstone(self.store, asset_id)
         return out
 
     def _commit(self, outcomes: dict[str, Outcome], write: Callable[[], None]) -> None:
@@ -358,10 +363,11 @@ class MediaPipeline:
             if result is None:
                 out[asset_id] = Outcome(asset_id, MediaError(Reason.INTERNAL_ERROR, "no embedding result"))
                 continue
-            meta = result if isinstance(result, dict) else dataclasses.asdict(result)
-            error = meta.pop("error", None)
-            if error:
-                out[asset_id] = Outcome(asset_id, MediaError(Reason.INTERNAL_ERROR, str(error)), meta)
+            meta = result.metadata()
+            meta.pop("error", None)
+            if result.error:
+                error = MediaError(result.error["reason_code"], result.error["message"])
+                out[asset_id] = Outcome(asset_id, error, meta)
             else:
                 meta["batch_seconds"] = elapsed
                 out[asset_id] = Outcome(asset_id, None, meta)
@@ -375,7 +381,9 @@ class MediaPipeline:
         from dataflux_pipelines.graph.contrib import graph_contribution
 
         return {
-            a: self._guard(a, lambda a=a: dict(graph_contribution(self.settings, self.catalog, a)))
+            a: self._guard(
+                a, lambda a=a: dict(graph_contribution(self.settings, self.catalog, a, store=self.store))
+            )
             for a in asset_ids
         }
 

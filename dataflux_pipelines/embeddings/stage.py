@@ -43,6 +43,7 @@ _READ_COLUMNS = [
     "context",
     "keyframe_path",
     "audio_features",
+    "semantic_features",
 ]
 _VISUAL_MEDIA = (contract.MediaType.IMAGE.value, contract.MediaType.VIDEO.value)
 
@@ -266,11 +267,32 @@ def embed_segments(
                     [label for label, _ in outcomes[r["asset_id"]].concepts[r["id"]]] for r in all_rows
                 ],
                 "search_text": search_texts,
+                # Confidences travel with the labels, for the graph's TAGGED edges.
+                "semantic_features": [
+                    json.dumps(
+                        {
+                            **_json_dict(r.get("semantic_features")),
+                            "concepts": {
+                                label: round(float(conf), 4)
+                                for label, conf in outcomes[r["asset_id"]].concepts[r["id"]]
+                            },
+                        },
+                        sort_keys=True,
+                    )
+                    for r in all_rows
+                ],
             },
             schema=pa.schema(
                 [
                     contract.SEGMENTS_SCHEMA.field(n)
-                    for n in ("id", "text_vector", "text_model", "concepts", "search_text")
+                    for n in (
+                        "id",
+                        "text_vector",
+                        "text_model",
+                        "concepts",
+                        "search_text",
+                        "semantic_features",
+                    )
                 ]
             ),
         )
