@@ -7,11 +7,15 @@ When CLIP cannot be loaded the registry says so (log, `status()`) and runs visio
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import os
+import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -115,7 +119,29 @@ def _from_pretrained(loader: Any, ident: str, revision: str | None, **kwargs: An
     try:
         return loader.from_pretrained(ident, revision=revision, local_files_only=True, **kwargs)
     except OSError:
+        _check_hub_reachable()
         return loader.from_pretrained(ident, revision=revision, **kwargs)
+
+
+@functools.cache
+def _hub_unreachable_reason() -> str | None:
+    """One quick TCP probe per process: without it huggingface_hub retries for ~30 s before failing."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes"):
+        return None  # transformers reports offline mode itself, at once
+    endpoint = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return None
+    except OSError as exc:
+        return f"the model hub {host}:{port} is unreachable ({exc})"
+
+
+def _check_hub_reachable() -> None:
+    reason = _hub_unreachable_reason()
+    if reason:
+        raise OSError(reason)
 
 
 def _summary(exc: BaseException) -> str:
