@@ -6,7 +6,7 @@ from dataflux_pipelines.analytics.assets import ANALYTICS_ASSETS, ANALYTICS_JOBS
 from dataflux_pipelines.embeddings.assets import INDEX_ASSETS
 from dataflux_pipelines.graph.assets import GRAPH_ASSETS
 from dataflux_pipelines.ingest.assets import media_pipeline, process_media_job
-from dataflux_pipelines.ingest.sensors import landing_sensor
+from dataflux_pipelines.ingest.sensors import landing_sensor, stale_embeddings_sensor
 from dataflux_pipelines.resources import DataFluxResource
 
 SHARED_ASSETS = [*INDEX_ASSETS, *GRAPH_ASSETS, *ANALYTICS_ASSETS]
@@ -45,7 +45,12 @@ def refresh_after_partial_processing(context: dg.RunStatusSensorContext) -> dg.R
 defs = dg.Definitions(
     assets=[media_pipeline, *SHARED_ASSETS],
     jobs=[process_media_job, refresh_shared_job, *ANALYTICS_JOBS],
-    sensors=[landing_sensor, refresh_after_processing, refresh_after_partial_processing],
+    sensors=[
+        landing_sensor,
+        stale_embeddings_sensor,
+        refresh_after_processing,
+        refresh_after_partial_processing,
+    ],
     schedules=[*ANALYTICS_SCHEDULES],
     resources={"dataflux": DataFluxResource()},
 )

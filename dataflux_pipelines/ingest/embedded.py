@@ -27,7 +27,7 @@ from dataflux_pipelines.ingest.landing import (
     plan_landing,
 )
 from dataflux_pipelines.ingest.partitions import media_files
-from dataflux_pipelines.ingest.sensors import RANGE_END, RANGE_START, run_requests_for
+from dataflux_pipelines.ingest.sensors import EMBEDDING_STAGES, RANGE_END, RANGE_START, run_requests_for
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.settings import REPO_ROOT, Settings
 
@@ -180,9 +180,7 @@ def process_landing(
 
         stale_ids = [a for a in stale_assets(catalog.db, ModelRegistry(settings)) if a in set(order)]
         if stale_ids:
-            batches.append(
-                (stale_ids, [dg.AssetKey("segment_embeddings"), dg.AssetKey("graph_contributions")])
-            )
+            batches.append((stale_ids, EMBEDDING_STAGES))
     for asset_ids, selection in batches:
         watcher = _Watcher(catalog, asset_ids, progress)
         thread = threading.Thread(target=watcher.run, daemon=True)

@@ -26,7 +26,6 @@ from dataflux_pipelines.objectstore import ObjectExists, ObjectInfo, ObjectMissi
 from dataflux_pipelines.settings import Settings
 
 CONTROL_PREFIX = "control/reanalyze/"
-TOMBSTONE_DIR = "graph/tombstones"
 _CHUNK = 1024 * 1024
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 # Rough processing rate used for the ETA an upload answers with (seconds per MiB, plus a floor).
@@ -398,19 +397,17 @@ def request_reanalysis(store: ObjectStore, asset_id: str, priority: int | None, 
     return key
 
 
-def write_tombstone(settings: Settings, asset_id: str) -> None:
-    """Tell the next graph publication to drop this asset's nodes."""
-    folder = settings.home / TOMBSTONE_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / asset_id).write_text(str(dt.datetime.now(dt.UTC)))
-
-
 def delete_asset(settings: Settings, store: ObjectStore, catalog: Catalog, asset_id: str) -> bool:
-    """Remove an asset from every store: objects, landing, catalog, segments, vectors, graph."""
+    """Remove an asset from every store: objects, landing, catalog, segments, vectors, graph.
+
+    The graph part is a tombstone in the object store (`control/tombstones/`), so readers and the
+    graph writer on other machines see the deletion too; `settings` is kept for callers.
+    """
     row = catalog.get_asset(asset_id)
     if row is None:
         return False
     from dataflux_pipelines.embeddings.stage import delete_asset_vectors
+    from dataflux_pipelines.graph.store import contrib_key, write_tombstone
 
     if row.get("landing_key"):
         store.delete(row["landing_key"])
@@ -420,5 +417,6 @@ def delete_asset(settings: Settings, store: ObjectStore, catalog: Catalog, asset
         store.delete(info.key)
     delete_asset_vectors(catalog.db, asset_id)
     catalog.delete_asset_rows(asset_id)
-    write_tombstone(settings, asset_id)
+    store.delete(contrib_key(asset_id))
+    write_tombstone(store, asset_id)
     return True

@@ -92,3 +92,42 @@ def landing_sensor(context: dg.SensorEvaluationContext, dataflux: DataFluxResour
         dynamic_partitions_requests=[media_files.build_add_request(new_keys)] if new_keys else [],
         cursor=cursor,
     )
+
+
+EMBEDDING_STAGES = [dg.AssetKey("segment_embeddings"), dg.AssetKey("graph_contributions")]
+
+
+@dg.sensor(
+    job=process_media_job,
+    minimum_interval_seconds=300,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Re-embeds exactly the files whose stored vectors came from another model than the "
+    "configured one (a changed DATAFLUX_CLIP_MODEL, a new revision or new weights).",
+)
+def stale_embeddings_sensor(
+    context: dg.SensorEvaluationContext, dataflux: DataFluxResource
+) -> dg.SensorResult:
+    from dataflux_pipelines.embeddings.stage import stale_assets
+    from dataflux_pipelines.models.registry import ModelRegistry
+
+    settings = dataflux.settings()
+    registry = ModelRegistry(settings)
+    known = set(context.instance.get_dynamic_partitions(media_files.name))
+    stale = [a for a in stale_assets(Catalog(settings, reader=True).db, registry) if a in known]
+    if not stale:
+        return dg.SensorResult(
+            skip_reason=dg.SkipReason("every file's embeddings match the configured models")
+        )
+    fingerprint = hashlib.sha256(
+        json.dumps(registry.model_versions("video"), sort_keys=True).encode()
+    ).hexdigest()[:16]
+    requests = [
+        dg.RunRequest(
+            run_key=f"stale:{asset_id}:{fingerprint}",
+            partition_key=asset_id,
+            asset_selection=EMBEDDING_STAGES,
+            tags={"dataflux/reason": "stale-embeddings"},
+        )
+        for asset_id in stale
+    ]
+    return dg.SensorResult(run_requests=requests, cursor=fingerprint)
