@@ -26,7 +26,7 @@ from dataflux_pipelines.ingest.landing import (
     drop_duplicates,
     plan_landing,
 )
-from dataflux_pipelines.ingest.partitions import media_files
+from dataflux_pipelines.ingest.partitions import MEDIA_PARTITIONS
 from dataflux_pipelines.ingest.sensors import EMBEDDING_STAGES, RANGE_END, RANGE_START, run_requests_for
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.settings import REPO_ROOT, Settings
@@ -149,7 +149,7 @@ def process_landing(
     started = time.perf_counter()
     store = open_object_store(settings)
     catalog = Catalog(settings)
-    known = set(instance.get_dynamic_partitions(media_files.name))
+    known = set(instance.get_dynamic_partitions(MEDIA_PARTITIONS))
     plan: LandingPlan = plan_landing(store, catalog, known, settle_seconds=0)
     drop_duplicates(store, plan)
     clear_obsolete_requests(store, plan)
@@ -162,8 +162,8 @@ def process_landing(
     ]
     new_keys, _ = run_requests_for(LandingPlan(pending=plan.pending))
     if new_keys:
-        instance.add_dynamic_partitions(media_files.name, new_keys)
-    order = instance.get_dynamic_partitions(media_files.name)
+        instance.add_dynamic_partitions(MEDIA_PARTITIONS, new_keys)
+    order = instance.get_dynamic_partitions(MEDIA_PARTITIONS)
     report = ProcessReport(duplicates=len(plan.duplicates))
     batches: list[tuple[list[str], list[dg.AssetKey] | None]] = []
     by_priority: dict[int, list[PendingFile]] = {}

@@ -2,4 +2,6 @@
 
 import dagster as dg
 
-media_files = dg.DynamicPartitionsDefinition(name="media_files")
+MEDIA_PARTITIONS = "media_files"
+
+media_files = dg.DynamicPartitionsDefinition(name=MEDIA_PARTITIONS)

@@ -16,7 +16,7 @@ from dataflux_pipelines.ingest.landing import (
     drop_duplicates,
     plan_landing,
 )
-from dataflux_pipelines.ingest.partitions import media_files
+from dataflux_pipelines.ingest.partitions import MEDIA_PARTITIONS, media_files
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.resources import DataFluxResource
 
@@ -68,7 +68,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, dataflux: DataFluxResour
     settings = dataflux.settings()
     store = open_object_store(settings)
     catalog = Catalog(settings)
-    known = set(context.instance.get_dynamic_partitions(media_files.name))
+    known = set(context.instance.get_dynamic_partitions(MEDIA_PARTITIONS))
     plan = plan_landing(store, catalog, known, log=context.log)
     drop_duplicates(store, plan)
     clear_obsolete_requests(store, plan)
@@ -112,7 +112,7 @@ def stale_embeddings_sensor(
 
     settings = dataflux.settings()
     registry = ModelRegistry(settings)
-    known = set(context.instance.get_dynamic_partitions(media_files.name))
+    known = set(context.instance.get_dynamic_partitions(MEDIA_PARTITIONS))
     stale = [a for a in stale_assets(Catalog(settings, reader=True).db, registry) if a in known]
     if not stale:
         return dg.SensorResult(
