@@ -2,14 +2,17 @@
 
 A backup folder holds `manifest.json` (written last: a folder without it is incomplete) and:
 `lance/` (every table folder, with the version that was current when the backup began),
-`graph/` (the published Kuzu snapshot, contributions, tombstones), `analytics/facts/`,
+`graph/` (the published Kuzu snapshot, plus the contribution and tombstone objects under
+`graph/contrib/` and `control/tombstones/` of the object store), `analytics/facts/`,
 `events/`, `objects.jsonl` (keys, sizes, etags) plus `objects/` with `--with-objects`, and
 `dagster/` (SQLite files copied with the sqlite3 backup API, or a `pg_dump` custom-format dump).
 
 With an S3 object store the graph snapshot and the analytics facts are the versions the store's
 `published/*/CURRENT.json` pointers name (downloaded and checksum-verified: the writer's home need
 not be on the machine taking the backup); `published/` is left out of the objects manifest, and a
-restore publishes both again into a target store that has no pointer yet.
+restore publishes both again into a target store that has no pointer yet. Graph contributions and
+tombstones are always copied into `graph/` (the next publication needs them), so they are left out
+of the objects manifest too.
 """
 
 from __future__ import annotations
@@ -30,7 +33,15 @@ from typing import Any
 from urllib.parse import urlparse
 
 from dataflux_pipelines import __version__
-from dataflux_pipelines.graph.store import CONTRIB, POINTER, SNAPSHOTS, TOMBSTONES, live_snapshot
+from dataflux_pipelines.graph.store import (
+    CONTRIB,
+    CONTRIB_PREFIX,
+    POINTER,
+    SNAPSHOTS,
+    TOMBSTONE_PREFIX,
+    TOMBSTONES,
+    live_snapshot,
+)
 from dataflux_pipelines.published import (
     ANALYTICS,
     GRAPH,
@@ -431,6 +442,37 @@ def _restore_dagster(settings: Settings, src: Path, section: dict[str, Any]) -> 
 # --- objects -------------------------------------------------------------------------------
 
 
+def _copy_objects_out(settings: Settings, prefix: str, dst: Path) -> tuple[int, int]:
+    """Copy the objects under `prefix` into a folder, always (the graph's next publication needs them)."""
+    from dataflux_pipelines.objectstore import ObjectMissing, open_object_store
+
+    store = open_object_store(settings)
+    files = size = 0
+    for info in store.list(prefix):
+        target = dst / info.key[len(prefix) :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with store.open_read(info.key) as stream, target.open("wb") as out:
+                shutil.copyfileobj(stream, out, 1024 * 1024)
+        except ObjectMissing:
+            target.unlink(missing_ok=True)  # removed by its writer (a publication, a re-upload)
+            continue
+        files += 1
+        size += target.stat().st_size
+    return files, size
+
+
+def _copy_objects_in(settings: Settings, src: Path, prefix: str) -> None:
+    """Put the files of a backup folder back as objects under `prefix`."""
+    from dataflux_pipelines.objectstore import open_object_store
+
+    if not src.is_dir():
+        return
+    store = open_object_store(settings)
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        store.put_file(prefix + path.relative_to(src).as_posix(), path)
+
+
 def _backup_objects(settings: Settings, dest: Path, with_objects: bool) -> dict[str, Any]:
     from dataflux_pipelines.objectstore import open_object_store
 
@@ -439,8 +481,8 @@ def _backup_objects(settings: Settings, dest: Path, with_objects: bool) -> dict[
     count = size = copied = 0
     with (dest / OBJECTS_MANIFEST).open("w", encoding="utf-8") as manifest:
         for info in store.list(""):
-            if info.key.startswith((".doctor/", f"{PUBLISHED_PREFIX}/")):
-                continue  # doctor probes; published snapshots are in graph/ and analytics/
+            if info.key.startswith((".doctor/", f"{PUBLISHED_PREFIX}/", CONTRIB_PREFIX, TOMBSTONE_PREFIX)):
+                continue  # doctor probes; published snapshots and graph state are in graph/ and analytics/
             entry: dict[str, Any] = {"key": info.key, "size": info.size, "etag": info.etag}
             if with_objects:
                 head = store.head(info.key)
@@ -561,8 +603,8 @@ def create_backup(
         target.parent.mkdir(parents=True)
         shutil.copy2(live.path, target)  # published snapshots are never written again
         graph = {"snapshot": live.path.name, "version": live.version, "bytes": target.stat().st_size}
-    for folder in (CONTRIB, TOMBSTONES):
-        files, size = _copy_tree(settings.graph_dir / folder, dest / "graph" / folder)
+    for folder, prefix in ((CONTRIB, CONTRIB_PREFIX), (TOMBSTONES, TOMBSTONE_PREFIX)):
+        files, size = _copy_objects_out(settings, prefix, dest / "graph" / folder)
         graph[folder] = {"files": files, "bytes": size}
     say(f"graph: snapshot {graph['snapshot'] or 'none published'}")
 
@@ -698,8 +740,8 @@ def restore_backup(settings: Settings, src: Path, *, log: Log | None = None) -> 
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src / "graph" / SNAPSHOTS / graph["snapshot"], folder / graph["snapshot"])
         os.symlink(os.path.join(SNAPSHOTS, graph["snapshot"]), settings.graph_dir / POINTER)
-    for folder_name in (CONTRIB, TOMBSTONES):
-        _copy_tree(src / "graph" / folder_name, settings.graph_dir / folder_name)
+    for folder_name, prefix in ((CONTRIB, CONTRIB_PREFIX), (TOMBSTONES, TOMBSTONE_PREFIX)):
+        _copy_objects_in(settings, src / "graph" / folder_name, prefix)
     from dataflux_pipelines.analytics.facts import FACTS
 
     _copy_tree(src / "analytics" / FACTS, settings.analytics_dir / FACTS)

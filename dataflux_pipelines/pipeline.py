@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -151,7 +152,7 @@ class MediaPipeline:
                 error = MediaError(Reason.MISSING_SOURCE, "no catalog row: the file was never registered")
                 out[asset_id] = Outcome(asset_id, error)
                 continue
-            out[asset_id] = self._guard(asset_id, lambda row=row: self._media_file_one(row, updates))
+            out[asset_id] = self._guard(asset_id, functools.partial(self._media_file_one, row, updates))
         self._commit(out, lambda: self.catalog.update_assets(updates))
         from dataflux_pipelines.graph.store import clear_tombstone
 
@@ -223,7 +224,8 @@ class MediaPipeline:
         updates: dict[str, dict[str, Any]] = {}
         out = {
             asset_id: self._guard(
-                asset_id, lambda a=asset_id: self._segments_one(rows.get(a), a, segment_rows, updates)
+                asset_id,
+                functools.partial(self._segments_one, rows.get(asset_id), asset_id, segment_rows, updates),
             )
             for asset_id in asset_ids
         }
@@ -382,7 +384,7 @@ class MediaPipeline:
 
         return {
             a: self._guard(
-                a, lambda a=a: dict(graph_contribution(self.settings, self.catalog, a, store=self.store))
+                a, functools.partial(graph_contribution, self.settings, self.catalog, a, store=self.store)
             )
             for a in asset_ids
         }

@@ -236,7 +236,7 @@ def test_delete_leaves_nothing_behind_in_any_store(client: TestClient, settings:
     assert [i.key for i in store.list(contract.LANDING_PREFIX)] == []
     vectors = catalog.db.open_table(contract.vector_table_name("vision", "test space"))
     assert vectors.count_rows(f"asset_id = '{seeded['id']}'") == 0
-    assert (settings.home / "graph" / "tombstones" / seeded["id"]).is_file()
+    assert store.head(f"control/tombstones/{seeded['id']}.json") is not None
     # The other asset is untouched.
     assert len(catalog.segments_for(other["id"])) == 2
     assert vectors.count_rows(f"asset_id = '{other['id']}'") == 2

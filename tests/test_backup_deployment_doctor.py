@@ -43,7 +43,7 @@ def test_embedded_mode_reports_a_missing_daemon_api_and_mcp_as_warnings(settings
     for name in ("dagster daemon", "api server", "mcp server"):
         assert not checks[name].ok and checks[name].level == "warning", checks[name]
     assert "embedded" in checks["dagster daemon"].detail
-    assert checks["code location"].ok and "3 sensor(s)" in checks["code location"].detail
+    assert checks["code location"].ok and "4 sensor(s)" in checks["code location"].detail
 
 
 def test_a_running_api_and_mcp_server_pass_the_health_probes(settings: Settings, http_port: int) -> None:

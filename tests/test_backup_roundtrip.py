@@ -27,6 +27,7 @@ from dataflux_pipelines.ingest.landing import ingest_paths
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.settings import REPO_ROOT, Settings
 
+GRAPH_STATE = ("graph/contrib/", "control/tombstones/")
 QUERIES = ("hostile files fail their own partition", "segment offsets point at the exact passage")
 
 
@@ -99,7 +100,8 @@ def test_a_restore_into_empty_homes_answers_the_same_searches_and_lists_the_same
     assert made.exit_code == 0, made.output
     manifest = json.loads(made.stdout)
     assert manifest["counts"]["assets"] == 3
-    assert manifest["objects"]["copied"] == len(processed["objects"])
+    assert manifest["objects"]["copied"] == len(processed["objects"]) - manifest["graph"]["contrib"]["files"]
+    assert manifest["graph"]["contrib"]["files"] == 3
     print(f"\nbackup: {manifest['files']} files, {manifest['bytes']} bytes, {manifest['seconds']} s")
 
     # Wipe: a new machine with nothing but the backup.
@@ -187,11 +189,13 @@ def test_a_backup_without_objects_keeps_their_manifest_and_reports_them_missing_
     manifest = create_backup(processed["settings"], backup)
     assert not manifest["objects"]["included"] and not (backup / "objects").exists()
     keys = [json.loads(line)["key"] for line in (backup / "objects.jsonl").read_text().splitlines()]
-    assert sorted(keys) == sorted(processed["objects"])
+    assert sorted(keys) == sorted(k for k in processed["objects"] if not k.startswith(GRAPH_STATE))
     assert any("--with-objects" in item for item in manifest["not_included"])
 
     target = processed["settings"].with_home(tmp_path / "home")
     target = dataclasses.replace(target, dagster_home=tmp_path / "dagster_home")
     report = restore_backup(target, backup)
     assert report["objects"]["missing"] == len(keys) and report["objects"]["restored"] == 0
+    # Graph contributions are not objects to re-upload: the backup always holds them, under graph/.
+    assert _objects(target) == {k: v for k, v in processed["objects"].items() if k not in keys}
     assert _assets(target) == processed["assets"]

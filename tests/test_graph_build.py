@@ -12,18 +12,22 @@ from dataflux_pipelines import contract
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.duplicates import crop, resize
 from dataflux_pipelines.graph.build import publish_graph
-from dataflux_pipelines.graph.contrib import contrib_path, graph_contribution
+from dataflux_pipelines.graph.contrib import graph_contribution
 from dataflux_pipelines.graph.store import (
     GraphError,
     GraphReader,
     collect_snapshots,
+    contrib_key,
     list_snapshots,
     live_snapshot,
     related_assets,
     relationships,
+    tombstone_key,
     two_hop_related,
+    write_tombstone,
 )
 from dataflux_pipelines.identity import collection_id_for
+from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.settings import Settings
 
 
@@ -204,10 +208,9 @@ def test_deleting_an_asset_leaves_no_graph_trace_after_the_next_publish(
     # What delete_asset does: rows and vectors go, a tombstone asks the graph to drop the asset.
     catalog.delete_asset_rows(victim)
     delete_vectors(catalog, victim)
-    tomb = settings.graph_dir / "tombstones" / victim
-    tomb.parent.mkdir(parents=True, exist_ok=True)
-    tomb.write_text("deleted")
-    reader = GraphReader(settings.graph_dir)
+    store = open_object_store(settings)
+    write_tombstone(store, victim)
+    reader = GraphReader.for_settings(settings)
     # Readers hide the asset at once, before the next publication.
     with pytest.raises(GraphError):
         relationships(reader, victim)
@@ -215,7 +218,7 @@ def test_deleting_an_asset_leaves_no_graph_trace_after_the_next_publish(
 
     report = _publish(settings, catalog)
     assert victim in report.tombstones_applied
-    assert not tomb.exists() and not contrib_path(settings, victim).exists()
+    assert store.head(tombstone_key(victim)) is None and store.head(contrib_key(victim)) is None
     # Relations cannot outlive their nodes, so no node means no relation either.
     assert reader.query("MATCH (a:Asset) WHERE a.id = $id RETURN count(a) AS n", {"id": victim}) == [{"n": 0}]
     assert reader.query("MATCH (s:Segment) WHERE s.asset_id = $id RETURN count(s) AS n", {"id": victim}) == [

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 from graph_support import SegmentSpec, add_asset, picture
+from media_factory import make_image
 from services import S3Server
+from test_graph_shared_state import asset_nodes, ingest, process
 
 from dataflux_pipelines.analytics.facts import collect_facts, publish_facts
 from dataflux_pipelines.analytics.reader import AnalyticsReader
@@ -20,7 +22,14 @@ from dataflux_pipelines.backup import create_backup, restore_backup
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.graph.build import publish_graph
 from dataflux_pipelines.graph.contrib import graph_contribution
-from dataflux_pipelines.graph.store import GraphReader, relationships
+from dataflux_pipelines.graph.store import (
+    GraphReader,
+    contrib_key,
+    relationships,
+    tombstone_key,
+    tombstoned_ids,
+)
+from dataflux_pipelines.ingest.landing import delete_asset
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.published import (
     ANALYTICS,
@@ -35,16 +44,19 @@ from dataflux_pipelines.settings import REPO_ROOT, Settings
 pytestmark = pytest.mark.services
 
 
-def _machine(root: Path, s3_server: S3Server, bucket: str) -> Settings:
-    """One machine's settings: its own home and Dagster home, the shared bucket as object store."""
+def _machine(root: Path, s3_server: S3Server, bucket: str, *, shared_lance: bool = False) -> Settings:
+    """One machine's settings: its own home and Dagster home, the shared bucket as object store
+    (and, with `shared_lance`, as the catalog too, like a deployment)."""
     (root / "dagster_home").mkdir(parents=True)
     shutil.copyfile(REPO_ROOT / "dagster_home" / "dagster.yaml", root / "dagster_home" / "dagster.yaml")
+    lance = {"DATAFLUX_LANCE_URI": f"s3://{bucket}/lance"} if shared_lance else {}
     return Settings.from_env(
         {
             "DATAFLUX_HOME": str(root / "home"),
             "DAGSTER_HOME": str(root / "dagster_home"),
             "DATAFLUX_OBJECT_STORE_URL": f"s3://{bucket}/store",
             "DATAFLUX_PUBLISHED_POLL_S": "0",
+            **lance,
             **s3_server.settings_env(),
         }
     )
@@ -193,3 +205,46 @@ def _objects_manifest(backup: Path) -> list[dict[str, Any]]:
     import json
 
     return [json.loads(line) for line in (backup / "objects.jsonl").read_text().splitlines()]
+
+
+def test_deletions_and_contributions_reach_the_graph_writer_on_another_machine_through_the_bucket(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    api, worker, writer = (
+        _machine(tmp_path / name, s3_server, s3_bucket, shared_lance=True)
+        for name in ("api", "worker", "writer")
+    )
+    store = open_object_store(writer)
+    # Contributions computed on the worker are the only source of TAGGED edges for the writer.
+    tagged = _add_picture(worker, Catalog(worker), "tagged.png", 3)
+    (tmp_path / "inbox").mkdir()
+    photo = make_image(tmp_path / "inbox" / "photo.png", "PNG", (96, 64))
+    victim = ingest(api, photo)
+    process(worker, victim)
+    assert store.head(contrib_key(tagged)) is not None and store.head(contrib_key(victim)) is not None
+    report = publish_graph(writer, Catalog(writer))
+    reader = GraphReader.for_settings(api)  # the API pulls the writer's snapshot into its own cache
+    concepts = relationships(reader, tagged, depth=1, types=["TAGGED"])["nodes"]
+    assert {n["id"] for n in concepts if n["type"] == "Concept"} == {"dark"}
+    assert victim in asset_nodes(reader, victim)
+    for machine in (api, worker, writer):
+        assert (
+            not (machine.graph_dir / "contrib").exists() and not (machine.graph_dir / "tombstones").exists()
+        )
+
+    # Deleted by the API: hidden at once, dropped by the writer's next publication.
+    assert delete_asset(api, open_object_store(api), Catalog(api), victim)
+    assert asset_nodes(reader, victim) == set()
+    assert asset_nodes(GraphReader.for_settings(worker), victim) == set()
+    report = publish_graph(writer, Catalog(writer))
+    assert report.tombstones_applied == [victim]
+    assert store.head(tombstone_key(victim)) is None and store.head(contrib_key(victim)) is None
+    assert {r["id"] for r in reader.query("MATCH (a:Asset) RETURN a.id AS id")} == {tagged}
+
+    # The same bytes uploaded again and processed on the worker: back in the writer's graph.
+    assert ingest(api, photo) == victim
+    process(worker, victim)
+    assert tombstoned_ids(store) == frozenset()
+    publish_graph(writer, Catalog(writer))
+    assert victim in asset_nodes(reader, victim)
+    assert {r["id"] for r in reader.query("MATCH (a:Asset) RETURN a.id AS id")} == {tagged, victim}

@@ -21,12 +21,15 @@ from dataflux_pipelines.duplicates import duplicate_groups, shared_segments
 from dataflux_pipelines.graph.contrib import lance_table_names, read_contributions
 from dataflux_pipelines.graph.schema import DDL, NODE_TYPES, REL_TYPES
 from dataflux_pipelines.graph.store import (
-    TOMBSTONES,
     Snapshot,
+    Tombstone,
+    contrib_key,
     publish_snapshot,
-    tombstoned_assets,
+    read_tombstones,
+    remove_reflected_tombstones,
 )
 from dataflux_pipelines.identity import is_uuid
+from dataflux_pipelines.objectstore import ObjectStore
 from dataflux_pipelines.published import GRAPH, Pointer, is_remote, next_version, publish_file
 from dataflux_pipelines.settings import Settings
 
@@ -240,8 +243,11 @@ def _frame(table: pa.Table, columns: list[str]) -> pl.DataFrame:
     return frame
 
 
-def load_inputs(settings: Settings, catalog: Any, exclude: set[str]) -> GraphInputs:
-    """Read assets, segments and collections from Lance and the contributions from disk."""
+def load_inputs(
+    settings: Settings, catalog: Any, exclude: set[str], store: ObjectStore | None = None
+) -> GraphInputs:
+    """Read assets, segments and collections from Lance and the contributions from the object store."""
+    store = store if store is not None else _object_store(settings)
     assets_tbl = catalog.assets.to_arrow()
     assets = _frame(assets_tbl, _ASSET_COLS).filter(~pl.col("id").is_in(list(exclude)))
     # Kuzu's TIMESTAMP has no zone: store UTC wall time.
@@ -254,7 +260,7 @@ def load_inputs(settings: Settings, catalog: Any, exclude: set[str]) -> GraphInp
     else:
         coll_tbl = contract.COLLECTIONS_SCHEMA.empty_table()
     collections = _frame(coll_tbl, ["id", "name", "auto_generated", "asset_ids"])
-    edges = pl.from_arrow(read_contributions(settings.graph_dir, exclude))
+    edges = pl.from_arrow(read_contributions(store, exclude))
     assert isinstance(edges, pl.DataFrame)
     return GraphInputs(assets, segments, collections, edges)
 
@@ -284,10 +290,11 @@ def publish_graph(
     """
     started = time.perf_counter()
     graph_dir = settings.graph_dir
-    remote = _object_store(settings) if is_remote(settings) else None
-    tombstones = tombstoned_assets(graph_dir)
-    excluded = _apply_tombstones(settings, catalog, tombstones)
-    inputs = load_inputs(settings, catalog, excluded)
+    store = _object_store(settings)
+    remote = store if is_remote(settings) else None
+    tombstones = read_tombstones(store)
+    excluded = _apply_tombstones(store, catalog, tombstones)
+    inputs = load_inputs(settings, catalog, excluded, store)
     holder: dict[str, BuildReport] = {}
 
     def mutate(conn: kuzu.Connection) -> None:
@@ -301,33 +308,26 @@ def publish_graph(
             remote, GRAPH, snapshot.version, snapshot.path, suffix=".kuzu", keep=keep, grace_s=grace_s
         )
     # A tombstone is done once a snapshot without the asset is live; one rewritten meanwhile
-    # (a newer delete) has a newer mtime and stays for the next publication.
-    for asset_id, mtime in tombstones.items():
-        path = graph_dir / TOMBSTONES / asset_id
-        try:
-            if path.stat().st_mtime == mtime:
-                path.unlink()
-        except FileNotFoundError:
-            continue
+    # (a newer delete) has another etag and LastModified and stays for the next publication.
+    remove_reflected_tombstones(store, tombstones)
     return PublishReport(
         snapshot, holder["report"], sorted(excluded), time.perf_counter() - started, published
     )
 
 
-def _apply_tombstones(settings: Settings, catalog: Any, tombstones: dict[str, float]) -> set[str]:
-    """Assets to leave out: deleted, and not re-ingested after the deletion."""
+def _apply_tombstones(store: ObjectStore, catalog: Any, tombstones: dict[str, Tombstone]) -> set[str]:
+    """Assets to leave out (deleted, and not re-ingested after the deletion); drops their contributions."""
     excluded = set()
-    for asset_id, deleted_at in tombstones.items():
-        contrib = settings.graph_dir / "contrib" / f"{asset_id}.parquet"
-        try:
-            if contrib.stat().st_mtime <= deleted_at:
-                contrib.unlink()
-        except FileNotFoundError:
-            pass
+    for asset_id, tomb in tombstones.items():
         row = catalog.get_asset(asset_id) if is_uuid(asset_id) else None
         created = row.get("created_at") if row else None
-        if row is None or created is None or created.timestamp() <= deleted_at:
+        if row is None or created is None or created.timestamp() <= tomb.deleted_at:
             excluded.add(asset_id)
+        # LastModified of both objects comes from the store's clock: a contribution written after
+        # the deletion belongs to a re-ingested asset and stays unless that asset is gone again.
+        info = store.head(contrib_key(asset_id))
+        if info is not None and (asset_id in excluded or info.modified <= tomb.modified):
+            store.delete(info.key)
     return excluded
 
 

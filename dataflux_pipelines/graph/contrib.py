@@ -1,16 +1,16 @@
 """One file's contribution to the graph, computed in its partitioned run and folded in by `media_graph`.
 
-The contribution is a small Parquet file of edges (temporal order, concepts, similar and
-duplicate candidates from nearest-neighbour search), so the single graph writer only has to
-read files, never run searches.
+The contribution is a small Parquet object of edges (temporal order, concepts, similar and
+duplicate candidates from nearest-neighbour search) at `graph/contrib/{asset_id}.parquet` in the
+object store, so run workers on any machine can write it and the single graph writer only has to
+read objects, never run searches.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -19,8 +19,9 @@ import pyarrow.parquet as pq
 
 from dataflux_pipelines.duplicates import SIMILAR_TOP_K, duplicate_threshold, similar_floor, space_for_table
 from dataflux_pipelines.graph.schema import CONTRIB_COLUMNS
-from dataflux_pipelines.graph.store import CONTRIB
+from dataflux_pipelines.graph.store import CONTRIB_PREFIX, contrib_key
 from dataflux_pipelines.lance_sql import uuid_literal
+from dataflux_pipelines.objectstore import ObjectMissing, ObjectStore, open_object_store
 from dataflux_pipelines.settings import Settings
 
 CONTRIB_SCHEMA = pa.schema(
@@ -33,6 +34,8 @@ CONTRIB_SCHEMA = pa.schema(
     ]
 )
 assert tuple(CONTRIB_SCHEMA.names) == CONTRIB_COLUMNS
+# Contribution objects fetched at once by the publisher: one GET each, latency-bound on S3.
+READ_WORKERS = 16
 
 
 def lance_table_names(db: Any) -> list[str]:
@@ -45,10 +48,6 @@ def lance_table_names(db: Any) -> list[str]:
         token = page.page_token
         if not token:
             return names
-
-
-def contrib_path(settings: Settings, asset_id: str) -> Path:
-    return settings.graph_dir / CONTRIB / f"{asset_id}.parquet"
 
 
 def segment_concepts(segment: dict[str, Any]) -> dict[str, float | None]:
@@ -164,21 +163,23 @@ def similarity_edges(catalog: Any, asset_id: str, segments: list[dict[str, Any]]
     return edges
 
 
-def write_contribution(path: Path, edges: list[dict[str, Any]]) -> None:
-    """Write the edges atomically: a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist(edges, schema=CONTRIB_SCHEMA)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+def write_contribution(store: ObjectStore, asset_id: str, edges: list[dict[str, Any]]) -> str:
+    """Store one asset's edges as a single object (a reader sees the old one or the new one); returns its key."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(edges, schema=CONTRIB_SCHEMA), sink)
+    key = contrib_key(asset_id)
+    store.put_bytes(key, sink.getvalue().to_pybytes())
+    return key
 
 
-def graph_contribution(settings: Settings, catalog: Any, asset_id: str) -> dict[str, Any]:
+def graph_contribution(
+    settings: Settings, catalog: Any, asset_id: str, *, store: ObjectStore | None = None
+) -> dict[str, Any]:
     """Compute and store one asset's graph edges; returns counts for the run's metadata."""
-    path = contrib_path(settings, asset_id)
+    store = store if store is not None else open_object_store(settings)
     segments = catalog.segments_for(asset_id, with_vectors=True)
     if catalog.get_asset(asset_id) is None:
-        path.unlink(missing_ok=True)
+        store.delete(contrib_key(asset_id))
         return {"asset_id": asset_id, "segments": 0, "edges": {}, "removed": True}
     edges = temporal_edges(segments)
     for seg in segments:
@@ -187,25 +188,32 @@ def graph_contribution(settings: Settings, catalog: Any, asset_id: str) -> dict[
                 {"kind": "TAGGED", "src": seg["id"], "dst": concept, "score": confidence, "modality": None}
             )
     edges.extend(similarity_edges(catalog, asset_id, segments))
-    write_contribution(path, edges)
+    key = write_contribution(store, asset_id, edges)
     counts: dict[str, int] = {}
     for edge in edges:
         counts[edge["kind"]] = counts.get(edge["kind"], 0) + 1
-    return {"asset_id": asset_id, "segments": len(segments), "edges": counts, "path": str(path)}
+    return {"asset_id": asset_id, "segments": len(segments), "edges": counts, "key": key}
 
 
-def read_contributions(graph_dir: Path, exclude: set[str] | frozenset[str] = frozenset()) -> pa.Table:
-    """All contribution edges, except those of excluded (deleted) assets."""
-    folder = graph_dir / CONTRIB
-    tables = []
-    if folder.is_dir():
-        for entry in sorted(folder.glob("*.parquet")):
-            if entry.name.startswith(".") or entry.stem in exclude:
-                continue
-            try:
-                tables.append(pq.read_table(entry, schema=CONTRIB_SCHEMA))
-            except FileNotFoundError:
-                continue  # removed by a delete between listing and reading
+def read_contributions(store: ObjectStore, exclude: set[str] | frozenset[str] = frozenset()) -> pa.Table:
+    """All contribution edges in the object store, except those of excluded (deleted) assets."""
+    keys = []
+    for info in store.list(CONTRIB_PREFIX):
+        name = info.key[len(CONTRIB_PREFIX) :]
+        if "/" in name or name.startswith(".") or not name.endswith(".parquet"):
+            continue
+        if name[: -len(".parquet")] not in exclude:
+            keys.append(info.key)
+
+    def fetch(key: str) -> pa.Table | None:
+        try:
+            data = store.get_bytes(key)
+        except ObjectMissing:
+            return None  # removed by a delete between listing and reading
+        return pq.read_table(pa.BufferReader(data), schema=CONTRIB_SCHEMA)
+
+    with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
+        tables = [t for t in pool.map(fetch, sorted(keys)) if t is not None]
     if not tables:
         return CONTRIB_SCHEMA.empty_table()
     return pa.concat_tables(tables)

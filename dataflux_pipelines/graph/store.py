@@ -4,10 +4,16 @@ readers open the published version read-only and follow the pointer (REFERENCE.m
 With an S3 object store the writer also uploads each snapshot (`dataflux_pipelines.published`), and
 readers on other machines follow the object store's pointer through a local cache laid out like
 `graph_dir` (`snapshots/` + `current`), so the same reopen logic serves both.
+
+State that crosses machines lives in the object store for local and S3 installs alike: tombstones of
+deleted assets (`control/tombstones/{asset_id}.json`, written by the API, read by readers and the
+publisher) and per-file contributions (`graph/contrib/{asset_id}.parquet`, written by run workers).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import os
 import re
@@ -21,8 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import kuzu
+from botocore.exceptions import BotoCoreError, ClientError
 
 from dataflux_pipelines.graph.schema import NODE_TYPES, REL_PAIRS, REL_TYPES
+from dataflux_pipelines.identity import is_uuid
+from dataflux_pipelines.objectstore import ObjectInfo, ObjectMissing, ObjectStore, open_object_store
 from dataflux_pipelines.published import (
     GRAPH,
     PublishedError,
@@ -36,6 +45,8 @@ SNAPSHOTS = "snapshots"
 POINTER = "current"
 TOMBSTONES = "tombstones"
 CONTRIB = "contrib"
+TOMBSTONE_PREFIX = f"control/{TOMBSTONES}/"
+CONTRIB_PREFIX = f"graph/{CONTRIB}/"
 _SNAPSHOT_RE = re.compile(r"^v(\d{6,})\.kuzu$")
 # A reader's buffer pool; Kuzu's default (most of RAM) per process would starve the API host.
 READER_BUFFER_POOL = 128 * 1024**2
@@ -172,25 +183,106 @@ def collect_snapshots(graph_dir: Path, *, keep: int = 3, grace_s: float = 600.0)
     return removed
 
 
-# --- tombstones -------------------------------------------------------------------------
+# --- tombstones and contributions in the object store ---------------------------------------
 
 
-def tombstoned_assets(graph_dir: Path) -> dict[str, float]:
-    """Assets deleted since the last publication, with the time of deletion."""
-    return _tombstones_in(graph_dir / TOMBSTONES)
+def tombstone_key(asset_id: str) -> str:
+    return f"{TOMBSTONE_PREFIX}{asset_id}.json"
 
 
-def _tombstones_in(folder: Path) -> dict[str, float]:
-    if not folder.is_dir():
-        return {}
+def contrib_key(asset_id: str) -> str:
+    return f"{CONTRIB_PREFIX}{asset_id}.parquet"
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """One deleted asset: when it was deleted (epoch seconds) and the object's identity when listed."""
+
+    asset_id: str
+    deleted_at: float
+    etag: str
+    modified: dt.datetime
+
+
+# Bumped by every tombstone this process writes or clears, so its own readers see the change at once
+# instead of after their poll interval (other processes see it within theirs).
+_local_changes = [0]
+_local_lock = threading.Lock()
+
+
+def _bump() -> None:
+    with _local_lock:
+        _local_changes[0] += 1
+
+
+def write_tombstone(store: ObjectStore, asset_id: str) -> str:
+    """Record a deletion: readers hide the asset, the next publication drops it; returns the key."""
+    if not is_uuid(asset_id):
+        raise ValueError(f"{asset_id!r} is not an asset id")
+    key = tombstone_key(asset_id)
+    body = {"asset_id": asset_id, "deleted_at": dt.datetime.now(dt.UTC).isoformat()}
+    store.put_bytes(key, json.dumps(body).encode())
+    _bump()
+    return key
+
+
+def clear_tombstone(store: ObjectStore, asset_id: str) -> None:
+    """Forget a deletion: the asset was registered and stored again (a re-upload of the same bytes)."""
+    if not is_uuid(asset_id):
+        raise ValueError(f"{asset_id!r} is not an asset id")
+    store.delete(tombstone_key(asset_id))
+    _bump()
+
+
+def _tombstone_infos(store: ObjectStore) -> dict[str, ObjectInfo]:
     out = {}
-    for entry in folder.iterdir():
-        if entry.is_file() and not entry.name.startswith("."):
-            try:
-                out[entry.name] = entry.stat().st_mtime
-            except FileNotFoundError:
-                continue
+    for info in store.list(TOMBSTONE_PREFIX):
+        name = info.key[len(TOMBSTONE_PREFIX) :]
+        if name.endswith(".json") and is_uuid(name[: -len(".json")]):
+            out[name[: -len(".json")]] = info
     return out
+
+
+def tombstoned_ids(store: ObjectStore) -> frozenset[str]:
+    """Ids of the assets deleted since the last publication that reflected them (one listing)."""
+    return frozenset(_tombstone_infos(store))
+
+
+def read_tombstones(store: ObjectStore) -> dict[str, Tombstone]:
+    """Every tombstone with its deletion time, for the publisher.
+
+    The time is the JSON's `deleted_at`; a body that cannot be read as one falls back to the
+    object's LastModified, which is when the same deletion was written.
+    """
+    out = {}
+    for asset_id, info in _tombstone_infos(store).items():
+        try:
+            raw = store.get_bytes(info.key)
+        except ObjectMissing:
+            continue  # cleared between listing and reading
+        try:
+            deleted_at = dt.datetime.fromisoformat(json.loads(raw)["deleted_at"]).timestamp()
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("tombstone %s has no valid deleted_at (%s); using its LastModified", info.key, exc)
+            deleted_at = info.modified.timestamp()
+        out[asset_id] = Tombstone(asset_id, deleted_at, info.etag, info.modified)
+    return out
+
+
+def remove_reflected_tombstones(store: ObjectStore, tombstones: dict[str, Tombstone]) -> list[str]:
+    """Delete tombstones a live snapshot now reflects; one rewritten since it was read stays.
+
+    Only the etag is compared: every write carries a new `deleted_at` (so new content, a new S3 etag;
+    a new file for the local store), while LastModified precision differs between listing and HEAD.
+    """
+    removed = []
+    for asset_id, tomb in tombstones.items():
+        key = tombstone_key(asset_id)
+        info = store.head(key)
+        if info is not None and info.etag == tomb.etag:
+            store.delete(key)
+            removed.append(asset_id)
+    return removed
 
 
 # --- readers ----------------------------------------------------------------------------
@@ -200,7 +292,8 @@ class GraphReader:
     """Read-only access to the published graph for API/MCP processes; thread-safe, follows the pointer.
 
     With `store`, `graph_dir` is a local cache kept at the object store's published pointer
-    (checked at most every `poll_s` seconds); tombstones are then read from `tombstones_dir`.
+    (checked at most every `poll_s` seconds). Deleted assets are hidden by listing the tombstones in
+    `control` (default: `store`) at most every `poll_s` seconds; with neither, nothing is hidden.
     """
 
     def __init__(
@@ -209,10 +302,11 @@ class GraphReader:
         *,
         store: Any = None,
         poll_s: float = 5.0,
-        tombstones_dir: Path | None = None,
+        control: ObjectStore | None = None,
     ) -> None:
         self.graph_dir = Path(graph_dir)
-        self.tombstones_dir = Path(tombstones_dir) if tombstones_dir else self.graph_dir / TOMBSTONES
+        self.control = control if control is not None else store
+        self.poll_s = poll_s
         self.follower = (
             SnapshotFollower(store, GRAPH, self.graph_dir, suffix=".kuzu", poll_s=poll_s)
             if store is not None
@@ -221,21 +315,18 @@ class GraphReader:
         self._lock = threading.Lock()
         self._db: kuzu.Database | None = None
         self._snapshot: Snapshot | None = None
-        self._tombstones: tuple[float, frozenset[str]] = (-1.0, frozenset())
+        self._tomb_lock = threading.Lock()
+        self._tombstones: frozenset[str] | None = None
+        self._tombstones_until = 0.0
+        self._tombstones_seen = -1
 
     @classmethod
     def for_settings(cls, settings: Any) -> GraphReader:
         """The local published graph, or with an S3 object store the pulled one in `$DATAFLUX_HOME/cache/graph`."""
+        store = open_object_store(settings)
         if not is_remote(settings):
-            return cls(settings.graph_dir)
-        from dataflux_pipelines.objectstore import open_object_store
-
-        return cls(
-            cache_dir(settings, GRAPH),
-            store=open_object_store(settings),
-            poll_s=settings.published_poll_s,
-            tombstones_dir=settings.graph_dir / TOMBSTONES,
-        )
+            return cls(settings.graph_dir, poll_s=settings.published_poll_s, control=store)
+        return cls(cache_dir(settings, GRAPH), store=store, poll_s=settings.published_poll_s)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -292,15 +383,33 @@ class GraphReader:
             return rows
 
     def deleted_assets(self) -> frozenset[str]:
-        """Assets deleted after the live snapshot was built: readers hide them at once."""
-        folder = self.tombstones_dir
-        try:
-            mtime = folder.stat().st_mtime
-        except FileNotFoundError:
+        """Assets deleted and not yet dropped by a publication: readers hide them.
+
+        The tombstone listing is cached for `poll_s` seconds (a deletion in this process is seen at
+        once); a failed listing keeps the last known set and is logged.
+        """
+        if self.control is None:
             return frozenset()
-        if mtime != self._tombstones[0]:
-            self._tombstones = (mtime, frozenset(_tombstones_in(folder)))
-        return self._tombstones[1]
+        with self._tomb_lock:
+            changes = _local_changes[0]
+            if (
+                self._tombstones is not None
+                and time.monotonic() < self._tombstones_until
+                and changes == self._tombstones_seen
+            ):
+                return self._tombstones
+            try:
+                self._tombstones = tombstoned_ids(self.control)
+            except (OSError, BotoCoreError, ClientError) as exc:
+                if self._tombstones is None:
+                    raise GraphError(
+                        "graph_unavailable",
+                        f"the deleted-asset list could not be read from {self.control.url}: {exc}",
+                    ) from exc
+                log.warning("could not list tombstones in %s, using the last list: %s", self.control.url, exc)
+            self._tombstones_seen = changes
+            self._tombstones_until = time.monotonic() + self.poll_s
+            return self._tombstones
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Node and relation counts of the live snapshot."""

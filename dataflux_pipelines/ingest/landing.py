@@ -7,6 +7,7 @@ twin, `dataflux process`) turns landing objects into catalog rows and Dagster pa
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -216,7 +217,7 @@ def ingest_paths(
             digest = hashlib.sha256()
             size = 0
             with path.open("rb") as handle:
-                for chunk in iter(lambda h=handle: h.read(_CHUNK), b""):
+                for chunk in iter(functools.partial(handle.read, _CHUNK), b""):
                     digest.update(chunk)
                     size += len(chunk)
             meta = UploadMeta(safe_filename(path.name), context, priority, collection_id)
