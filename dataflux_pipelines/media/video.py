@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import statistics
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from dataflux_pipelines.contract import MediaType, SegmentType
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.media.features import dominant_palette, encode_jpeg, style_labels, visual_features
-from dataflux_pipelines.media.shots import Shot, ShotDetector, torch_threads
+from dataflux_pipelines.media.shots import Shot, ShotDetector, decode_batches, torch_threads
 from dataflux_pipelines.media.types import MediaAnalysis, Probe, SegmentDraft
 
 AUDIO_RATE = 16000
@@ -19,7 +22,7 @@ TILE = 16  # side of the per-shot colour tile the asset's colour summary is comp
 
 
 class _MiddleFrames:
-    """Frames of the open shot sampled at a doubling stride, so memory stays bounded for any shot length."""
+    """Frames of one shot sampled at a doubling stride from its first frame, so memory stays bounded."""
 
     def __init__(self, capacity: int = KEYFRAME_BUFFER) -> None:
         self.capacity = capacity
@@ -29,24 +32,51 @@ class _MiddleFrames:
     def offer(self, index: int, rgb: np.ndarray) -> None:
         if self.frames and index - self.frames[-1][0] < self.stride:
             return
-        self.frames.append((index, rgb.copy()))
+        self.frames.append((index, rgb))
         if len(self.frames) > self.capacity:
             self.frames = self.frames[::2]
             self.stride *= 2
 
-    def take(self, shot: Shot) -> tuple[int, np.ndarray]:
-        """The buffered frame nearest the shot's middle (index, RGB); frames of the shot are then dropped."""
+    def middle(self, shot: Shot) -> tuple[int, np.ndarray]:
         mid = (shot.start_frame + shot.end_frame) // 2
-        inside = [(i, f) for i, f in self.frames if shot.start_frame <= i <= shot.end_frame]
-        if not inside:
+        return min(self.frames, key=lambda item: abs(item[0] - mid))
+
+
+class _KeyframePicker:
+    """The middle frame of each shot, from frames offered in order while the detector runs.
+
+    Frames the detector may still split off into a new shot wait at full rate (at most its look-ahead
+    plus one batch); settled frames are sampled per shot, so even a one-frame shot has its frame."""
+
+    def __init__(self) -> None:
+        self.pending: deque[tuple[int, np.ndarray]] = deque()
+        self.sampler = _MiddleFrames()
+        self.done = 0  # shots whose keyframe was taken
+
+    def offer(self, index: int, rgb: np.ndarray) -> None:
+        self.pending.append((index, rgb.copy()))  # a copy: a view would keep the whole batch alive
+
+    def take(self, closed: list[Shot], settled: int) -> list[tuple[Shot, int, np.ndarray]]:
+        """Keyframes (shot, index, RGB) of the shots closed and settled since the last call."""
+        out: list[tuple[Shot, int, np.ndarray]] = []
+        while self.pending and self.pending[0][0] < settled:
+            index, rgb = self.pending.popleft()
+            while self.done < len(closed) and index > closed[self.done].end_frame:
+                out.append(self._close(closed[self.done]))
+            self.sampler.offer(index, rgb)
+        while self.done < len(closed) and closed[self.done].end_frame < settled:
+            out.append(self._close(closed[self.done]))
+        return out
+
+    def _close(self, shot: Shot) -> tuple[Shot, int, np.ndarray]:
+        if not self.sampler.frames:
             raise MediaError(
-                Reason.INTERNAL_ERROR, f"no buffered frame for shot {shot.start_frame}-{shot.end_frame}"
+                Reason.INTERNAL_ERROR, f"no decoded frame for shot {shot.start_frame}-{shot.end_frame}"
             )
-        best = min(inside, key=lambda item: abs(item[0] - mid))
-        self.frames = [(i, f) for i, f in self.frames if i > shot.end_frame]
-        if not self.frames:
-            self.stride = 1
-        return best
+        index, rgb = self.sampler.middle(shot)
+        self.sampler = _MiddleFrames()
+        self.done += 1
+        return shot, index, rgb
 
 
 def _decode_size(probe: Probe, max_side: int) -> tuple[int, int]:
@@ -113,46 +143,62 @@ def _shot_audio(path: str, shots: list[Shot]) -> list[dict[str, Any] | None]:
     return out
 
 
+@dataclass
+class _ShotPicture:
+    """What a closed shot keeps of its keyframe: encoded pictures and features, not the pixels."""
+
+    key_index: int
+    keyframe_jpeg: bytes
+    thumbnail_jpeg: bytes
+    visual: dict[str, Any]
+    tile: np.ndarray
+
+
 def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
     """Shot segments with keyframes, thumbnails and features, the transitions, and a per-asset summary."""
-    import decord
-
     device = getattr(options, "device", "cpu") or "cpu"
     keyframe_side = int(getattr(options, "keyframe_side", 512))
     thumbnail_side = int(getattr(options, "thumbnail_side", 256))
     window = int(getattr(options, "video_window", 64))
     width, height = _decode_size(probe, keyframe_side)
-    try:
-        vr = decord.VideoReader(str(path), ctx=decord.cpu(0), width=width, height=height)
-    except (RuntimeError, decord.DECORDError) as exc:
-        raise MediaError(Reason.CORRUPT_MEDIA, f"the video cannot be opened: {exc}") from exc
-    n = len(vr)
-    if n == 0:
-        raise MediaError(Reason.CORRUPT_MEDIA, "the video has no frames")
-    fps = float(vr.get_avg_fps()) or float(probe.fps or 25.0)
-    detector = ShotDetector(fps, device=device)
-    buffer = _MiddleFrames()
-    keyframes: list[tuple[int, np.ndarray]] = []
+    size = (width, height) if width > 0 and height > 0 else None
+    detector: ShotDetector | None = None
+    picker = _KeyframePicker()
+    pictures: list[_ShotPicture] = []
+    fps = 0.0
 
-    def collect() -> None:
-        while len(keyframes) < len(detector.closed_shots):
-            keyframes.append(buffer.take(detector.closed_shots[len(keyframes)]))
+    def collect(closed: list[Shot], settled: int) -> None:
+        # Encode each keyframe as soon as its shot settles: holding the pixels of every shot's keyframe
+        # until the end would grow with the number of shots.
+        for shot, key_index, rgb in picker.take(closed, settled):
+            visual = visual_features(rgb)
+            visual["motion_intensity"] = round(float(shot.motion), 4)
+            pictures.append(
+                _ShotPicture(
+                    key_index,
+                    encode_jpeg(rgb, keyframe_side),
+                    encode_jpeg(rgb, thumbnail_side),
+                    visual,
+                    _tile(rgb),
+                )
+            )
 
-    with torch_threads(detector.device, 1):
-        for start in range(0, n, window):
-            try:
-                batch = vr.get_batch(list(range(start, min(n, start + window)))).asnumpy()
-            except (RuntimeError, decord.DECORDError) as exc:
-                raise MediaError(
-                    Reason.TRUNCATED_MEDIA, f"the video stops decoding at frame {start}: {exc}"
-                ) from exc
+    # One sequential decode pass in windows: only a couple of batches, the detector's look-ahead and
+    # the open shot's sampled frames are held, whatever the video's length.
+    with torch_threads(torch.device(device), 1):
+        for batch_fps, batch in decode_batches(path, size, window):
+            if detector is None:
+                fps = batch_fps or float(probe.fps or 25.0)
+                detector = ShotDetector(fps, device=device)
+            start = detector.frames
             for k, frame in enumerate(batch):
-                buffer.offer(start + k, frame)
+                picker.offer(start + k, frame)
             detector.push(batch)
-            collect()
+            collect(detector.closed_shots, detector.settled_frames)
+        if detector is None:
+            raise MediaError(Reason.CORRUPT_MEDIA, "the video has no frames")
         detection = detector.finish()
-    del vr
-    collect()
+    collect(detection.shots, detection.frames)
 
     audio = _shot_audio(str(path), detection.shots)
     technical = {
@@ -168,11 +214,7 @@ def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
         b = t.start_frame if t.type == "cut" else (t.start_frame + t.end_frame + 1) // 2
         conf_by_start[b] = t.confidence
     segments: list[SegmentDraft] = []
-    tiles: list[np.ndarray] = []
-    for i, (shot, (key_index, rgb)) in enumerate(zip(detection.shots, keyframes, strict=True)):
-        visual = visual_features(rgb)
-        visual["motion_intensity"] = round(float(shot.motion), 4)
-        tiles.append(np.asarray(_tile(rgb)))
+    for i, (shot, pic) in enumerate(zip(detection.shots, pictures, strict=True)):
         segments.append(
             SegmentDraft(
                 segment_type=SegmentType.SHOT,
@@ -182,17 +224,17 @@ def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
                 start_frame=shot.start_frame,
                 end_frame=shot.end_frame,
                 confidence=round(conf_by_start.get(shot.start_frame, 1.0), 4),
-                keyframe_jpeg=encode_jpeg(rgb, keyframe_side),
-                thumbnail_jpeg=encode_jpeg(rgb, thumbnail_side),
-                visual_features=visual,
-                style_features=style_labels(visual),
-                technical_features={**technical, "keyframe_frame": key_index},
+                keyframe_jpeg=pic.keyframe_jpeg,
+                thumbnail_jpeg=pic.thumbnail_jpeg,
+                visual_features=pic.visual,
+                style_features=style_labels(pic.visual),
+                technical_features={**technical, "keyframe_frame": pic.key_index},
                 audio_features=audio[i] or {},
             )
         )
     lengths = [s.end - s.start for s in detection.shots]
-    mosaic = np.concatenate(tiles, axis=1)
-    longest = max(range(len(keyframes)), key=lambda j: lengths[j])
+    mosaic = np.concatenate([pic.tile for pic in pictures], axis=1)
+    longest = max(range(len(pictures)), key=lambda j: lengths[j])
     summary = {
         "fps": round(fps, 3),
         "frames": detection.frames,
@@ -212,7 +254,7 @@ def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
         segments=segments,
         summary=summary,
         transitions=[t.to_json_dict() for t in detection.transitions],
-        thumbnail_jpeg=encode_jpeg(keyframes[longest][1], thumbnail_side),
+        thumbnail_jpeg=pictures[longest].thumbnail_jpeg,
     )
 
 
