@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO, cast
 
 from litestar import Controller, Litestar, Request, Response, delete, get, post
 from litestar.concurrency import sync_to_thread
@@ -160,7 +160,8 @@ class AssetController(Controller):
         try:
             receipt = await sync_to_thread(
                 service.upload,
-                data.file.file,
+                # A SpooledTemporaryFile is an IO[bytes], not a BinaryIO in typeshed; upload only reads it.
+                cast(BinaryIO, data.file.file),
                 data.file.filename,
                 context=data.context,
                 priority=data.priority,

@@ -481,11 +481,12 @@ def video_knowledge(detail: AssetDetail) -> dict[str, Any]:
     """What DataFlux knows about one asset, condensed for a prompt: probe, shots, colour, audio, text."""
     segs = detail.segments
     shots = [s for s in segs if s.segment_type == "shot"]
-    shot_lengths = [
-        s.duration if s.duration else s.end_time - s.start_time
-        for s in shots
-        if s.duration or (s.start_time is not None and s.end_time is not None)
-    ]
+    shot_lengths: list[float] = []
+    for s in shots:
+        if s.duration:
+            shot_lengths.append(s.duration)
+        elif s.start_time is not None and s.end_time is not None:
+            shot_lengths.append(s.end_time - s.start_time)
     concepts: dict[str, int] = {}
     for s in segs:
         for c in s.concepts:
@@ -566,7 +567,7 @@ def build_server(service: DataFlux | None = None, settings: Settings | None = No
         service = DataFlux(settings)
     roots = settings.mcp_allowed_roots
     mcp = MCPServer(SERVER_NAME, title="DataFlux", instructions=INSTRUCTIONS, version=_version())
-    read_only = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
     @mcp.tool(
         name="dataflux_search",
@@ -613,7 +614,7 @@ def build_server(service: DataFlux | None = None, settings: Settings | None = No
         title="Analyze content",
         description="Queue a local file (inside the allowed roots) for analysis and indexing, the same way "
         "an upload lands, or ask for an existing asset to be analysed again. Give file_path or asset_id.",
-        annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True),
+        annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True),
     )
     def dataflux_analyze(
         ctx: Context,

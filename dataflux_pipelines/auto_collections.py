@@ -77,15 +77,15 @@ def _means(asset_ids: list[str], vectors: pa.ChunkedArray) -> dict[str, np.ndarr
     return {a: _unit(s / counts[a]) for a, s in sums.items()}
 
 
-def asset_concepts(catalog: Any) -> dict[str, Counter[str]]:
+def asset_concepts(catalog: Any) -> dict[str, dict[str, float]]:
     """Concept weights per asset (sum of confidences over segments; unscored concepts count 1)."""
     cols = ["asset_id", "concepts", "semantic_features"]
     rows = catalog.segments.to_arrow().select(cols).to_pylist()
-    out: dict[str, Counter[str]] = {}
+    out: dict[str, dict[str, float]] = {}
     for row in rows:
-        counter = out.setdefault(row["asset_id"], Counter())
+        weights = out.setdefault(row["asset_id"], {})
         for name, conf in segment_concepts(row).items():
-            counter[name] += 1.0 if conf is None else conf
+            weights[name] = weights.get(name, 0.0) + (1.0 if conf is None else conf)
     return out
 
 
@@ -122,10 +122,11 @@ def cluster_assets(
     return clusters, info
 
 
-def top_concepts(members: list[str], concepts: dict[str, Counter[str]], n: int = 3) -> list[str]:
-    total: Counter[str] = Counter()
+def top_concepts(members: list[str], concepts: dict[str, dict[str, float]], n: int = 3) -> list[str]:
+    total: dict[str, float] = {}
     for asset_id in members:
-        total.update(concepts.get(asset_id, Counter()))
+        for name, weight in concepts.get(asset_id, {}).items():
+            total[name] = total.get(name, 0.0) + weight
     return [name for name, _ in sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
 
 

@@ -228,6 +228,13 @@ def dagster_storage(dagster_home: Path) -> DagsterStorage:
         return DagsterStorage("sqlite")
     ref = InstanceRef.from_dir(str(dagster_home))
     data = ref.run_storage_data
+    if data is None:
+        # Dagster leaves it unset for `storage: sqlite` with base_dir from an env var: files outside the folder.
+        raise BackupError(
+            "unsupported_dagster_storage",
+            f"{dagster_home}/dagster.yaml sets the SQLite base_dir from an environment variable; "
+            "backups cover SQLite storage inside the instance folder and PostgreSQL storage",
+        )
     if not data.class_name.startswith("Postgres"):
         if "Sqlite" not in data.class_name:
             raise BackupError(
@@ -238,7 +245,7 @@ def dagster_storage(dagster_home: Path) -> DagsterStorage:
         return DagsterStorage("sqlite")
     klass = getattr(importlib.import_module(data.module_name), data.class_name)
     processed = process_config(klass.config_type(), yaml.safe_load(data.config_yaml))
-    if not processed.success:
+    if not processed.success or processed.value is None:
         raise BackupError(
             "invalid_dagster_config",
             f"{dagster_home}/dagster.yaml: {'; '.join(e.message for e in processed.errors or [])}",

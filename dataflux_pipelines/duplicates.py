@@ -63,7 +63,7 @@ def duplicate_pairs(
         return []
     sims = normalize(vectors_a) @ normalize(vectors_b).T
     rows, cols = np.nonzero(sims >= threshold)
-    return [(ids_a[r], ids_b[c], float(sims[r, c])) for r, c in zip(rows, cols, strict=True)]
+    return [(ids_a[int(r)], ids_b[int(c)], float(sims[r, c])) for r, c in zip(rows, cols, strict=True)]
 
 
 @dataclass(frozen=True)

@@ -157,10 +157,10 @@ def parse_query(text: str, now: dt.datetime) -> ParsedQuery:
             parsed.phrases.append(phrase)
     rest = _PHRASE_RE.sub(cut, rest)
 
-    match = _SIMILAR_RE.search(rest)
-    if match:
-        parsed.similar_to = match.group(1).lower()
-        rest = rest[: match.start()] + " " + rest[match.end() :]
+    similar = _SIMILAR_RE.search(rest)
+    if similar:
+        parsed.similar_to = similar.group(1).lower()
+        rest = rest[: similar.start()] + " " + rest[similar.end() :]
 
     for match in _LONGER_RE.finditer(rest):
         seconds = _seconds(match.group(1), match.group(2))

@@ -66,4 +66,4 @@ def open_views(settings: Settings, facts_dir: Path | None = None) -> duckdb.Duck
 
 def rollup_rows(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Row count of every rollup (Dagster metadata)."""
-    return {name: con.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in ROLLUPS}
+    return {name: con.execute(f"SELECT count(*) FROM {name}").fetchall()[0][0] for name in ROLLUPS}

@@ -160,7 +160,15 @@ def tune_search_params(
     sample = _sample_vectors(tbl, column, sample_size)
     best: SearchParams | None = None
     for rung in _LADDER:
-        params = SearchParams(table=table, column=column, index_type="IVF_HNSW_SQ", k=k, **rung)
+        params = SearchParams(
+            table=table,
+            column=column,
+            index_type="IVF_HNSW_SQ",
+            k=k,
+            nprobes=rung["nprobes"],
+            ef=rung["ef"],
+            refine_factor=rung["refine_factor"],
+        )
         recall = measure_recall(tbl, column, params, sample, k)
         params = SearchParams(**{**asdict(params), "recall_at_k": round(recall, 4)})
         if best is None or recall > best.recall_at_k:

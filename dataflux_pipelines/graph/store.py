@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kuzu
 from botocore.exceptions import BotoCoreError, ClientError
@@ -288,6 +288,14 @@ def remove_reflected_tombstones(store: ObjectStore, tombstones: dict[str, Tombst
 # --- readers ----------------------------------------------------------------------------
 
 
+class SnapshotConnection(kuzu.Connection):
+    """A Kuzu connection that knows which published snapshot it reads."""
+
+    def __init__(self, database: kuzu.Database, snapshot: Snapshot) -> None:
+        super().__init__(database)
+        self.snapshot = snapshot
+
+
 class GraphReader:
     """Read-only access to the published graph for API/MCP processes; thread-safe, follows the pointer.
 
@@ -362,11 +370,10 @@ class GraphReader:
             return self._db, self._snapshot
 
     @contextmanager
-    def connection(self) -> Iterator[kuzu.Connection]:
+    def connection(self) -> Iterator[SnapshotConnection]:
         """A connection on the live snapshot, for one request; `conn.snapshot` says which one."""
         db, snapshot = self._refresh()
-        conn = kuzu.Connection(db)
-        conn.snapshot = snapshot  # type: ignore[attr-defined]
+        conn = SnapshotConnection(db, snapshot)
         try:
             yield conn
         finally:
@@ -375,12 +382,9 @@ class GraphReader:
     def query(self, cypher: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Rows of a read query as dicts; values only ever travel as parameters."""
         with self.connection() as conn:
-            result = conn.execute(cypher, parameters or {})
+            result = _single(conn.execute(cypher, parameters or {}))
             columns = result.get_column_names()
-            rows = []
-            while result.has_next():
-                rows.append(dict(zip(columns, result.get_next(), strict=True)))
-            return rows
+            return [dict(zip(columns, row, strict=True)) for row in _rows(result)]
 
     def deleted_assets(self) -> frozenset[str]:
         """Assets deleted and not yet dropped by a publication: readers hide them.
@@ -559,12 +563,23 @@ def relationships(reader: GraphReader, entity_id: str, depth: int = 1, types: An
     }
 
 
-def _fetch(conn: kuzu.Connection, cypher: str, params: dict[str, Any]) -> list[list[Any]]:
-    result = conn.execute(cypher, params)
-    rows = []
+def _single(result: kuzu.QueryResult | list[kuzu.QueryResult]) -> kuzu.QueryResult:
+    # Kuzu returns a list only for a string of several statements; every query here is one.
+    if isinstance(result, list):
+        raise TypeError("expected the result of a single Cypher statement")
+    return result
+
+
+def _rows(result: kuzu.QueryResult) -> list[list[Any]]:
+    rows: list[list[Any]] = []
     while result.has_next():
-        rows.append(result.get_next())
+        # get_next() yields dicts only after rows_as_dict(), which nothing here calls.
+        rows.append(cast(list[Any], result.get_next()))
     return rows
+
+
+def _fetch(conn: kuzu.Connection, cypher: str, params: dict[str, Any]) -> list[list[Any]]:
+    return _rows(_single(conn.execute(cypher, params)))
 
 
 def two_hop_related(

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from dataflux_pipelines.models.registry import ModelRegistry
+from dataflux_pipelines.models.registry import ClipEncoder, ModelRegistry
 
 # Curated for media libraries: what is in the frame, where, and how it is shot.
 OBJECTS = [
@@ -185,11 +185,16 @@ STOP_WORDS = frozenset(
 _WORD_RE = re.compile(r"[^\W\d_]{3,}", re.UNICODE)
 
 
-def label_matrix(registry: ModelRegistry) -> np.ndarray:
-    """CLIP text embeddings of the vocabulary (prompt-ensembled), (labels, D), computed once per registry."""
+def _require_clip(registry: ModelRegistry) -> ClipEncoder:
     clip = registry.clip
     if clip is None:
         raise RuntimeError("zero-shot concepts need CLIP: " + "; ".join(registry.degraded))
+    return clip
+
+
+def label_matrix(registry: ModelRegistry) -> np.ndarray:
+    """CLIP text embeddings of the vocabulary (prompt-ensembled), (labels, D), computed once per registry."""
+    clip = _require_clip(registry)
 
     def build() -> np.ndarray:
         prompts = [t.format(label) for label in VOCABULARY for t in PROMPT_TEMPLATES]
@@ -206,7 +211,7 @@ def zero_shot_concepts(
     if len(image_vectors) == 0:
         return []
     labels = label_matrix(registry)
-    logits = registry.clip.logit_scale * (np.asarray(image_vectors, dtype=np.float32) @ labels.T)
+    logits = _require_clip(registry).logit_scale * (np.asarray(image_vectors, dtype=np.float32) @ labels.T)
     logits -= logits.max(axis=1, keepdims=True)
     probs = np.exp(logits)
     probs /= probs.sum(axis=1, keepdims=True)
