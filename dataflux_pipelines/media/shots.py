@@ -297,8 +297,8 @@ class ShotDetector:
             pair=pair.cpu().numpy(),
             hist=hist_pair[:, 0].cpu().numpy(),
         )
-        for k, val in fit.items():
-            self._scores.append(**{k: val})
+        for name, val in fit.items():
+            self._scores.append(**{name: val})
         keep = max(GRAM_LAG, PAIR_LAGS) + 1
         self._tail = allf.tail(keep)
         self._spiky_tail = spiky[-keep:]
@@ -569,11 +569,11 @@ def _dissolves(s: _Scores, lo: int, frames: int, fades: list[Transition]) -> lis
         if best[c] <= 0:
             break
         wi = best_w[c]
-        a, b = int(flo[c, wi]), int(fhi[c, wi])
-        if b - a < 2 or taken[max(0, a - lo) : b - lo + 1].any():
+        first, last = int(flo[c, wi]), int(fhi[c, wi])
+        if last - first < 2 or taken[max(0, first - lo) : last - lo + 1].any():
             continue
-        taken[max(0, a - lo) : b - lo + 1] = True
-        found.append(Transition("dissolve", a, b, float(np.clip(1.0 - r[c, wi] / R_MAX, 0.0, 1.0))))
+        taken[max(0, first - lo) : last - lo + 1] = True
+        found.append(Transition("dissolve", first, last, float(np.clip(1.0 - r[c, wi] / R_MAX, 0.0, 1.0))))
     # One long dissolve is often fitted as several adjacent pieces: merge pieces a few frames apart.
     merged: list[Transition] = []
     for t in sorted(found, key=lambda t: t.start_frame):

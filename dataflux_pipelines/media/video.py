@@ -105,7 +105,8 @@ def _shot_audio(path: str, shots: list[Shot]) -> list[dict[str, Any] | None]:
         resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
         bounds = [round(s.end * AUDIO_RATE) for s in shots]
         # Shot index being filled, its samples, samples consumed before `pending`, samples seen.
-        current, pending, done, have = 0, [], 0, 0
+        current, done, have = 0, 0, 0
+        pending: list[np.ndarray] = []
 
         def emit(upto_shot: int) -> None:
             nonlocal current, pending, done
