@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import pytest
 from click.testing import CliRunner
 from media_factory import (
     make_elf_named_mp4,
@@ -262,3 +263,28 @@ def test_a_reanalysis_request_runs_that_partition_again(
     request_reanalysis(store, "00000000-0000-4000-8000-000000000000", priority=None, force=False)
     assert process_landing(settings, instance, defs).files == 0
     assert not list(store.list(CONTROL_PREFIX))
+
+
+def test_a_video_gets_soundtrack_passages_and_speech_gets_a_transcript_with_a_speech_model(
+    settings: Settings, instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tiny_models import build_tiny_whisper
+
+    monkeypatch.setenv("DATAFLUX_SPEECH_MODEL", str(build_tiny_whisper(tmp_path / "tiny-whisper")))
+    speech_settings = Settings.from_env()
+    video = make_video(tmp_path / "talk.mp4", seconds=3, fps=10, size=(64, 48))
+    wav = make_wav(tmp_path / "talk.wav")
+    list(ingest_paths(open_object_store(speech_settings), Catalog(speech_settings), [video, wav]))
+    report = process_landing(speech_settings, instance, defs)
+    assert report.completed == 2, report.failures
+    catalog = Catalog(speech_settings)
+    rows = {r["filename"]: r for r in catalog.find_assets()}
+    video_segments = catalog.segments_for(rows["talk.mp4"]["id"])
+    assert {s["segment_type"] for s in video_segments} == {"shot", "audio"}
+    assert rows["talk.mp4"]["summary"]["soundtrack"]["passages"] >= 1
+    passages = catalog.segments_for(rows["talk.wav"]["id"])
+    speech = [s for s in passages if s["audio_features"]["class"] == "speech"]
+    assert speech, [s["audio_features"]["class"] for s in passages]
+    # The tiny Whisper has random weights: the text is noise, but it went through the real model.
+    assert all(isinstance(s["transcript"], str) for s in speech)
+    assert all(s["transcript"] is None for s in passages if s["audio_features"]["class"] != "speech")

@@ -30,6 +30,7 @@ class AnalysisOptions:
     chunk_overlap_words: int = 30
     min_audio_segment_s: float = 2.0
     max_audio_segment_s: float = 30.0
+    max_soundtrack_s: float = 1200.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AnalysisOptions:
@@ -62,5 +63,33 @@ def analyze_file(
         # Imported here: the video module is separate and pulls in shot detection.
         from dataflux_pipelines.media.video import analyze_video
 
-        return analyze_video(path, probe, options)
+        analysis = analyze_video(path, probe, options)
+        if probe.audio_codec:
+            _add_soundtrack(analysis, path, probe, options)
+        return analysis
     raise MediaError(Reason.UNSUPPORTED_MEDIA_TYPE, f"no analysis for media type {media_type!r}")
+
+
+def _add_soundtrack(analysis: MediaAnalysis, path: str, probe: Probe, options: AnalysisOptions) -> None:
+    """Speech / music / silence passages of a video's soundtrack, as `audio` segments beside the shots.
+
+    Passage segmentation holds the decoded track in memory (16 kHz mono float32, about 230 MB an
+    hour), so soundtracks longer than `max_soundtrack_s` keep their per-shot loudness only and the
+    summary says why.
+    """
+    from dataflux_pipelines.media.audio import analyze_audio
+
+    if (probe.duration or 0.0) > options.max_soundtrack_s:
+        analysis.summary["soundtrack"] = {
+            "passages": None,
+            "skipped": f"longer than {options.max_soundtrack_s:.0f} s; per-shot loudness only",
+        }
+        return
+    try:
+        audio = analyze_audio(path, probe, options)
+    except MediaError as exc:
+        # A video whose soundtrack cannot be decoded still has its shots; record why there are no passages.
+        analysis.summary["soundtrack"] = {"passages": None, "skipped": str(exc)}
+        return
+    analysis.segments.extend(audio.segments)
+    analysis.summary["soundtrack"] = audio.summary
