@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import dagster as dg
 
-from dataflux_pipelines.settings import Settings
+from dataflux_pipelines.settings import REPO_ROOT, Settings
 
 
 class DataFluxResource(dg.ConfigurableResource):
@@ -19,3 +22,12 @@ class DataFluxResource(dg.ConfigurableResource):
 
             settings = settings.with_home(Path(self.home))
         return settings
+
+
+def ensure_dagster_home(settings: Settings) -> None:
+    """Point Dagster at DAGSTER_HOME, giving a fresh folder the embedded dagster.yaml."""
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():
+        shutil.copyfile(REPO_ROOT / "dagster_home" / "dagster.yaml", config)
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)

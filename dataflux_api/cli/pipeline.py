@@ -72,7 +72,8 @@ def run_process(settings: Settings, *, stale: bool = False, quiet: bool = False)
     """Process the landing area in this process, with a progress bar."""
     import dagster as dg
 
-    from dataflux_pipelines.ingest.embedded import ensure_dagster_home, process_landing
+    from dataflux_pipelines.ingest.embedded import process_landing
+    from dataflux_pipelines.resources import ensure_dagster_home
 
     ensure_dagster_home(settings)
     from dataflux_pipelines.definitions import defs
@@ -204,7 +205,19 @@ def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, env=env, cwd=REPO_ROOT, preexec_fn=reset_signals, start_new_session=True)
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _stop(children: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
+    """SIGTERM each child's process group, wait for the whole group (Dagster's code server and
+    daemon are grandchildren), then SIGKILL whatever is left."""
     for child in children:
         if child.poll() is None:
             os.killpg(child.pid, signal.SIGTERM)
@@ -213,8 +226,12 @@ def _stop(children: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> Non
         try:
             child.wait(max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
+            pass
+        while _group_alive(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _group_alive(child.pid):
             os.killpg(child.pid, signal.SIGKILL)
-            child.wait(5)
+        child.wait(5)
 
 
 def service_commands(settings: Settings) -> list[tuple[str, list[str], str]]:
@@ -283,7 +300,7 @@ def service_commands(settings: Settings) -> list[tuple[str, list[str], str]]:
 @click.command()
 def up() -> None:
     """Run the Dagster webserver + daemon, the API and the MCP server until Ctrl-C."""
-    from dataflux_pipelines.ingest.embedded import ensure_dagster_home
+    from dataflux_pipelines.resources import ensure_dagster_home
 
     settings = _settings()
     ensure_dagster_home(settings)

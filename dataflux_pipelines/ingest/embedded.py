@@ -6,8 +6,6 @@ partitions and their metadata just the same.
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +27,7 @@ from dataflux_pipelines.ingest.landing import (
 from dataflux_pipelines.ingest.partitions import MEDIA_PARTITIONS
 from dataflux_pipelines.ingest.sensors import EMBEDDING_STAGES, RANGE_END, RANGE_START, run_requests_for
 from dataflux_pipelines.objectstore import open_object_store
-from dataflux_pipelines.settings import REPO_ROOT, Settings
+from dataflux_pipelines.settings import Settings
 
 Progress = Callable[[int, int, dict[str, int]], None]
 
@@ -48,15 +46,6 @@ class ProcessReport:
     @property
     def files_per_second(self) -> float:
         return self.files / self.seconds if self.seconds else 0.0
-
-
-def ensure_dagster_home(settings: Settings) -> None:
-    """Point Dagster at DAGSTER_HOME, giving a fresh folder the embedded dagster.yaml."""
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    config = settings.dagster_home / "dagster.yaml"
-    if not config.exists():
-        shutil.copyfile(REPO_ROOT / "dagster_home" / "dagster.yaml", config)
-    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
 
 
 def contiguous_ranges(keys: Sequence[str], order: Sequence[str]) -> list[tuple[str, str]]:
