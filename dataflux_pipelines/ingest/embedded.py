@@ -29,6 +29,9 @@ from dataflux_pipelines.ingest.sensors import EMBEDDING_STAGES, RANGE_END, RANGE
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.settings import Settings
 
+# The terminal shows each stage's progress lines; Dagster's step-by-step DEBUG events stay in the UI.
+CONSOLE_INFO = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
 Progress = Callable[[int, int, dict[str, int]], None]
 
 
@@ -121,6 +124,7 @@ def execute_runs(
                 tags=run_tags,
                 asset_selection=list(asset_selection) if asset_selection else None,
                 raise_on_error=False,
+                run_config=CONSOLE_INFO,
             )
         )
     return results
@@ -203,7 +207,10 @@ def process_landing(
     if report.files and "refresh_shared" in {j.name for j in defs.resolve_all_job_defs()}:
         shared = defs.resolve_job_def("refresh_shared")
         result = shared.execute_in_process(
-            instance=instance, tags={"dataflux/launched_by": "dataflux process"}, raise_on_error=False
+            instance=instance,
+            tags={"dataflux/launched_by": "dataflux process"},
+            raise_on_error=False,
+            run_config=CONSOLE_INFO,
         )
         report.shared_runs += 1
         if not result.success:
