@@ -15,7 +15,7 @@ from dataflux_pipelines.settings import Settings
 DEMO_QUERIES = (
     "documents about ocean tides and the harbour",
     '"sourdough starter"',
-    "videos of a city at night",
+    "videos of a dark city at night",
 )
 
 
