@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -35,6 +36,8 @@ from dataflux_api.query.search import SearchEngine  # noqa: E402
 from dataflux_pipelines import contract  # noqa: E402
 from dataflux_pipelines.catalog import Catalog, connect  # noqa: E402
 from dataflux_pipelines.embeddings.indexes import (  # noqa: E402
+    SCALAR_COLUMNS,
+    VECTOR_SCALAR_COLUMNS,
     apply_search_params,
     load_search_params,
     maintain_indexes,
@@ -74,11 +77,34 @@ def _low_rank(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     return out
 
 
+def _vector_summary(report: dict) -> list[dict]:
+    keys = ("table", "column", "index_type", "nprobes", "ef", "refine_factor", "recall_at_k")
+    return [{k: v[k] for k in keys} for v in report["vectors"]]
+
+
+def ensure_indexes(settings: Settings, data_dir: Path, info: dict) -> dict:
+    """A cached dataset gets the scalar indexes index maintenance has learnt to build since it was made."""
+    db = connect(settings)
+    wanted = {contract.SEGMENTS_TABLE: SCALAR_COLUMNS}
+    wanted[contract.vector_table_name("vision", VISION_SPACE)] = VECTOR_SCALAR_COLUMNS
+    wanted[contract.ASSETS_TABLE] = ("id",)
+    for name, columns in wanted.items():
+        have = {cfg.columns[0] for cfg in db.open_table(name).list_indices()}
+        if not set(columns) <= have:
+            print(f"{name}: adding indexes on {sorted(set(columns) - have)} ...", flush=True)
+            started = time.perf_counter()
+            info = {**info, "vectors": _vector_summary(maintain_indexes(db))}
+            info["maintenance_seconds"] = round(time.perf_counter() - started, 1)
+            (data_dir / DONE_MARK).write_text(json.dumps(info))
+            break
+    return info
+
+
 def build_dataset(settings: Settings, data_dir: Path) -> dict:
     """Write 100k segments (+ assets, vision vectors) and build/tune the indexes; cached under data_dir."""
     mark = data_dir / DONE_MARK
     if mark.exists():
-        return json.loads(mark.read_text())
+        return ensure_indexes(settings, data_dir, json.loads(mark.read_text()))
     rng = np.random.default_rng(7)
     vocab = _words(rng)
     zipf = 1.0 / np.arange(1, VOCAB + 1) ** 1.05
@@ -166,13 +192,7 @@ def build_dataset(settings: Settings, data_dir: Path) -> dict:
     info = {
         "write_seconds": round(write_s, 1),
         "index_seconds": round(time.perf_counter() - started, 1),
-        "vectors": [
-            {
-                k: v[k]
-                for k in ("table", "column", "index_type", "nprobes", "ef", "refine_factor", "recall_at_k")
-            }
-            for v in report["vectors"]
-        ],
+        "vectors": _vector_summary(report),
         "query_words": vocab[50:1050],  # mid-frequency words: selective but present
         "segment_ids": seg_ids[::997][:100],
     }
@@ -277,6 +297,8 @@ def main() -> None:
     queries = [" ".join(rng.choice(words, size=2, replace=False)) for _ in range(n + warm)]
     seg_ids = info["segment_ids"]
 
+    # One torch thread, as the API process runs query embedding (dataflux_api.service).
+    torch.set_num_threads(1)
     registry = ModelRegistry(settings)
     db = connect(settings, reader=True)
     seg = db.open_table(contract.SEGMENTS_TABLE)
@@ -286,6 +308,7 @@ def main() -> None:
     p_vis = params.get((contract.vector_table_name("vision", VISION_SPACE), "vector"))
     qvecs = {q: registry.embed_texts([q])[0] for q in queries}
     embed_ms = timed(lambda q: registry.embed_texts([q + " x"]), queries[:n])
+    embed_load = os.getloadavg()[0]
 
     cols = ["id", "asset_id"]
 
@@ -308,6 +331,10 @@ def main() -> None:
         floor_text_vector(qvecs[text])
         floor_fts(text)
 
+    def floor_hybrid_embedded(text):
+        floor_text_vector(registry.embed_texts([text + " e"])[0])
+        floor_fts(text)
+
     vectors_of = {}
     for sid in seg_ids:
         row = vis.search().where(f"segment_id = '{sid}'").select(["vector"]).limit(1).to_arrow()
@@ -324,6 +351,7 @@ def main() -> None:
         floor_text_vector(t)
 
     engine_fts = SearchEngine(settings, None, cache_size=0)
+    engine = SearchEngine(settings, registry, cache_size=0)
 
     proc, base = start_api(data_dir)
     try:
@@ -340,48 +368,82 @@ def main() -> None:
                 )
                 r.raise_for_status()
 
+            def api_next_page(text):
+                r = client.post(f"{base}/api/v1/search", json={"query": text, "limit": 20, "offset": 20})
+                r.raise_for_status()
+
             for q in queries[:warm]:  # warm both paths: models, table handles, index caches
                 api_search(q + " warm")
                 floor_hybrid(q)
                 engine_fts.search(SearchRequest(query=q + " warm"))
+                engine.search(SearchRequest(query=q + " warm"))
             for sid in seg_ids[:5]:
                 api_similar(sid)
                 floor_similar(sid)
             measured = queries[warm:]
             sims = (seg_ids * ((n // len(seg_ids)) + 1))[:n]
             # Interleave ours and the floor per kind so machine load hits both alike.
-            res = {}
-            res["hybrid_api"] = timed(api_search, measured)
-            res["hybrid_floor"] = timed(floor_hybrid, measured)
-            res["fts_engine"] = timed(lambda q: engine_fts.search(SearchRequest(query=q)), measured)
-            res["fts_floor"] = timed(floor_fts, measured)
-            res["vector_api"] = timed(api_similar, sims)
-            res["vector_floor"] = timed(floor_similar, sims)
-            res["hybrid_api_cached"] = timed(api_search, measured[:20])
-            res["text_vector_floor"] = timed(lambda q: floor_text_vector(qvecs[q]), measured)
-            res["embed"] = embed_ms
+            res: dict[str, list[float]] = {}
+            load: dict[str, float] = {}
+
+            def measure(key, fn, items):
+                res[key] = timed(fn, items)
+                load[key] = os.getloadavg()[0]  # the 1-minute load average as the row finished
+
+            measure("hybrid_api", api_search, measured)
+            # Right after: the result cache (256 entries, LRU) still holds these pages.
+            measure("hybrid_api_cached", api_search, measured[-20:])
+            measure("hybrid_floor", floor_hybrid, measured)
+            measure("hybrid_floor_embedded", floor_hybrid_embedded, measured)
+            measure("hybrid_engine", lambda q: engine.search(SearchRequest(query=q + " in")), measured)
+            measure("hybrid_api_next_page", api_next_page, measured)
+            measure("fts_engine", lambda q: engine_fts.search(SearchRequest(query=q)), measured)
+            measure("fts_floor", floor_fts, measured)
+            measure("vector_api", api_similar, sims)
+            measure("vector_floor", floor_similar, sims)
+            measure("text_vector_floor", lambda q: floor_text_vector(qvecs[q]), measured)
+            res["embed"], load["embed"] = embed_ms, embed_load
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
+    def cells(key):
+        a = pct(res[key])
+        return f"{a[0]:.1f} / {a[1]:.1f} / {a[2]:.1f}"
+
     def line(label, ours, floor, note):
-        a, b = pct(res[ours]), pct(res[floor])
+        ratio = f"{pct(res[ours])[1] / pct(res[floor])[1]:.2f}x" if floor else ""
         return (
-            f"| {label} | {a[0]:.1f} / {a[1]:.1f} / {a[2]:.1f} | {b[0]:.1f} / {b[1]:.1f} / {b[2]:.1f} | "
-            f"{a[1] / b[1]:.2f}x | {note} |"
+            f"| {label} | {cells(ours)} | {cells(floor) if floor else ''} | {ratio} | "
+            f"{load.get(ours, float('nan')):.1f} | {note} |"
         )
 
-    e = pct(res["embed"])
-    c = pct(res["hybrid_api_cached"])
-    tv = pct(res["text_vector_floor"])
     lines = [
-        "| query | DataFlux p50 / p95 / p99 ms | floor p50 / p95 / p99 ms | p95 ratio | path |",
-        "|---|---|---|---|---|",
+        "| query | DataFlux p50 / p95 / p99 ms | floor p50 / p95 / p99 ms | p95 ratio | load (1 min) | path |",
+        "|---|---|---|---|---|---|",
         line(
             "hybrid (MiniLM + FTS, RRF, grouped)",
             "hybrid_api",
             "hybrid_floor",
             "HTTP `POST /api/v1/search` vs raw text-vector + FTS queries (precomputed query vector)",
+        ),
+        line(
+            "hybrid vs floor + MiniLM",
+            "hybrid_api",
+            "hybrid_floor_embedded",
+            "same HTTP figures vs the raw queries plus embedding the query text first (one after the other)",
+        ),
+        line(
+            "hybrid, in-process",
+            "hybrid_engine",
+            "hybrid_floor",
+            "`SearchEngine.search` with the registry, no HTTP (MiniLM, 1 torch thread)",
+        ),
+        line(
+            "hybrid, next page of a seen text",
+            "hybrid_api_next_page",
+            "hybrid_floor",
+            "HTTP, offset 20: result-cache miss, query-vector cache hit",
         ),
         line(
             "full-text",
@@ -395,10 +457,17 @@ def main() -> None:
             "vector_floor",
             "HTTP `POST /api/v1/similar` vs raw vision (512-d) + text (384-d) ANN queries",
         ),
-        f"| MiniLM query embedding (part of hybrid) | {e[0]:.1f} / {e[1]:.1f} / {e[2]:.1f} | | | in-process `embed_texts`, 1 query |",
-        f"| text-vector ANN alone | | {tv[0]:.1f} / {tv[1]:.1f} / {tv[2]:.1f} | | raw, k={K} |",
-        f"| hybrid, repeated request (cache hit) | {c[0]:.1f} / {c[1]:.1f} / {c[2]:.1f} | | | HTTP |",
+        line("MiniLM query embedding (part of hybrid)", "embed", None, "in-process `embed_texts`, 1 query"),
+        f"| text-vector ANN alone | | {cells('text_vector_floor')} | | "
+        f"{load['text_vector_floor']:.1f} | raw, k={K} |",
+        line("hybrid, repeated request (cache hit)", "hybrid_api_cached", None, "HTTP"),
     ]
+    ours_p95, floor_p95 = pct(res["hybrid_api"])[1], pct(res["hybrid_floor"])[1]
+    met = ours_p95 <= 1.5 * floor_p95 and ours_p95 < 50
+    lines.append(
+        f"\nTarget (hybrid p95 <= 1.5x floor p95 = {1.5 * floor_p95:.1f} ms, and < 50 ms): "
+        f"**{'met' if met else 'not met'}** (hybrid p95 {ours_p95:.1f} ms)."
+    )
     table = "\n".join(lines)
     print(table)
     if not args.no_append:
@@ -409,7 +478,8 @@ def main() -> None:
             f"{WORDS_PER_SEGMENT} Zipf-distributed words per segment from a {VOCAB}-word synthetic vocabulary; indexes built and "
             f"tuned by `maintain_indexes` (FTS with positions, IVF_HNSW_SQ): {info['vectors']}. {n} distinct 2-word queries per row "
             f"(no cache hits) after {warm} warm-ups, one client, k={K} candidates per retriever, page of 20. API: uvicorn "
-            "subprocess on loopback, open mode, CLIP not available offline so hybrid = MiniLM + FTS."
+            "subprocess on loopback, open mode, CLIP not available offline so hybrid = MiniLM + FTS; query embedding "
+            "on 1 torch thread. Load: the 1-minute load average as each row finished (2 cores)."
         )
         section = (
             f"\n## Search latency ({dt.date.today().isoformat()}, bench/search.py)\n\n"

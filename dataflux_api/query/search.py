@@ -9,11 +9,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
+import pyarrow as pa
 from lancedb.query import BooleanQuery, FullTextQuery, MatchQuery, Occur, PhraseQuery
 
 from dataflux_api.errors import NotFound, Unavailable
@@ -51,18 +53,17 @@ VISION_PREFIX = "vision__"
 # ANN query parameters that gave recall@10 >= 0.95 on both IVF_PQ and IVF_HNSW_SQ (REFERENCE.md 2.3);
 # on tables without a vector index they are ignored.
 DEFAULT_ANN = {"nprobes": 50, "ef": 100, "refine_factor": 10}
+QUERY_VECTOR_CACHE = 1024
 
 _MIME_RE = re.compile(r"^[a-z0-9][a-z0-9.+-]{0,63}/[a-z0-9][a-z0-9.+-]{0,127}$")
+# What a result shows of a segment; read for the page's segments only.
 _SEGMENT_COLUMNS = [
     "id",
-    "asset_id",
     "segment_type",
     "sequence_number",
-    "media_type",
     "start_time",
     "end_time",
     "page",
-    "confidence_score",
     "text",
     "transcript",
     "context",
@@ -271,22 +272,25 @@ def _join(clauses: Sequence[str | None]) -> str | None:
     return " AND ".join(f"({c})" for c in parts)
 
 
-def cosine_ranked(
-    hits: list[dict[str, Any]], query: np.ndarray, column: str
-) -> list[tuple[dict[str, Any], float]]:
-    """Hits with their true cosine similarity, best first.
+def cosine_ranked(hits: pa.Table, query: np.ndarray, column: str) -> list[tuple[int, float]]:
+    """Row positions of the hits with their true cosine similarity, best first.
 
     An IVF_HNSW_SQ index built for cosine reports `_distance` as squared L2 of unit vectors (twice the
     cosine distance) while unindexed rows report cosine distance, so `_distance` is no similarity scale.
     """
-    kept = [h for h in hits if h.get(column) is not None]
-    if not kept:
+    vectors = hits.column(column).combine_chunks()
+    positions = np.flatnonzero(vectors.is_valid().to_numpy(zero_copy_only=False))
+    if not len(positions):
         return []
-    matrix = np.asarray([h.pop(column) for h in kept], dtype=np.float32)
+    if len(positions) < len(vectors):
+        vectors = vectors.take(pa.array(positions))
+    # Arrow to numpy without Python floats: 100 hits x 384 floats as lists cost milliseconds per query.
+    flat = vectors.flatten().to_numpy(zero_copy_only=False)
+    matrix = np.asarray(flat, dtype=np.float32).reshape(len(positions), vectors.type.list_size)
     norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
     sims = (matrix @ np.asarray(query, dtype=np.float32)) / np.maximum(norms, 1e-12)
     order = np.argsort(-sims, kind="stable")
-    return [(kept[i], float(sims[i])) for i in order]
+    return [(int(positions[i]), float(sims[i])) for i in order]
 
 
 def _normalise(vector: np.ndarray) -> np.ndarray:
@@ -311,6 +315,11 @@ class SearchEngine:
         self.graph = graph
         self.ann_params = dict(DEFAULT_ANN if ann_params is None else ann_params)
         self.cache: ResultCache[SearchResponse] = ResultCache(cache_size)
+        # Query vectors per (model version, text): paging and new table versions reuse them.
+        self.query_vectors: ResultCache[np.ndarray] = ResultCache(QUERY_VECTOR_CACHE)
+        # Legs that need nothing from each other (full text while the query is embedded, asset rows
+        # while segment rows load) overlap on these threads; LanceDB releases the GIL while it works.
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dataflux-search")
         self._db = connect(settings, reader=True)
         self._lock = threading.Lock()
         self._latest: dict[str, Any] = {}
@@ -549,31 +558,29 @@ class SearchEngine:
             raise _NothingMatches
         k = min(max(4 * (offset + limit), 100), MAX_WINDOW)
         where = self._filter(snap, c, vectors=False).segments
-        rows: dict[str, dict[str, Any]] = {}
+        # Candidates carry only ids: the page's rows are read once the page is known (by row id).
+        asset_of: dict[str, str] = {}
+        rowid_of: dict[str, int] = {}
         ranked: dict[str, list[str]] = {}
 
+        # Full text needs no query vector: it runs on another thread while the query is embedded.
+        fts_hits = self._pool.submit(self._fts_hits, segments, parsed, where, k)
         text = parsed.semantic_text
+        text_ranked: list[str] | None = None
         if self.registry is None:
             notes.append("semantic search is off: no model registry is loaded, so only full-text search ran")
         else:
-            vector = np.asarray(self.registry.embed_texts([text])[0], dtype=np.float32)
+            vector = self._query_vector("text", text)
             query = segments.search(vector, vector_column_name="text_vector").distance_type("cosine")
             query = self._ann(snap, contract.SEGMENTS_TABLE, "text_vector", query, k)
             if where:
                 query = query.where(where, prefilter=True)
-            hits = query.select([*_SEGMENT_COLUMNS, "text_vector", "_distance"]).limit(k).to_list()
-            ranked["text"] = []
-            for hit, similarity in cosine_ranked(hits, vector, "text_vector"):
-                if similarity >= TEXT_MIN_SIMILARITY:
-                    rows.setdefault(hit["id"], hit)
-                    ranked["text"].append(hit["id"])
-            retrievers.append("text_vector")
-
-        query = segments.search(fts_query(parsed), query_type="fts")
-        if where:
-            query = query.where(where, prefilter=True)
+            hits = query.select(["id", "asset_id", "text_vector", "_distance"]).with_row_id(True)
+            table = hits.limit(k).to_arrow()
+            kept = [i for i, sim in cosine_ranked(table, vector, "text_vector") if sim >= TEXT_MIN_SIMILARITY]
+            text_ranked = _remember(table, kept, asset_of, rowid_of)
         try:
-            hits = query.select([*_SEGMENT_COLUMNS, "_score"]).limit(k).to_list()
+            fts = fts_hits.result()
         except ValueError as exc:
             if "position" in str(exc):
                 raise Unavailable(
@@ -582,27 +589,54 @@ class SearchEngine:
                     field="query",
                 ) from exc
             raise
-        ranked["fts"] = [h["id"] for h in hits]
-        for hit in hits:
-            rows.setdefault(hit["id"], hit)
+        if text_ranked is not None:
+            ranked["text"] = text_ranked
+            retrievers.append("text_vector")
+        ranked["fts"] = _remember(fts, None, asset_of, rowid_of)
         retrievers.append("full_text")
 
-        self._vision_leg(snap, c, text, k, ranked, rows, retrievers, notes)
+        self._vision_leg(snap, c, text, k, ranked, asset_of, rowid_of, retrievers, notes)
 
         if parsed.phrases:
             # Quoted phrases are requirements: other retrievers only re-rank the rows that contain them.
             required = set(ranked["fts"])
             ranked = {name: [i for i in ids if i in required] for name, ids in ranked.items()}
-        asset_of = {sid: row["asset_id"] for sid, row in rows.items()}
         if self.graph is not None:
             self._graph_leg(snap, c, ranked, asset_of, retrievers)
         fused = rank.reciprocal_rank_fusion(ranked, {"graph": GRAPH_WEIGHT})
         groups = rank.group_by_asset(fused, asset_of)
         terms = rank.query_terms(" ".join([parsed.text, *parsed.phrases]))
-        results = self._results(snap, groups, rows, offset, limit, include_segments, terms, parsed.phrases)
+        results = self._results(
+            snap, groups, rowid_of, offset, limit, include_segments, terms, parsed.phrases
+        )
         return SearchResponse(
             results=results, total=len(groups), took_ms=0, offset=offset, limit=limit, understood=understood
         )
+
+    def _query_vector(self, kind: str, text: str) -> np.ndarray:
+        """The query text embedded for the text space ("text") or CLIP's image space ("vision")."""
+        assert self.registry is not None
+        if kind == "text":
+            key: tuple[Any, ...] = ("text", self.registry.text.version, text)
+        else:
+            clip = self.registry.clip
+            key = ("vision", clip.space if clip is not None else None, text)
+        vector = self.query_vectors.get(key)
+        if vector is None:
+            if kind == "text":
+                vector = np.asarray(self.registry.embed_texts([text])[0], dtype=np.float32)
+            else:
+                vector = np.asarray(self.registry.embed_query_for_vision(text), dtype=np.float32)
+            vector.setflags(write=False)  # shared by every request that asks the same text
+            self.query_vectors.put(key, vector)
+        return vector
+
+    @staticmethod
+    def _fts_hits(segments: Any, parsed: ParsedQuery, where: str | None, k: int) -> pa.Table:
+        query = segments.search(fts_query(parsed), query_type="fts")
+        if where:
+            query = query.where(where, prefilter=True)
+        return query.select(["id", "asset_id", "_score"]).with_row_id(True).limit(k).to_arrow()
 
     def _vision_leg(
         self,
@@ -611,7 +645,8 @@ class SearchEngine:
         text: str,
         k: int,
         ranked: dict[str, list[str]],
-        rows: dict[str, dict[str, Any]],
+        asset_of: dict[str, str],
+        rowid_of: dict[str, int],
         retrievers: list[str],
         notes: list[str],
     ) -> None:
@@ -622,24 +657,24 @@ class SearchEngine:
             reasons = "; ".join(self.registry.degraded)
             notes.append(f"text-to-image search is off: the CLIP profile is not loaded ({reasons})")
             return
-        vector = self.registry.embed_query_for_vision(text)
+        vector = self._query_vector("vision", text)
         name = contract.vector_table_name("vision", clip.space)
         table = snap.get(name)
         if table is None:
             notes.append(f"text-to-image search found no vector table {name!r} yet")
             return
         where = self._filter(snap, c, vectors=True).vectors
-        vector = np.asarray(vector, dtype=np.float32)
         query = table.search(vector, vector_column_name="vector")
         query = self._ann(snap, name, "vector", query, k)
         query = query.distance_type("cosine")
         if where:
             query = query.where(where, prefilter=True)
-        hits = query.select(["segment_id", "asset_id", "vector", "_distance"]).limit(k).to_list()
-        ranked["vision"] = [h["segment_id"] for h, _ in cosine_ranked(hits, vector, "vector")]
-        self._fill_rows(snap, ranked["vision"], rows)
+        hits = query.select(["segment_id", "asset_id", "vector", "_distance"]).limit(k).to_arrow()
+        found = hits.column("segment_id").to_pylist()
+        ids = [found[i] for i, _ in cosine_ranked(hits, vector, "vector")]
         # A vector whose segment row is gone (deleted or reprocessed) is not a result.
-        ranked["vision"] = [sid for sid in ranked["vision"] if sid in rows]
+        present = self._locate_segments(snap, ids, asset_of, rowid_of)
+        ranked["vision"] = [sid for sid in ids if sid in present]
         retrievers.append("vision_vector")
 
     def _graph_leg(
@@ -729,28 +764,55 @@ class SearchEngine:
             results=results, total=len(rows), took_ms=0, offset=offset, limit=limit, understood=understood
         )
 
-    def _fill_rows(
-        self, snap: _Snapshot, segment_ids: Sequence[str], rows: dict[str, dict[str, Any]]
-    ) -> None:
-        missing = [sid for sid in dict.fromkeys(segment_ids) if sid not in rows and is_uuid(sid)]
+    def _locate_segments(
+        self,
+        snap: _Snapshot,
+        segment_ids: Sequence[str],
+        asset_of: dict[str, str],
+        rowid_of: dict[str, int],
+    ) -> set[str]:
+        """The ids that name a segment row in the snapshot; records their asset and row id."""
+        missing = [sid for sid in dict.fromkeys(segment_ids) if sid not in rowid_of and is_uuid(sid)]
         segments = snap.get(contract.SEGMENTS_TABLE)
-        if not missing or segments is None:
-            return
+        if missing and segments is not None:
+            found = (
+                segments.search()
+                .where(in_list("id", missing, uuids=True))
+                .select(["id", "asset_id"])
+                .with_row_id(True)
+                .limit(len(missing))
+                .to_arrow()
+            )
+            _remember(found, None, asset_of, rowid_of)
+        return {sid for sid in segment_ids if sid in rowid_of}
+
+    @staticmethod
+    def _segment_rows(snap: _Snapshot, row_ids: list[int]) -> dict[str, dict[str, Any]]:
+        """Segment rows by id, read by row id from the version the candidates came from."""
+        segments = snap.get(contract.SEGMENTS_TABLE)
+        if not row_ids or segments is None:
+            return {}
+        return {row["id"]: row for row in segments.take_row_ids(row_ids).select(_SEGMENT_COLUMNS).to_list()}
+
+    @staticmethod
+    def _asset_rows(snap: _Snapshot, asset_ids: list[str]) -> dict[str, dict[str, Any]]:
+        assets = snap.get(contract.ASSETS_TABLE)
+        if not asset_ids or assets is None:
+            return {}
         found = (
-            segments.search()
-            .where(in_list("id", missing, uuids=True))
-            .select(_SEGMENT_COLUMNS)
-            .limit(len(missing))
+            assets.search()
+            .where(in_list("id", asset_ids, uuids=True))
+            .select(_ASSET_COLUMNS)
+            .limit(len(asset_ids))
             .to_list()
         )
-        for row in found:
-            rows[row["id"]] = row
+        return {row["id"]: row for row in found}
 
     def _results(
         self,
         snap: _Snapshot,
         groups: list[tuple[str, float, list[tuple[str, float]]]],
-        rows: dict[str, dict[str, Any]],
+        rowid_of: dict[str, int],
         offset: int,
         limit: int,
         include_segments: bool,
@@ -758,18 +820,12 @@ class SearchEngine:
         phrases: Sequence[str],
     ) -> list[SearchResult]:
         page = groups[offset : offset + limit]
-        assets = snap.get(contract.ASSETS_TABLE)
-        if not page or assets is None:
+        if not page or snap.get(contract.ASSETS_TABLE) is None:
             return []
-        ids = [asset_id for asset_id, _, _ in page]
-        found = (
-            assets.search()
-            .where(in_list("id", ids, uuids=True))
-            .select(_ASSET_COLUMNS)
-            .limit(len(ids))
-            .to_list()
-        )
-        by_id = {row["id"]: row for row in found}
+        asset_rows = self._pool.submit(self._asset_rows, snap, [asset_id for asset_id, _, _ in page])
+        row_ids = [rowid_of[sid] for _, _, hits in page for sid, _ in hits if sid in rowid_of]
+        rows = self._segment_rows(snap, row_ids)
+        by_id = asset_rows.result()
         results = []
         for asset_id, score, hits in page:
             asset = by_id.get(asset_id)
@@ -867,41 +923,68 @@ class SearchEngine:
             understood["notes"] = [f"the {kind} has no vectors yet, so nothing can be compared with it"]
         k = min(max(10 * (offset + limit), 100), MAX_WINDOW)
         scores: dict[str, float] = {}
-        rows: dict[str, dict[str, Any]] = {}
+        asset_of: dict[str, str] = {}
+        rowid_of: dict[str, int] = {}
+        not_self = f"asset_id != {uuid_literal(own_asset, 'entity_id')}"
+        wheres: list[str | None] = []
         try:
-            for name, column, vector in queries:
-                table = snap.get(name)
-                vectors = name != contract.SEGMENTS_TABLE
-                flt = self._filter(snap, c, vectors=vectors)
-                not_self = f"asset_id != {uuid_literal(own_asset, 'entity_id')}"
-                query = table.search(vector, vector_column_name=column).distance_type("cosine")
-                query = self._ann(snap, name, column, query, k)
-                query = query.where(
-                    _join([flt.vectors if vectors else flt.segments, not_self]), prefilter=True
-                )
-                id_column = "segment_id" if vectors else "id"
-                hits = query.select([id_column, "asset_id", column, "_distance"]).limit(k).to_list()
-                for hit, similarity in cosine_ranked(hits, vector, column):
-                    if similarity >= threshold:
-                        sid = hit[id_column]
-                        scores[sid] = max(scores.get(sid, -1.0), similarity)
+            for name, _, _ in queries:
+                in_segments = name == contract.SEGMENTS_TABLE
+                flt = self._filter(snap, c, vectors=not in_segments)
+                wheres.append(_join([flt.segments if in_segments else flt.vectors, not_self]))
         except _NothingMatches:
-            scores = {}
-        self._fill_rows(snap, list(scores), rows)
-        asset_of = {sid: rows[sid]["asset_id"] for sid in scores if sid in rows}
+            queries, wheres = [], []
+        # One nearest-neighbour query per space, concurrently; each is folded in as it completes (the
+        # outcome does not depend on the order), so locating vision hits overlaps the other queries.
+        futures = {
+            self._pool.submit(self._neighbours, snap, name, column, vector, where, k): (name, column, vector)
+            for (name, column, vector), where in zip(queries, wheres, strict=True)
+        }
+        for future in as_completed(futures):
+            name, column, vector = futures[future]
+            hits = future.result()
+            in_segments = name == contract.SEGMENTS_TABLE
+            ids = hits.column("id" if in_segments else "segment_id").to_pylist()
+            kept = []
+            for position, similarity in cosine_ranked(hits, vector, column):
+                if similarity < threshold:
+                    break  # best first
+                scores[ids[position]] = max(scores.get(ids[position], -1.0), similarity)
+                kept.append(position)
+            if in_segments:
+                _remember(hits, kept, asset_of, rowid_of)
+            else:
+                # A vector whose segment row is gone (deleted or reprocessed) is not a result.
+                self._locate_segments(snap, [ids[position] for position in kept], asset_of, rowid_of)
         groups = rank.group_by_asset({s: v for s, v in scores.items() if s in asset_of}, asset_of)
-        results = self._results(snap, groups, rows, offset, limit, include_segments, [], [])
+        results = self._results(snap, groups, rowid_of, offset, limit, include_segments, [], [])
         response = SearchResponse(
             results=results, total=len(groups), took_ms=0, offset=offset, limit=limit, understood=understood
         )
         self.cache.put(key, response)
         return msgspec.structs.replace(response, took_ms=_elapsed_ms(started))
 
+    def _neighbours(
+        self, snap: _Snapshot, name: str, column: str, vector: np.ndarray, where: str | None, k: int
+    ) -> pa.Table:
+        """The k nearest rows of one vector column, with their vectors (for true cosine)."""
+        query = snap.get(name).search(vector, vector_column_name=column).distance_type("cosine")
+        query = self._ann(snap, name, column, query, k)
+        if where:
+            query = query.where(where, prefilter=True)
+        in_segments = name == contract.SEGMENTS_TABLE
+        query = query.select(["id" if in_segments else "segment_id", "asset_id", column, "_distance"])
+        # Row ids of segment rows let the page read them without an id lookup.
+        return query.with_row_id(in_segments).limit(k).to_arrow()
+
     def _entity_vectors(
         self, snap: _Snapshot, entity_id: str
     ) -> tuple[str, str, list[tuple[str, str, np.ndarray]]]:
         """Whether the id names a segment or an asset, its asset, and its query vector per table."""
         lit = uuid_literal(entity_id, "entity_id")
+        vision = sorted(snap.vision_tables().items())
+        # Most ids name segments: read their vision vectors while the segment row is looked up.
+        as_segment = self._pool.submit(self._vision_vectors, vision, f"segment_id = {lit}")
         segments = snap.get(contract.SEGMENTS_TABLE)
         row = None
         if segments is not None:
@@ -916,14 +999,13 @@ class SearchEngine:
                 queries.append(
                     (contract.SEGMENTS_TABLE, "text_vector", np.asarray(row["text_vector"], np.float32))
                 )
-            vision_where = f"segment_id = {lit}"
+            queries.extend(as_segment.result())
         else:
             assets = snap.get(contract.ASSETS_TABLE)
             exists = assets is not None and assets.count_rows(f"id = {lit}") > 0
             if not exists:
                 raise NotFound("not_found", f"no asset or segment has the id {entity_id}", field="entity_id")
             kind, own_asset = "asset", entity_id
-            vision_where = f"asset_id = {lit}"
             if segments is not None:
                 vectors = (
                     segments.search()
@@ -936,12 +1018,40 @@ class SearchEngine:
                     stacked = np.stack(vectors.column("text_vector").to_numpy(zero_copy_only=False))
                     # The asset's centroid: one query per space however many segments it has.
                     queries.append((contract.SEGMENTS_TABLE, "text_vector", _normalise(stacked.mean(0))))
-        for name, table in sorted(snap.vision_tables().items()):
-            found = table.search().where(vision_where).select(["vector"]).limit(None).to_arrow()
+            queries.extend(self._vision_vectors(vision, f"asset_id = {lit}"))
+        return kind, own_asset, queries
+
+    @staticmethod
+    def _vision_vectors(vision: list[tuple[str, Any]], where: str) -> list[tuple[str, str, np.ndarray]]:
+        """Per vision table, the mean of the rows' vectors that pass `where` (tables without any are left out)."""
+        queries = []
+        for name, table in vision:
+            found = table.search().where(where).select(["vector"]).limit(None).to_arrow()
             if found.num_rows:
                 stacked = np.stack(found.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
                 queries.append((name, "vector", _normalise(stacked.mean(0))))
-        return kind, own_asset, queries
+        return queries
+
+
+def _remember(
+    hits: pa.Table,
+    positions: Sequence[int] | None,
+    asset_of: dict[str, str],
+    rowid_of: dict[str, int],
+    id_column: str = "id",
+) -> list[str]:
+    """The segment ids of the hits at `positions` (all, in order, when None); records asset and row id."""
+    ids = hits.column(id_column).to_pylist()
+    assets = hits.column("asset_id").to_pylist()
+    rowids = hits.column("_rowid").to_pylist() if "_rowid" in hits.column_names else None
+    out = []
+    for i in range(len(ids)) if positions is None else positions:
+        sid = ids[i]
+        asset_of.setdefault(sid, assets[i])
+        if rowids is not None:
+            rowid_of.setdefault(sid, rowids[i])
+        out.append(sid)
+    return out
 
 
 def _elapsed_ms(started: float) -> int:

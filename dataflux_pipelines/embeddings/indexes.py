@@ -321,6 +321,14 @@ def maintain_indexes(
         records.append({k_: v for k_, v in vec.items() if k_ in SEARCH_PARAMS_SCHEMA.names})
         report["vectors"].append(vec)
         report["tables"][name] = {"rows": vec["rows"], "indexes_created": created}
+    if contract.ASSETS_TABLE in names:
+        # Every search reads its page's asset rows by id: 6.5 ms as a scan of 10k assets, 3.4 ms with a BTree.
+        assets = db.open_table(contract.ASSETS_TABLE)
+        created = [] if "id" in _indices(assets) else ["id:BTREE"]
+        if created:
+            assets.create_index("id", config=BTree())
+        assets.optimize(cleanup_older_than=RETENTION)  # fold new and updated rows into the index
+        report["tables"][contract.ASSETS_TABLE] = {"rows": assets.count_rows(), "indexes_created": created}
     _store_params(db, records)
     report["seconds"] = round(time.perf_counter() - started, 2)
     recalls = [v["recall_at_k"] for v in report["vectors"] if v["index_type"] != "exact"]

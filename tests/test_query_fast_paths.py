@@ -1,0 +1,70 @@
+"""The query service's latency paths keep its answers: cached query vectors, rows read by row id, overlap."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from query_corpus import CORPUS, build_home, settings_for, write_vision
+
+from dataflux_api.query import SearchEngine, SearchRequest
+from dataflux_pipelines.models.registry import ModelRegistry
+
+BY_NAME = {d.name: d for d in CORPUS}
+QUERIES = ["red car", "sourdough bread", "waves at the beach", "machine learning", "budget"]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    return ModelRegistry(settings_for(tmp_path_factory.mktemp("registry-home")))
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, registry):
+    return build_home(tmp_path_factory.mktemp("corpus"), registry)
+
+
+def answer(response) -> list[tuple[str, float, list[tuple[str, float | None, int | None]]]]:
+    return [(r.id, r.score, [(s.id, s.start_time, s.page) for s in r.segments]) for r in response.results]
+
+
+def test_a_later_page_of_the_same_text_reuses_its_query_vector_and_matches_a_fresh_engine(home, registry):
+    engine = SearchEngine(home, registry, cache_size=0)
+    engine.search(SearchRequest(query="a red car", limit=2))
+    second = engine.search(SearchRequest(query="a red car", limit=2, offset=2))
+    assert (engine.query_vectors.misses, engine.query_vectors.hits) == (1, 1)
+    fresh = SearchEngine(home, registry, cache_size=0).search(
+        SearchRequest(query="a red car", limit=2, offset=2)
+    )
+    assert second.results and answer(second) == answer(fresh)
+
+
+def test_segment_rows_read_by_row_id_carry_their_own_text_times_and_pages(home, registry):
+    response = SearchEngine(home, registry).search(SearchRequest(query="sandcastle", limit=5))
+    beach = next(r for r in response.results if r.id == BY_NAME["beach.mp4"].id)
+    hit = next(s for s in beach.segments if s.id == BY_NAME["beach.mp4"].segment_id(1))
+    assert (hit.start_time, hit.end_time) == (5.0, 12.0)
+    assert "sandcastle" in (hit.text_snippet or "")
+    assert beach.metadata["filename"] == "beach.mp4"
+
+
+def test_concurrent_requests_on_one_engine_answer_as_sequential_ones_do(home, registry):
+    engine = SearchEngine(home, registry, cache_size=0)
+    sequential = [answer(engine.search(SearchRequest(query=q))) for q in QUERIES]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(lambda q: answer(engine.search(SearchRequest(query=q))), QUERIES * 2))
+    assert concurrent == sequential * 2
+    assert all(sequential), "every query should find something in the corpus"
+
+
+def test_a_vision_vector_whose_segment_row_is_gone_is_not_a_similar_result(tmp_path, registry):
+    settings = build_home(tmp_path, registry, CORPUS[:6])
+    beach, city, report = BY_NAME["beach.mp4"], BY_NAME["city.mp4"], BY_NAME["report.pdf"]
+    base = np.random.default_rng(1).normal(size=8)
+    # city.mp4 has one segment: its segment 7 is a vector left behind by an earlier analysis.
+    write_vision(settings, [(beach, 0, base), (city, 7, base + 0.01), (report, 1, base + 0.02)])
+    response = SearchEngine(settings, registry).similar(beach.id, threshold=0.9, limit=10)
+    assert [r.id for r in response.results] == [report.id]
+    assert [s.id for s in response.results[0].segments] == [report.segment_id(1)]
+    assert response.total == 1
