@@ -497,7 +497,7 @@ class DataFlux:
                 extra={"existing_id": collection_id},
             )
         now = dt.datetime.now(dt.UTC)
-        row = {
+        row: dict[str, Any] = {
             "id": collection_id,
             "name": name,
             "description": description,

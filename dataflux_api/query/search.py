@@ -232,8 +232,9 @@ def constraints_for(req: SearchRequest, parsed: ParsedQuery) -> Constraints:
 
 def fts_query(parsed: ParsedQuery, column: str = "search_text") -> FullTextQuery | None:
     """Quoted phrases must all occur (positions); the free text ranks, any term matching."""
-    phrases = [PhraseQuery(p, column) for p in parsed.phrases]
-    match = MatchQuery(parsed.text, column) if parsed.text else None
+    # lancedb's query models are pydantic classes whose defaults mypy cannot see.
+    phrases = [PhraseQuery(p, column) for p in parsed.phrases]  # type: ignore[call-arg]
+    match = MatchQuery(parsed.text, column) if parsed.text else None  # type: ignore[call-arg]
     if not phrases:
         return match
     if len(phrases) == 1 and match is None:
@@ -968,7 +969,10 @@ class SearchEngine:
         self, snap: _Snapshot, name: str, column: str, vector: np.ndarray, where: str | None, k: int
     ) -> pa.Table:
         """The k nearest rows of one vector column, with their vectors (for true cosine)."""
-        query = snap.get(name).search(vector, vector_column_name=column).distance_type("cosine")
+        table = snap.get(name)
+        if table is None:
+            raise KeyError(f"table {name} is not in the pinned snapshot")
+        query = table.search(vector, vector_column_name=column).distance_type("cosine")
         query = self._ann(snap, name, column, query, k)
         if where:
             query = query.where(where, prefilter=True)
