@@ -327,7 +327,7 @@ class MediaPipeline:
 
     def _transcribe(self, path: Path, analysis: MediaAnalysis) -> None:
         """Fill transcripts of speech-like passages with the configured speech model."""
-        from dataflux_pipelines.media.audio import decode_audio
+        from dataflux_pipelines.media.audio import decode_audio_span
 
         speech = [
             d
@@ -339,13 +339,11 @@ class MediaPipeline:
         if not speech:
             return
         rate = 16000
-        samples = decode_audio(str(path), rate)
-        if samples is None:
-            return
         for draft in speech:
             assert draft.start_time is not None and draft.end_time is not None
-            span = samples[int(draft.start_time * rate) : int(draft.end_time * rate)]
-            if len(span) > rate // 4:
+            # One passage decoded at a time (by seeking), not the whole track.
+            span = decode_audio_span(str(path), draft.start_time, draft.end_time, rate)
+            if span is not None and len(span) > rate // 4:
                 draft.transcript = self.registry.transcribe(span, rate)
 
     # --- stage 3: segment_embeddings -----------------------------------------------------

@@ -30,7 +30,6 @@ class AnalysisOptions:
     chunk_overlap_words: int = 30
     min_audio_segment_s: float = 2.0
     max_audio_segment_s: float = 30.0
-    max_soundtrack_s: float = 1200.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AnalysisOptions:
@@ -73,18 +72,10 @@ def analyze_file(
 def _add_soundtrack(analysis: MediaAnalysis, path: str, probe: Probe, options: AnalysisOptions) -> None:
     """Speech / music / silence passages of a video's soundtrack, as `audio` segments beside the shots.
 
-    Passage segmentation holds the decoded track in memory (16 kHz mono float32, about 230 MB an
-    hour), so soundtracks longer than `max_soundtrack_s` keep their per-shot loudness only and the
-    summary says why.
+    The soundtrack is analysed in streaming passes (one passage held at a time), so any length is segmented.
     """
     from dataflux_pipelines.media.audio import analyze_audio
 
-    if (probe.duration or 0.0) > options.max_soundtrack_s:
-        analysis.summary["soundtrack"] = {
-            "passages": None,
-            "skipped": f"longer than {options.max_soundtrack_s:.0f} s; per-shot loudness only",
-        }
-        return
     try:
         audio = analyze_audio(path, probe, options)
     except MediaError as exc:

@@ -1,6 +1,10 @@
 """Audio analysis: decode to mono 16 kHz, split into speech-like, music-like and silent passages from
 measured features, and describe each passage (loudness, peak, spectrum, zero crossings).
 
+Files are analysed in two streaming decode passes, so memory does not grow with duration: the first
+keeps only per-20 ms-frame RMS and ZCR (16 bytes a frame, under 6 MB for 2 hours) to segment from, the
+second buffers one passage (at most `max_audio_segment_s`) at a time to describe and transcribe it.
+
 Classification rule (documented in `classify_window`, measured on 1 s windows of 20 ms frames): a window
 below -50 dBFS is silence. Otherwise three cues of speech, each scaled to 0..1, are averaged:
 * syllabic modulation: share of the loudness envelope's modulation energy in 2–8 Hz (speech peaks near
@@ -14,7 +18,7 @@ music, tones, noise). These are heuristics, hence the "-like" and the per-passag
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,8 +41,11 @@ SPEECH, MUSIC, SILENCE = "speech", "music", "silence"
 Transcriber = Callable[[np.ndarray, int], str]
 
 
-def decode_audio(path: Path | str, sample_rate: int = ANALYSIS_RATE) -> np.ndarray | None:
-    """The first audio stream as mono float32 at `sample_rate`; None when the file has no audio stream."""
+SCAN_BLOCK_FRAMES = 500  # frames measured per step of the first pass (10 s, 640 KB of samples)
+
+
+def _open_audio(path: Path | str) -> tuple[Any, Any]:
+    """(container, first audio stream or None); a container that cannot be opened is corrupt media."""
     import av
 
     try:
@@ -47,27 +54,107 @@ def decode_audio(path: Path | str, sample_rate: int = ANALYSIS_RATE) -> np.ndarr
         raise  # PyAV's ENOMEM is an FFmpegError too: leave it to the worker's memory-limit handling
     except (av.FFmpegError, OSError) as exc:
         raise MediaError(Reason.CORRUPT_MEDIA, f"the audio container cannot be opened: {exc}") from exc
+    return container, (container.streams.audio[0] if container.streams.audio else None)
+
+
+def _decoded_chunks(
+    container: Any, stream: Any, sample_rate: int
+) -> Iterator[tuple[float | None, np.ndarray]]:
+    """(time in s of the first sample, given with the first chunk only, then None; mono float32 samples)
+    as the decoder yields them. Later chunks carry no time: the resampler may hold samples back."""
+    import av
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    produced = False
+    first: float | None = None
+    try:
+        for frame in container.decode(stream):
+            if not produced and first is None and frame.time is not None:
+                first = float(frame.time)  # a fresh resampler's first output sample is this frame's first
+            for out in resampler.resample(frame):
+                yield (
+                    (None if produced else first),
+                    out.to_ndarray().reshape(-1).astype(np.float32, copy=False),
+                )
+                produced = True
+        for out in resampler.resample(None):
+            yield (None if produced else first), out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+            produced = True
+    except MemoryError:
+        raise
+    except av.FFmpegError as exc:
+        if not produced:
+            raise MediaError(Reason.CORRUPT_MEDIA, f"the audio stream cannot be decoded: {exc}") from exc
+        # Audio damaged after a valid start (a cut-off download) still yields what decoded.
+
+
+def decode_audio(path: Path | str, sample_rate: int = ANALYSIS_RATE) -> np.ndarray | None:
+    """The whole first audio stream as mono float32 at `sample_rate`; None when the file has no audio
+    stream. Holds the whole track: for long files use `decode_audio_span` or `analyze_audio`."""
+    container, stream = _open_audio(path)
     with container:
-        if not container.streams.audio:
+        if stream is None:
             return None
-        stream = container.streams.audio[0]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks: list[np.ndarray] = []
-        try:
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
-        except MemoryError:
-            raise
-        except av.FFmpegError as exc:
-            if not chunks:
-                raise MediaError(Reason.CORRUPT_MEDIA, f"the audio stream cannot be decoded: {exc}") from exc
-            # Audio damaged after a valid start (a cut-off download) still yields what decoded.
+        chunks = [samples for _, samples in _decoded_chunks(container, stream, sample_rate)]
     if not chunks:
         return np.zeros(0, np.float32)
     return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+SEEK_PREROLL_S = 0.5  # decoded before a span and dropped: codecs with overlapping frames (AAC, MP3) need it
+
+
+def decode_audio_span(
+    path: Path | str, start_s: float, end_s: float, sample_rate: int = ANALYSIS_RATE
+) -> np.ndarray | None:
+    """Samples from `start_s` to `end_s` of the first audio stream, mono float32, found by seeking;
+    None when the file has no audio stream. Memory is that of the span, whatever the file's length."""
+    import av
+
+    first, last = max(0, round(start_s * sample_rate)), max(0, round(end_s * sample_rate))
+    target = max(0.0, start_s - SEEK_PREROLL_S)
+    container, stream = _open_audio(path)
+    with container:
+        if stream is None:
+            return None
+        if target > 0 and stream.time_base:
+            # Sample 0 is the stream's first sample, as in `decode_audio` (MP3 starts after its encoder delay).
+            zero = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+            try:
+                container.seek(int((zero + target) / stream.time_base), stream=stream, backward=True)
+            except (av.FFmpegError, OSError):
+                pass  # a stream that cannot seek is read from the start below
+            else:
+                span = _collect_span(container, stream, first, last, sample_rate, zero)
+                if span is not None:
+                    return span
+    # Unseekable, or no timestamp after the seek to place the samples: decode from the start.
+    container, stream = _open_audio(path)
+    with container:
+        span = _collect_span(container, stream, first, last, sample_rate, None)
+    assert span is not None
+    return span
+
+
+def _collect_span(
+    container: Any, stream: Any, first: int, last: int, sample_rate: int, zero: float | None
+) -> np.ndarray | None:
+    """Samples [first, last) from the decoder's position: the start (`zero` None) or a seek point placed by
+    the first frame's timestamp minus `zero`, the stream's start; None when that timestamp is missing."""
+    chunks: list[np.ndarray] = []
+    origin = 0 if zero is None else -1
+    for when, samples in _decoded_chunks(container, stream, sample_rate):
+        if zero is not None and origin < 0:
+            if when is None:
+                return None
+            origin = max(0, round((when - zero) * sample_rate))
+        a, b = max(first - origin, 0), min(last - origin, len(samples))
+        if a < b:
+            chunks.append(samples[a:b])
+        origin += len(samples)
+        if origin >= last:
+            break
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
 def _db(value: float) -> float:
@@ -108,19 +195,29 @@ class FrameFeatures:
     flatness: np.ndarray
 
 
-def frame_features(samples: np.ndarray, sample_rate: int, chunk_frames: int = 3000) -> FrameFeatures:
+def _rms_zcr(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """RMS and zero-crossing rate of each row of `frames`; per row, so any blocking gives the same values."""
+    rms = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1))
+    signs = np.signbit(frames)
+    return rms, (signs[:, 1:] != signs[:, :-1]).mean(axis=1)
+
+
+def frame_features(
+    samples: np.ndarray, sample_rate: int, chunk_frames: int = SCAN_BLOCK_FRAMES
+) -> FrameFeatures:
     """RMS, zero-crossing rate, spectral centroid (Hz) and spectral flatness of every 20 ms frame."""
     frames = _frames(np.asarray(samples, np.float32), sample_rate)
     n = frames.shape[1] if frames.size else max(1, round(FRAME_S * sample_rate))
     window = np.hanning(n).astype(np.float32)
     freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
     parts: dict[str, list[np.ndarray]] = {"rms": [], "zcr": [], "centroid": [], "flatness": []}
-    # Chunked so an hour of audio never holds all spectra at once.
+    # Chunked so a passage never holds all its spectra at once; every value is per frame, so the
+    # chunk size does not change the result.
     for start in range(0, len(frames), chunk_frames):
         block = frames[start : start + chunk_frames]
-        parts["rms"].append(np.sqrt((block.astype(np.float64) ** 2).mean(axis=1)))
-        signs = np.signbit(block)
-        parts["zcr"].append((signs[:, 1:] != signs[:, :-1]).mean(axis=1))
+        rms, zcr = _rms_zcr(block)
+        parts["rms"].append(rms)
+        parts["zcr"].append(zcr)
         power = np.abs(np.fft.rfft(block * window, axis=1)) ** 2 + 1e-12
         total = power.sum(axis=1)
         parts["centroid"].append((power * freqs).sum(axis=1) / total)
@@ -179,15 +276,24 @@ def _majority(votes: list[tuple[str, float, float]]) -> str:
 def segment_audio(
     samples: np.ndarray, sample_rate: int, min_segment_s: float = 2.0, max_segment_s: float = 30.0
 ) -> list[Passage]:
-    """Passages of one class each: 1 s windows classified, runs merged, runs shorter than
+    """Passages of one class each of an in-memory signal (see `segment_frames`)."""
+    frames = _frames(np.asarray(samples, np.float32), sample_rate)
+    # Measured in blocks: float64 copies of a whole long track would double or triple its memory.
+    parts = [_rms_zcr(frames[i : i + SCAN_BLOCK_FRAMES]) for i in range(0, len(frames), SCAN_BLOCK_FRAMES)]
+    rms = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0)
+    zcr = np.concatenate([z for _, z in parts]) if parts else np.zeros(0)
+    return segment_frames(rms, zcr, len(samples) / sample_rate, min_segment_s, max_segment_s)
+
+
+def segment_frames(
+    rms: np.ndarray, zcr: np.ndarray, duration: float, min_segment_s: float = 2.0, max_segment_s: float = 30.0
+) -> list[Passage]:
+    """Passages from per-20 ms-frame RMS and ZCR: 1 s windows classified, runs merged, runs shorter than
     `min_segment_s` absorbed by a neighbour, runs longer than `max_segment_s` split evenly."""
-    feats = frame_features(samples, sample_rate)
-    duration = len(samples) / sample_rate
     per_window = max(1, round(WINDOW_S / FRAME_S))
     passages: list[Passage] = []
-    for w, start in enumerate(range(0, max(1, len(feats.rms)), per_window)):
-        rms, zcr = feats.rms[start : start + per_window], feats.zcr[start : start + per_window]
-        vote = classify_window(rms, zcr)
+    for w, start in enumerate(range(0, max(1, len(rms)), per_window)):
+        vote = classify_window(rms[start : start + per_window], zcr[start : start + per_window])
         begin, end = w * WINDOW_S, min(duration, (w + 1) * WINDOW_S)
         if passages and passages[-1].label == vote[0]:
             passages[-1].end = end
@@ -232,9 +338,13 @@ def segment_audio(
 
 
 def describe_passage(samples: np.ndarray, sample_rate: int, passage: Passage) -> tuple[dict[str, Any], float]:
-    """Audio features and confidence of one passage."""
+    """Audio features and confidence of one passage of an in-memory signal."""
     a, b = round(passage.start * sample_rate), round(passage.end * sample_rate)
-    part = samples[a:b]
+    return _describe(samples[a:b], sample_rate, passage)
+
+
+def _describe(part: np.ndarray, sample_rate: int, passage: Passage) -> tuple[dict[str, Any], float]:
+    """Audio features and confidence of a passage from its own samples."""
     feats = frame_features(part, sample_rate)
     stats = loudness_stats(part, sample_rate)
     audible = feats.rms >= 10 ** (SILENCE_DBFS / 20)
@@ -258,24 +368,132 @@ def describe_passage(samples: np.ndarray, sample_rate: int, passage: Passage) ->
     return features, confidence
 
 
+@dataclass
+class TrackScan:
+    """What the first pass keeps of a whole track: per-frame RMS and ZCR, sample count, energy, peak."""
+
+    rms: np.ndarray
+    zcr: np.ndarray
+    samples: int
+    sum_squares: float
+    peak: float
+
+    @property
+    def duration(self) -> float:
+        return self.samples / ANALYSIS_RATE
+
+    def loudness(self) -> dict[str, float]:
+        """Loudness (RMS dBFS) and peak dBFS of the whole track, as `loudness_stats` gives them."""
+        rms = float(np.sqrt(self.sum_squares / self.samples)) if self.samples else 0.0
+        return {"loudness_dbfs": _db(rms), "peak_dbfs": _db(self.peak)}
+
+
+def scan_audio(path: Path | str) -> TrackScan | None:
+    """First pass: decode the track in chunks and keep only its per-frame RMS and ZCR at 16 kHz (and
+    energy, peak and length); None when the file has no audio stream."""
+    frame = round(FRAME_S * ANALYSIS_RATE)
+    block = SCAN_BLOCK_FRAMES * frame
+    rms_parts: list[np.ndarray] = []
+    zcr_parts: list[np.ndarray] = []
+    pending: list[np.ndarray] = []
+    pending_len = total = 0
+    sum_squares = peak = 0.0
+
+    def measure(final: bool) -> None:
+        nonlocal pending, pending_len
+        joined = np.concatenate(pending)
+        whole = len(joined) // frame * frame
+        if whole:
+            rms, zcr = _rms_zcr(joined[:whole].reshape(-1, frame))
+            rms_parts.append(rms)
+            zcr_parts.append(zcr)
+        # The partial frame waits for the next chunk; at the end it is dropped, as `_frames` drops it.
+        pending = [joined[whole:]] if not final and whole < len(joined) else []
+        pending_len = len(joined) - whole if pending else 0
+
+    container, stream = _open_audio(path)
+    with container:
+        if stream is None:
+            return None
+        for _, chunk in _decoded_chunks(container, stream, ANALYSIS_RATE):
+            if not chunk.size:
+                continue
+            total += len(chunk)
+            wide = chunk.astype(np.float64)
+            sum_squares += float(np.dot(wide, wide))
+            peak = max(peak, float(np.abs(chunk).max()))
+            pending.append(chunk)
+            pending_len += len(chunk)
+            if pending_len >= block:
+                measure(final=False)
+    if pending:
+        measure(final=True)
+    empty = np.zeros(0)
+    return TrackScan(
+        np.concatenate(rms_parts) if rms_parts else empty,
+        np.concatenate(zcr_parts) if zcr_parts else empty,
+        total,
+        sum_squares,
+        peak,
+    )
+
+
+def passage_samples(path: Path | str, passages: list[Passage], expected: int) -> Iterator[np.ndarray]:
+    """Second pass: the samples of each passage in order, decoding the track again and holding one
+    passage (plus one decoder chunk) at a time. `expected` is the first pass's sample count."""
+    spans = [(round(p.start * ANALYSIS_RATE), round(p.end * ANALYSIS_RATE)) for p in passages]
+    held: list[np.ndarray] = []
+    held_from = held_to = 0  # absolute sample range of `held`
+    k = 0
+    container, stream = _open_audio(path)
+    with container:
+        if stream is None:
+            raise MediaError(Reason.CORRUPT_MEDIA, "the audio stream vanished between decoding passes")
+        for _, chunk in _decoded_chunks(container, stream, ANALYSIS_RATE):
+            held.append(chunk)
+            held_to += len(chunk)
+            while k < len(spans) and held_to >= spans[k][1]:
+                joined = np.concatenate(held)
+                a, b = spans[k]
+                part = joined[max(a - held_from, 0) : b - held_from]
+                # Keep from the next passage's start (equal to this one's end but for rounding).
+                keep_from = spans[k + 1][0] if k + 1 < len(spans) else held_to
+                held = [joined[max(keep_from - held_from, 0) :].copy()]
+                held_from = max(keep_from, held_from)
+                k += 1
+                yield part
+            if k == len(spans):
+                break
+    if k < len(spans):  # the last passage ends at the first pass's last sample
+        raise MediaError(
+            Reason.CORRUPT_MEDIA,
+            f"the audio stream decoded to {held_to} samples on a second pass, {expected} on the first",
+        )
+
+
 def analyze_audio(
     path: Path | str, probe: Probe, options: AnalysisOptions, transcribe: Transcriber | None = None
 ) -> MediaAnalysis:
     """Passages with loudness and spectral features; speech-like passages transcribed when a
-    `transcribe(samples, sample_rate)` callable is given (the model registry's Whisper profile)."""
-    samples = decode_audio(path, ANALYSIS_RATE)
-    if samples is None:
+    `transcribe(samples, sample_rate)` callable is given (the model registry's Whisper profile).
+    Two streaming decode passes: memory is bounded by one passage, not by the file's duration."""
+    scan = scan_audio(path)
+    if scan is None:
         raise MediaError(Reason.CORRUPT_MEDIA, "the file holds no audio stream")
-    if samples.size < ANALYSIS_RATE * FRAME_S:
+    if scan.samples < ANALYSIS_RATE * FRAME_S:
         raise MediaError(Reason.CORRUPT_MEDIA, "the audio stream decodes to less than 20 ms of sound")
-    passages = segment_audio(samples, ANALYSIS_RATE, options.min_audio_segment_s, options.max_audio_segment_s)
+    duration = scan.duration
+    passages = segment_frames(
+        scan.rms, scan.zcr, duration, options.min_audio_segment_s, options.max_audio_segment_s
+    )
     segments = []
-    for i, passage in enumerate(passages):
-        features, confidence = describe_passage(samples, ANALYSIS_RATE, passage)
+    for i, (passage, part) in enumerate(
+        zip(passages, passage_samples(path, passages, scan.samples), strict=True)
+    ):
+        features, confidence = _describe(part, ANALYSIS_RATE, passage)
         transcript = None
         if transcribe is not None and passage.label == SPEECH:
-            a, b = round(passage.start * ANALYSIS_RATE), round(passage.end * ANALYSIS_RATE)
-            transcript = transcribe(samples[a:b], ANALYSIS_RATE).strip() or None
+            transcript = transcribe(part, ANALYSIS_RATE).strip() or None
         segments.append(
             SegmentDraft(
                 segment_type=SegmentType.AUDIO,
@@ -287,7 +505,6 @@ def analyze_audio(
                 audio_features=features,
             )
         )
-    duration = len(samples) / ANALYSIS_RATE
     shares = {label: 0.0 for label in (SPEECH, MUSIC, SILENCE)}
     for passage in passages:
         shares[passage.label] += passage.length / duration
@@ -298,6 +515,6 @@ def analyze_audio(
             "duration": round(duration, 3),
             "passages": len(segments),
             **{f"{label}_ratio": round(share, 4) for label, share in shares.items()},
-            **{k: v for k, v in loudness_stats(samples, ANALYSIS_RATE).items() if k != "silence_ratio"},
+            **scan.loudness(),
         },
     )
