@@ -14,7 +14,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
 from dataflux_pipelines import contract
-from dataflux_pipelines.graph.contrib import lance_table_names, segment_concepts
+from dataflux_pipelines.catalog import table_names
+from dataflux_pipelines.graph.contrib import segment_concepts
 from dataflux_pipelines.identity import collection_id_for
 
 MIN_ASSETS = 4
@@ -42,7 +43,7 @@ def asset_embeddings(catalog: Any) -> tuple[list[str], np.ndarray]:
     """Per asset: mean segment vision vector and mean text vector, each unit-length, concatenated."""
     parts: list[dict[str, np.ndarray]] = []
     dims: list[int] = []
-    for name in sorted(lance_table_names(catalog.db)):
+    for name in sorted(table_names(catalog.db)):
         if not name.startswith("vision__"):
             continue
         tbl = catalog.db.open_table(name).to_arrow().select(["asset_id", "vector"])

@@ -16,6 +16,15 @@ from dataflux_pipelines.contract import Status
 from dataflux_pipelines.lance_sql import in_list, literal, uuid_literal
 from dataflux_pipelines.settings import Settings
 
+# Object-valued columns, stored as JSON strings.
+ASSET_JSON_COLUMNS = ("metadata", "summary", "models")
+SEGMENT_JSON_COLUMNS = (
+    "visual_features",
+    "style_features",
+    "technical_features",
+    "audio_features",
+    "semantic_features",
+)
 _META_COLUMNS = [f.name for f in contract.ASSETS_SCHEMA]
 _SEGMENT_COLUMNS = [f.name for f in contract.SEGMENTS_SCHEMA if f.name != "text_vector"]
 
@@ -106,7 +115,7 @@ class Catalog:
         stamped = []
         for row in rows:
             row = dict(row)
-            for key in ("metadata", "summary", "models"):
+            for key in ASSET_JSON_COLUMNS:
                 row[key] = _json(row.get(key))
             row.setdefault("created_at", now())
             row["updated_at"] = now()
@@ -214,13 +223,7 @@ class Catalog:
         prepared = []
         for row in rows:
             row = dict(row)
-            for key in (
-                "visual_features",
-                "style_features",
-                "technical_features",
-                "audio_features",
-                "semantic_features",
-            ):
+            for key in SEGMENT_JSON_COLUMNS:
                 row[key] = _json(row.get(key))
             row.setdefault("created_at", now())
             prepared.append(row)
@@ -264,7 +267,7 @@ class Catalog:
 
 def _decode_asset(row: dict[str, Any]) -> dict[str, Any]:
     row = dict(row)
-    for key in ("metadata", "summary", "models"):
+    for key in ASSET_JSON_COLUMNS:
         raw = row.get(key)
         row[key] = json.loads(raw) if raw else {}
     row.pop("_distance", None)
@@ -273,13 +276,7 @@ def _decode_asset(row: dict[str, Any]) -> dict[str, Any]:
 
 def _decode_segment(row: dict[str, Any]) -> dict[str, Any]:
     row = dict(row)
-    for key in (
-        "visual_features",
-        "style_features",
-        "technical_features",
-        "audio_features",
-        "semantic_features",
-    ):
+    for key in SEGMENT_JSON_COLUMNS:
         raw = row.get(key)
         row[key] = json.loads(raw) if raw else {}
     if row.get("text_vector") is not None and hasattr(row["text_vector"], "tolist"):

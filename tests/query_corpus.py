@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 
 from dataflux_pipelines import contract
-from dataflux_pipelines.catalog import Catalog, connect
-from dataflux_pipelines.embeddings.indexes import maintain_indexes, table_names
+from dataflux_pipelines.catalog import Catalog, connect, table_names
+from dataflux_pipelines.embeddings.indexes import maintain_indexes
 from dataflux_pipelines.identity import asset_id_for_hash, collection_id_for, segment_id_for, sha256_chunks
 from dataflux_pipelines.models.registry import ModelRegistry
 from dataflux_pipelines.settings import Settings

@@ -24,7 +24,7 @@ from dataflux_api.query.cache import ResultCache
 from dataflux_api.query.models import SearchRequest, SearchResponse, SearchResult, SegmentHit
 from dataflux_api.query.parse import ParsedQuery, parse_query
 from dataflux_pipelines import contract
-from dataflux_pipelines.catalog import connect
+from dataflux_pipelines.catalog import connect, table_names
 from dataflux_pipelines.contract import MediaType, Status
 from dataflux_pipelines.embeddings.indexes import (
     SEARCH_PARAMS_TABLE,
@@ -335,14 +335,7 @@ class SearchEngine:
         cached = self._names
         if cached is not None and now - cached[0] < self.settings.lance_read_consistency_s:
             return cached[1]
-        names: list[str] = []
-        token = None
-        while True:
-            page = self._db.list_tables(page_token=token)
-            names.extend(page.tables)
-            token = page.page_token
-            if not token:
-                break
+        names = table_names(self._db)
         self._names = (now, names)
         return names
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataflux_pipelines import contract
-from dataflux_pipelines.graph.contrib import lance_table_names
+from dataflux_pipelines.catalog import table_names
 from dataflux_pipelines.published import ANALYTICS, is_remote, next_version, publish_folder
 from dataflux_pipelines.settings import Settings
 
@@ -161,7 +161,7 @@ def collect_facts(settings: Settings, catalog: Any, runs: list[dict[str, Any]]) 
     """All fact tables, read from Lance, the event log and the Dagster runs passed in."""
     assets = _select(catalog.assets.to_arrow(), FACT_SCHEMAS["assets"])
     segments = _select(catalog.segments.to_arrow().drop_columns(["text_vector"]), FACT_SCHEMAS["segments"])
-    if contract.FEEDBACK_TABLE in lance_table_names(catalog.db):
+    if contract.FEEDBACK_TABLE in table_names(catalog.db):
         feedback = _select(
             catalog.db.open_table(contract.FEEDBACK_TABLE).to_arrow(), FACT_SCHEMAS["feedback"]
         )

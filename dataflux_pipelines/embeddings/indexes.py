@@ -19,6 +19,7 @@ import pyarrow as pa
 from lancedb.index import FTS, BTree, HnswSq
 
 from dataflux_pipelines import contract
+from dataflux_pipelines.catalog import table_names
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +76,6 @@ class SearchParams:
     refine_factor: int | None = None
     recall_at_k: float = 1.0
     k: int = 10
-
-
-def table_names(db: lancedb.DBConnection) -> list[str]:
-    names: list[str] = []
-    token: str | None = None
-    while True:
-        page = db.list_tables(page_token=token)
-        names.extend(page.tables)
-        token = page.page_token
-        if not token:
-            return names
 
 
 def open_or_create(db: lancedb.DBConnection, name: str, schema: pa.Schema) -> Any:

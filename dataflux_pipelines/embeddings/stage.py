@@ -22,7 +22,8 @@ import pyarrow as pa
 from PIL import Image, UnidentifiedImageError
 
 from dataflux_pipelines import contract
-from dataflux_pipelines.embeddings.indexes import VECTOR_TABLE_PREFIXES, ensure_tables, table_names
+from dataflux_pipelines.catalog import table_names
+from dataflux_pipelines.embeddings.indexes import VECTOR_TABLE_PREFIXES, ensure_tables
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.lance_sql import in_list, literal, uuid_literal
 from dataflux_pipelines.models.concepts import feature_concepts, merge_concepts, zero_shot_concepts

@@ -17,8 +17,9 @@ import polars as pl
 import pyarrow as pa
 
 from dataflux_pipelines import contract
+from dataflux_pipelines.catalog import table_names
 from dataflux_pipelines.duplicates import duplicate_groups, shared_segments
-from dataflux_pipelines.graph.contrib import lance_table_names, read_contributions
+from dataflux_pipelines.graph.contrib import read_contributions
 from dataflux_pipelines.graph.schema import DDL, NODE_TYPES, REL_TYPES
 from dataflux_pipelines.graph.store import (
     Snapshot,
@@ -255,7 +256,7 @@ def load_inputs(
     segments = _frame(catalog.segments.to_arrow(), _SEGMENT_COLS).with_columns(
         pl.col("sequence_number").cast(pl.Int64), pl.col("page").cast(pl.Int64)
     )
-    if contract.COLLECTIONS_TABLE in lance_table_names(catalog.db):
+    if contract.COLLECTIONS_TABLE in table_names(catalog.db):
         coll_tbl = catalog.db.open_table(contract.COLLECTIONS_TABLE).to_arrow()
     else:
         coll_tbl = contract.COLLECTIONS_SCHEMA.empty_table()

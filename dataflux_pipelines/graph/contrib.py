@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dataflux_pipelines.catalog import table_names
 from dataflux_pipelines.duplicates import SIMILAR_TOP_K, duplicate_threshold, similar_floor, space_for_table
 from dataflux_pipelines.graph.schema import CONTRIB_COLUMNS
 from dataflux_pipelines.graph.store import CONTRIB_PREFIX, contrib_key
@@ -36,18 +37,6 @@ CONTRIB_SCHEMA = pa.schema(
 assert tuple(CONTRIB_SCHEMA.names) == CONTRIB_COLUMNS
 # Contribution objects fetched at once by the publisher: one GET each, latency-bound on S3.
 READ_WORKERS = 16
-
-
-def lance_table_names(db: Any) -> list[str]:
-    """Every table of a LanceDB connection (list_tables pages its answer)."""
-    names: list[str] = []
-    token = None
-    while True:
-        page = db.list_tables(page_token=token)
-        names.extend(page.tables)
-        token = page.page_token
-        if not token:
-            return names
 
 
 def segment_concepts(segment: dict[str, Any]) -> dict[str, float | None]:
@@ -112,7 +101,7 @@ def similarity_edges(catalog: Any, asset_id: str, segments: list[dict[str, Any]]
     """SIMILAR_TO and DUPLICATE_OF candidates from the vision tables and the segment text vectors."""
     edges: list[dict[str, Any]] = []
     lit = uuid_literal(asset_id, "asset_id")
-    for name in sorted(lance_table_names(catalog.db)):
+    for name in sorted(table_names(catalog.db)):
         if not name.startswith("vision__"):
             continue
         table = catalog.db.open_table(name)

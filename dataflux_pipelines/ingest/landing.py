@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -154,39 +154,6 @@ def receive_upload(
     try:
         with os.fdopen(fd, "wb") as out:
             for chunk in iter(lambda: stream.read(_CHUNK), b""):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise UploadTooLarge(max_bytes)
-                digest.update(chunk)
-                out.write(chunk)
-        if size == 0:
-            raise EmptyUpload("the uploaded file is empty")
-        return _land(store, catalog, Path(name), digest.hexdigest(), size, meta)
-    finally:
-        Path(name).unlink(missing_ok=True)
-
-
-async def receive_upload_async(
-    store: ObjectStore,
-    catalog: Catalog,
-    chunks: AsyncIterator[bytes],
-    filename: str,
-    *,
-    context: str | None = None,
-    priority: int = 5,
-    collection_id: str | None = None,
-    max_bytes: int,
-    scratch: Path,
-) -> LandingReceipt:
-    """The same as `receive_upload` for an async body (Litestar streams)."""
-    meta = UploadMeta(safe_filename(filename), context, priority, collection_id)
-    scratch.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=scratch, prefix="upload-")
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            async for chunk in chunks:
                 size += len(chunk)
                 if size > max_bytes:
                     raise UploadTooLarge(max_bytes)
