@@ -83,8 +83,8 @@ def stage_seconds(dagster_home: Path) -> dict[str, float]:
             for record in records:
                 meta = {k: getattr(v, "value", v) for k, v in record.asset_materialization.metadata.items()}
                 if stage == "segment_embeddings":
-                    for phase in ("load_s", "decode_s", "model_s", "write_s"):
-                        totals[f"embed_{phase[:-2]}"] += float(meta.get(phase) or 0.0)
+                    for phase in ("load", "decode", "model", "write"):
+                        totals[f"embed_{phase}"] += float(meta.get(f"{phase}_seconds") or 0.0)
                 elif isinstance(meta.get("seconds"), int | float):
                     totals[stage] += float(meta["seconds"])
     return dict(totals)

@@ -1,8 +1,10 @@
 """The landing sensor: new files become partitions and runs; a repeated tick never launches twice."""
 
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 
@@ -19,6 +21,7 @@ from dataflux_pipelines.ingest.landing import (
 from dataflux_pipelines.ingest.partitions import MEDIA_PARTITIONS, media_files
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.resources import DataFluxResource
+from dataflux_pipelines.settings import Settings
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -94,6 +97,14 @@ def landing_sensor(context: dg.SensorEvaluationContext, dataflux: DataFluxResour
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _registry(settings: Settings) -> Any:
+    """One registry per code-server process: its models load once, not on every tick."""
+    from dataflux_pipelines.models.registry import ModelRegistry
+
+    return ModelRegistry(settings)
+
+
 EMBEDDING_STAGES = [dg.AssetKey("segment_embeddings"), dg.AssetKey("graph_contributions")]
 
 
@@ -108,10 +119,9 @@ def stale_embeddings_sensor(
     context: dg.SensorEvaluationContext, dataflux: DataFluxResource
 ) -> dg.SensorResult:
     from dataflux_pipelines.embeddings.stage import stale_assets
-    from dataflux_pipelines.models.registry import ModelRegistry
 
     settings = dataflux.settings()
-    registry = ModelRegistry(settings)
+    registry = _registry(settings)
     known = set(context.instance.get_dynamic_partitions(MEDIA_PARTITIONS))
     stale = [a for a in stale_assets(Catalog(settings, reader=True).db, registry) if a in known]
     if not stale:
