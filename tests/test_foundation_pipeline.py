@@ -29,8 +29,8 @@ from dataflux_pipelines.definitions import defs
 from dataflux_pipelines.identity import asset_id_for_hash, sha256_file
 from dataflux_pipelines.ingest.embedded import contiguous_ranges, process_landing
 from dataflux_pipelines.ingest.landing import ingest_paths, plan_landing, sidecar_key
-from dataflux_pipelines.ingest.partitions import media_files
-from dataflux_pipelines.ingest.sensors import RANGE_END, RANGE_START, landing_sensor
+from dataflux_pipelines.ingest.partitions import RANGE_END, RANGE_START, media_files
+from dataflux_pipelines.ingest.sensors import landing_sensor
 from dataflux_pipelines.objectstore import LocalObjectStore, open_object_store
 from dataflux_pipelines.settings import Settings
 
@@ -189,6 +189,10 @@ def test_media_file_handles_every_media_type_with_its_probe(
     assert rows["d.pdf"]["metadata"]["page_count"] == 1
     assert not [i for i in store.list("landing/")]  # the inbox is empty after processing
     assert all(s.value == "MATERIALIZED" for s in statuses["segments"].values())
+    from dataflux_pipelines.analytics.assets import dagster_runs
+
+    (run,) = [r for r in dagster_runs(instance) if r["job_name"] == "process_media"]
+    assert run["partitions"] == len(files)  # the analytics facts count every file of a ranged run
 
 
 def test_bad_files_fail_their_own_partition_with_a_reason_and_the_rest_carry_on(

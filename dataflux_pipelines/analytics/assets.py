@@ -8,6 +8,7 @@ import dagster as dg
 from dataflux_pipelines.analytics.facts import collect_facts, publish_facts
 from dataflux_pipelines.analytics.views import open_views, rollup_rows
 from dataflux_pipelines.catalog import Catalog
+from dataflux_pipelines.ingest.partitions import MEDIA_PARTITIONS, RANGE_END, RANGE_START
 from dataflux_pipelines.resources import DataFluxResource
 
 MAX_RUNS = 10_000
@@ -38,10 +39,15 @@ def _failure_reason(instance: dg.DagsterInstance, run_id: str) -> str | None:
 def dagster_runs(instance: dg.DagsterInstance, limit: int = MAX_RUNS) -> list[dict[str, Any]]:
     """Runs from Dagster's run storage: status, timing, how many files, and why a run failed."""
     out = []
+    # A ranged run (many files in one run) names only its first and last partition.
+    order = {key: i for i, key in enumerate(instance.get_dynamic_partitions(MEDIA_PARTITIONS))}
     for record in instance.get_run_records(limit=limit):
         run = record.dagster_run
         tags = run.tags or {}
-        partitions = 1 if "dagster/partition" in tags else None
+        partitions: int | None = 1 if "dagster/partition" in tags else None
+        first, last = tags.get(RANGE_START), tags.get(RANGE_END)
+        if first in order and last in order:
+            partitions = order[last] - order[first] + 1
         start, end = record.start_time, record.end_time
         status = run.status.value
         out.append(

@@ -24,8 +24,8 @@ from dataflux_pipelines.ingest.landing import (
     drop_duplicates,
     plan_landing,
 )
-from dataflux_pipelines.ingest.partitions import MEDIA_PARTITIONS
-from dataflux_pipelines.ingest.sensors import EMBEDDING_STAGES, RANGE_END, RANGE_START, run_requests_for
+from dataflux_pipelines.ingest.partitions import MEDIA_PARTITIONS, RANGE_END, RANGE_START
+from dataflux_pipelines.ingest.sensors import EMBEDDING_STAGES, run_requests_for
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.settings import Settings
 

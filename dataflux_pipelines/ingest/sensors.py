@@ -18,13 +18,10 @@ from dataflux_pipelines.ingest.landing import (
     drop_duplicates,
     plan_landing,
 )
-from dataflux_pipelines.ingest.partitions import MEDIA_PARTITIONS, media_files
+from dataflux_pipelines.ingest.partitions import MEDIA_PARTITIONS, RANGE_END, RANGE_START, media_files
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.resources import DataFluxResource
 from dataflux_pipelines.settings import Settings
-
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 
 
 def _chunks(items: Sequence[PendingFile], size: int) -> list[list[PendingFile]]:
