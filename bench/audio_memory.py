@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import media_factory as mf  # noqa: E402
+from report import append_section  # noqa: E402
 from shots_memory import write_long_video  # noqa: E402
 
 RATE = 16000
@@ -181,9 +182,7 @@ def main() -> None:
             "segment_audio, describe_passage on slices).\n\n"
             f"{table}\n"
         )
-        target = ROOT / "BENCHMARKS.md"
-        with target.open("a") as fh:
-            fh.write(section)
+        append_section(section)
 
 
 if __name__ == "__main__":

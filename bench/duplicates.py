@@ -24,6 +24,8 @@ from PIL import Image, ImageDraw, ImageFilter
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from report import append_section  # noqa: E402
+
 from dataflux_pipelines.duplicates import near_duplicate_variants, normalize, precision_recall  # noqa: E402
 from dataflux_pipelines.models.visual import VISUAL_OFFLINE_VERSION, describe_images  # noqa: E402
 
@@ -176,8 +178,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.append:
-        with (ROOT / "BENCHMARKS.md").open("a") as fh:
-            fh.write("\n" + text)
+        append_section(text)
 
 
 if __name__ == "__main__":

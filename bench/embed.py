@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from media_factory import make_video  # noqa: E402
+from report import append_section  # noqa: E402
 from tiny_models import build_tiny_clip, textured_image  # noqa: E402
 
 DATAFLUX = str(REPO / ".venv" / "bin" / "dataflux")
@@ -202,8 +203,7 @@ def main() -> None:
         lines.append(f"| {profile} | {kind} | {mode} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
     table = "\n".join(lines) + "\n"
     print(table)
-    with (REPO / "BENCHMARKS.md").open("a") as out:
-        out.write("\n" + table)
+    append_section(table)
     shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from lancedb.query import MatchQuery  # noqa: E402
+from report import append_section  # noqa: E402
 
 from dataflux_api.query.models import SearchRequest  # noqa: E402
 from dataflux_api.query.search import SearchEngine  # noqa: E402
@@ -485,11 +486,7 @@ def main() -> None:
             f"\n## Search latency ({dt.date.today().isoformat()}, bench/search.py)\n\n"
             f"Machine: {machine}. Data: {desc}\n\n{table}\n"
         )
-        target = REPO / "BENCHMARKS.md"
-        if not target.exists():
-            target.write_text("# Benchmarks\n")
-        with target.open("a") as fh:
-            fh.write(section)
+        append_section(section)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from report import append_section
 from shots_corpus import FPS, HEIGHT, WIDTH, Truth, generate_corpus
 
 CUT_TOLERANCE = 2
@@ -201,11 +202,7 @@ def main() -> None:
             f"\n## Shot detection ({dt.date.today().isoformat()}, bench/shots.py)\n\n"
             f"Machine: {machine}. Corpus: {desc}\n\n{table}\n"
         )
-        target = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
-        if not target.exists():
-            target.write_text("# Benchmarks\n")
-        with target.open("a") as fh:
-            fh.write(section)
+        append_section(section)
 
 
 if __name__ == "__main__":

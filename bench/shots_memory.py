@@ -21,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from report import append_section
 from shots_corpus import make_texture
 
 W, H, FPS = 160, 90, 10
@@ -152,11 +153,7 @@ def main() -> None:
             "from getrusage (ru_maxrss). `analyze_file` is the full per-shot analysis (probe, shots, keyframes, features, audio).\n\n"
             f"{table}\n"
         )
-        target = root / "BENCHMARKS.md"
-        if not target.exists():
-            target.write_text("# Benchmarks\n")
-        with target.open("a") as fh:
-            fh.write(section)
+        append_section(section)
 
 
 if __name__ == "__main__":
