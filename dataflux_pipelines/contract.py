@@ -36,6 +36,8 @@ class SegmentType(StrEnum):
     TILE = "tile"  # a tile of a large image
     PAGE = "page"  # a PDF page chunk
     CHUNK = "chunk"  # a text chunk of txt/md/html
+    TRANSCRIPT = "transcript"  # what is said or sung over a time span (audio files and soundtracks)
+    TEXT = "text"  # text read in a picture: an image, a video frame span, or a scanned PDF page
 
 
 # --- LanceDB tables -----------------------------------------------------------------------
@@ -97,6 +99,11 @@ SEGMENTS_SCHEMA = pa.schema(
         pa.field("confidence_score", pa.float64()),
         pa.field("text", pa.string()),  # document chunk text
         pa.field("transcript", pa.string()),  # speech transcript of the span
+        # transcript and text segments: the language, the words with their times (transcripts) or the
+        # lines with their boxes (on-screen text) as JSON, and the model version that produced them
+        pa.field("language", pa.string()),
+        pa.field("words", pa.string()),  # JSON list
+        pa.field("source_model", pa.string()),
         pa.field("context", pa.string()),  # user-provided context of the asset
         pa.field("concepts", pa.list_(pa.string())),
         # everything above that is text, joined: the column carrying the native FTS index

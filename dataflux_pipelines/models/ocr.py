@@ -25,6 +25,9 @@ PRESENCE_PIXEL = 0.3
 PRESENCE_AREA = 0.0004
 PRESENCE_PEAK = 0.7
 MIN_LINE_SCORE = 0.5  # the library's default `text_score`
+# Pictures with a shorter long side are upscaled (bicubic) before recognition: on 512-px video frames
+# the recogniser ran the words of 17-px text together ("Welcometothelaunch"); at 2x it read the spaces.
+MIN_LONG_SIDE = 960
 
 
 @dataclass
@@ -133,11 +136,26 @@ class RapidOCREngine:
             if check and score < PRESENCE_AREA:
                 out.append(Recognised([], score, True))
                 continue
-            result, _ = self.engine(np.ascontiguousarray(rgb[..., :3][..., ::-1]))
+            scale = _upscale(rgb)
+            picture = rgb if scale == 1 else _resized(rgb, scale)
+            result, _ = self.engine(np.ascontiguousarray(picture[..., :3][..., ::-1]))
             lines = [
-                TextLine(str(text).strip(), [list(map(float, p)) for p in box], float(conf))
+                TextLine(str(text).strip(), [[p[0] / scale, p[1] / scale] for p in box], float(conf))
                 for box, text, conf in (result or [])
                 if str(text).strip() and float(conf) >= MIN_LINE_SCORE
             ]
             out.append(Recognised(lines, score, False))
         return out
+
+
+def _upscale(rgb: np.ndarray) -> int:
+    side = max(rgb.shape[:2])
+    return 1 if side >= MIN_LONG_SIDE else int(np.ceil(MIN_LONG_SIDE / max(1, side)))
+
+
+def _resized(rgb: np.ndarray, scale: int) -> np.ndarray:
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    img = Image.fromarray(np.ascontiguousarray(rgb[..., :3]))
+    return np.asarray(img.resize((w * scale, h * scale), Image.Resampling.BICUBIC))

@@ -1,0 +1,175 @@
+"""Transcripts and on-screen text for a batch of analysed files, with the models loaded once.
+
+Framework-free: the `segments` stage hands over each file's analysis (which says what to transcribe and
+which pictures to read) and gets `transcript` and `text` segment drafts added to it, windows and
+pictures batched across the files of the run. When a model package is missing, the reason is logged as
+a warning and stored in the asset's summary (`transcripts` / `screen_text`), and the files go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dataflux_pipelines.contract import MediaType, SegmentType
+from dataflux_pipelines.errors import MediaError, Reason
+from dataflux_pipelines.media.types import MediaAnalysis, SegmentDraft
+
+log = logging.getLogger(__name__)
+
+OCR_CHUNK = 16  # pictures decoded at a time: memory is bounded by this many frames, not by the run
+
+
+@dataclass
+class TextInput:
+    """One analysed file: where its bytes are (for decoding transcript windows) and its analysis."""
+
+    asset_id: str
+    path: Path
+    analysis: MediaAnalysis
+
+
+def _next_sequence(analysis: MediaAnalysis, segment_type: str) -> int:
+    used = [d.sequence_number for d in analysis.segments if d.segment_type == segment_type]
+    return max(used) + 1 if used else 0
+
+
+def read_text(
+    items: list[TextInput], registry: Any, *, warn: Callable[[str], None] | None = None
+) -> dict[str, MediaError]:
+    """Add transcript and text segments to each analysis; returns the files that must fail (a scanned
+    PDF in which OCR found no text has nothing to be found by)."""
+    say = warn or (lambda message: None)
+    failures: dict[str, MediaError] = {}
+    if items:
+        _transcripts(items, registry, say)
+        _screen_text(items, registry, say)
+    for item in items:
+        analysis = item.analysis
+        if analysis.media_type == MediaType.DOCUMENT and not analysis.segments:
+            status = analysis.summary.get("screen_text", {})
+            why = status.get("reason") or "OCR found no text in the scanned pages"
+            failures[item.asset_id] = MediaError(
+                Reason.NO_TEXT, f"the PDF has no text layer and its scans could not be read: {why}"
+            )
+    return failures
+
+
+def _transcripts(items: list[TextInput], registry: Any, say: Callable[[str], None]) -> None:
+    from dataflux_pipelines.media.transcripts import FileWindows, transcribe_files
+
+    wanted = [i for i in items if i.analysis.transcript_windows]
+    if not wanted:
+        return
+    whisper = registry.whisper
+    if whisper is None:
+        reason = registry.reason("whisper") or "no speech model"
+        if "speech" in getattr(registry, "profiles", {}):
+            return  # a transformers Whisper folder is configured: the pipeline's older path transcribes
+        message = f"transcripts are off for {len(wanted)} file(s): {reason}"
+        log.warning(message)
+        say(message)
+        for item in wanted:
+            item.analysis.summary["transcripts"] = {"status": "unavailable", "reason": reason}
+        return
+    vad = registry.vad
+    started = time.perf_counter()
+    errors: dict[str, str] = {}
+    results = transcribe_files(
+        [FileWindows(i.asset_id, i.path, i.analysis.transcript_windows) for i in wanted],
+        whisper,
+        vad,
+        batch_size=whisper.batch_size,
+        on_error=lambda key, exc: errors.__setitem__(key, str(exc)),
+    )
+    elapsed = time.perf_counter() - started
+    total = sum(b - a for i in wanted for a, b in i.analysis.transcript_windows) or 1.0
+    for item in wanted:
+        segments = results.get(item.asset_id, [])
+        first = _next_sequence(item.analysis, SegmentType.TRANSCRIPT)
+        for k, seg in enumerate(segments):
+            item.analysis.segments.append(
+                SegmentDraft(
+                    segment_type=SegmentType.TRANSCRIPT,
+                    sequence_number=first + k,
+                    start_time=seg.start,
+                    end_time=seg.end,
+                    confidence=seg.confidence,
+                    transcript=seg.text,
+                    language=seg.language,
+                    words=seg.words,
+                    source_model=whisper.version,
+                    audio_features={"voiced_share": seg.voiced},
+                )
+            )
+        seconds = sum(b - a for a, b in item.analysis.transcript_windows)
+        item.analysis.summary["transcripts"] = {
+            "status": "failed" if item.asset_id in errors else "ok",
+            "reason": errors.get(item.asset_id),
+            "model": whisper.version,
+            "vad": vad.version if vad is not None else None,
+            "device": whisper.device,
+            "segments": len(segments),
+            "windows": len(item.analysis.transcript_windows),
+            "audio_seconds": round(seconds, 3),
+            "seconds": round(elapsed * seconds / total, 3),  # this file's share of the batched time
+            "language": segments[0].language if segments else None,
+        }
+
+
+def _screen_text(items: list[TextInput], registry: Any, say: Callable[[str], None]) -> None:
+    from dataflux_pipelines.media.screen_text import decode_picture, text_records
+
+    wanted = [i for i in items if i.analysis.text_frames]
+    if not wanted:
+        return
+    ocr = registry.ocr
+    if ocr is None:
+        reason = registry.reason("ocr") or "no OCR model"
+        message = f"on-screen text is off for {len(wanted)} file(s): {reason}"
+        log.warning(message)
+        say(message)
+        for item in wanted:
+            item.analysis.summary["screen_text"] = {"status": "unavailable", "reason": reason}
+            item.analysis.text_frames = []
+        return
+    for item in wanted:
+        frames = item.analysis.text_frames
+        started = time.perf_counter()
+        recognised = []
+        for k in range(0, len(frames), OCR_CHUNK):
+            pictures = [decode_picture(f.jpeg) for f in frames[k : k + OCR_CHUNK]]
+            recognised.extend(ocr.recognise(pictures))
+        records = text_records(frames, recognised)
+        first = _next_sequence(item.analysis, SegmentType.TEXT)
+        for k, rec in enumerate(records):
+            item.analysis.segments.append(
+                SegmentDraft(
+                    segment_type=SegmentType.TEXT,
+                    sequence_number=first + k,
+                    start_time=rec.start_time,
+                    end_time=rec.end_time,
+                    start_frame=rec.frame,
+                    page=rec.page,
+                    confidence=rec.confidence,
+                    text=rec.text,
+                    words=rec.lines,
+                    source_model=ocr.version,
+                    technical_features={"pictures": rec.pictures, "shot": rec.shot},
+                )
+            )
+        skipped = sum(1 for r in recognised if r.checked_only)
+        item.analysis.summary["screen_text"] = {
+            "status": "ok",
+            "model": ocr.version,
+            "device": ocr.device,
+            "pictures": len(frames),
+            "skipped_by_presence_check": skipped,
+            "segments": len(records),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        item.analysis.text_frames = []  # the JPEGs are not needed past this point
