@@ -28,21 +28,35 @@ def _fmt_span(segment: dict[str, Any]) -> str:
     return segment.get("segment_type") or ""
 
 
+def _fmt_matches(matches: list[dict[str, Any]]) -> str:
+    """Matched transcript words with their start times, or matched on-screen lines."""
+    out = []
+    for m in matches[:6]:
+        if "word" in m and m.get("start") is not None:
+            out.append(f"{m['word']}@{float(m['start']):.1f}s")
+        elif m.get("text"):
+            out.append(str(m["text"]))
+    return ", ".join(out)
+
+
 def print_search(console: Console, query: str, response: Any) -> None:
     data = response if isinstance(response, dict) else _to_dict(response)
     table = Table(title=f"search: {query}  ({data.get('total', 0)} result(s), {data.get('took_ms', 0)} ms)")
-    for column in ("asset", "type", "segment", "score", "highlight"):
+    for column in ("asset", "type", "segment", "score", "highlight / matched words"):
         table.add_column(column, overflow="fold")
     for result in data.get("results", [])[:5]:
         meta = result.get("metadata") or {}
         segments = result.get("segments") or [{}]
         highlight = (result.get("highlights") or [""])[0]
+        words = _fmt_matches(segments[0].get("matches") or [])
+        if words:
+            highlight = f"{highlight} [{words}]"
         table.add_row(
             meta.get("filename") or result.get("id", ""),
             result.get("type", ""),
-            _fmt_span(segments[0]),
+            f"{segments[0].get('segment_type') or ''} {_fmt_span(segments[0])}".strip(),
             f"{result.get('score', 0):.3f}",
-            (highlight[:90] + "…") if len(highlight) > 90 else highlight,
+            (highlight[:140] + "…") if len(highlight) > 140 else highlight,
         )
     console.print(table)
 
