@@ -173,3 +173,54 @@ def _screen_text(items: list[TextInput], registry: Any, say: Callable[[str], Non
             "seconds": round(time.perf_counter() - started, 3),
         }
         item.analysis.text_frames = []  # the JPEGs are not needed past this point
+
+
+# Which text-reading models each media type's rows depend on (video: soundtrack and frames).
+_READERS = {"audio": ("whisper",), "video": ("whisper", "ocr"), "image": ("ocr",), "document": ("ocr",)}
+
+
+def stale_text_sources(db: Any, registry: Any) -> list[str]:
+    """Completed assets whose transcripts or on-screen text came from another Whisper / OCR model than the
+    one loaded now (or from none, because it was unavailable then): their `segments` stage must rerun.
+
+    The asset's `models` records the versions (`None` when the model could not load). Documents count
+    only when they recorded an OCR version slot, i.e. they had scanned pages."""
+    import json
+
+    from dataflux_pipelines import contract
+    from dataflux_pipelines.catalog import table_names
+
+    if contract.ASSETS_TABLE not in table_names(db):
+        return []
+    current = {}
+    for name in ("whisper", "ocr"):
+        model = getattr(registry, name)
+        if model is not None:
+            current[name] = model.version
+    if not current:
+        return []
+    rows = (
+        db.open_table(contract.ASSETS_TABLE)
+        .search()
+        .where("status = 'completed'")
+        .select(["id", "media_type", "models", "summary"])
+        .limit(None)
+        .to_list()
+    )
+    stale = []
+    for row in rows:
+        models = json.loads(row["models"]) if row.get("models") else {}
+        summary = json.loads(row["summary"]) if row.get("summary") else {}
+        for name in _READERS.get(row.get("media_type") or "", ()):
+            if name not in current:
+                continue
+            # Never read: documents without scans and silent videos have nothing to read.
+            nothing_to_read = row["media_type"] == "document" or (
+                name == "whisper" and row["media_type"] == "video" and not summary.get("soundtrack")
+            )
+            if name not in models and nothing_to_read:
+                continue
+            if models.get(name) != current[name]:
+                stale.append(row["id"])
+                break
+    return sorted(stale)

@@ -170,8 +170,15 @@ def process_landing(
     if stale:
         from dataflux_pipelines.embeddings.stage import stale_assets
         from dataflux_pipelines.models.registry import ModelRegistry
+        from dataflux_pipelines.text_stage import stale_text_sources
 
-        stale_ids = [a for a in stale_assets(catalog.db, ModelRegistry(settings)) if a in set(order)]
+        registry = ModelRegistry(settings)
+        reread = [a for a in stale_text_sources(catalog.db, registry) if a in set(order)]
+        stale_ids = [
+            a for a in stale_assets(catalog.db, registry) if a in set(order) and a not in set(reread)
+        ]
+        if reread:
+            batches.append((reread, None))  # transcripts / text from another model: every stage reruns
         if stale_ids:
             batches.append((stale_ids, EMBEDDING_STAGES))
     for asset_ids, selection in batches:

@@ -120,8 +120,14 @@ def stale_embeddings_sensor(
     settings = dataflux.settings()
     registry = _registry(settings)
     known = set(context.instance.get_dynamic_partitions(MEDIA_PARTITIONS))
-    stale = [a for a in stale_assets(Catalog(settings, reader=True).db, registry) if a in known]
-    if not stale:
+    db = Catalog(settings, reader=True).db
+    stale = [a for a in stale_assets(db, registry) if a in known]
+    # Transcripts / on-screen text from another Whisper or OCR model: the whole file reruns.
+    from dataflux_pipelines.text_stage import stale_text_sources
+
+    reread = [a for a in stale_text_sources(db, registry) if a in known]
+    stale = [a for a in stale if a not in set(reread)]
+    if not stale and not reread:
         return dg.SensorResult(
             skip_reason=dg.SkipReason("every file's embeddings match the configured models")
         )
@@ -136,5 +142,12 @@ def stale_embeddings_sensor(
             tags={"dataflux/reason": "stale-embeddings"},
         )
         for asset_id in stale
+    ] + [
+        dg.RunRequest(
+            run_key=f"reread:{asset_id}:{fingerprint}",
+            partition_key=asset_id,
+            tags={"dataflux/reason": "stale-transcripts-or-text"},
+        )
+        for asset_id in reread
     ]
     return dg.SensorResult(run_requests=requests, cursor=fingerprint)
