@@ -15,7 +15,10 @@ from dataflux_pipelines.settings import Settings
 DEMO_QUERIES = (
     "documents about ocean tides and the harbour",
     '"sourdough starter"',
-    "videos of a dark city at night",
+    # Found by what the files say and show (transcripts and on-screen text), not by their context:
+    "when does the boat to the island depart",
+    "installing solar panels on a roof",
+    "how heavy is the folding bike",
 )
 
 
@@ -92,6 +95,13 @@ def demo(no_search: bool) -> None:
     console.rule("[bold]1. sample media")
     files = write_samples(samples)
     console.print(f"{len(files)} files in {samples}")
+    from dataflux_pipelines.text_samples import espeak_path
+
+    if espeak_path() is None:
+        console.print(
+            "[yellow]espeak-ng is not installed: the spoken samples (ferry_briefing.wav, bicycle_launch.mp4) "
+            "were not generated; install it (apt-get install espeak-ng) to try transcripts[/yellow]"
+        )
     console.rule("[bold]2. ingest")
     store, catalog = open_object_store(settings), Catalog(settings)
     for file in files:

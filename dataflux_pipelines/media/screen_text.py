@@ -22,9 +22,12 @@ from PIL import Image
 from dataflux_pipelines.media.types import TextFrame
 
 CHECK_EVERY_S = 0.25
-PREVIEW = (32, 18)
-CHANGE_THRESHOLD = 12.0  # mean absolute difference (0-255) of grey previews that counts as a new picture
-SETTLE_THRESHOLD = 4.0  # a change has settled when two checks in a row differ by less than this
+PREVIEW = (64, 36)
+# Previews are compared by the share of their pixels whose grey level moved by more than PIXEL_DELTA:
+# a new line of text on a slide moves ~0.7 % of a 64x36 preview, sensor noise (sigma 8) none.
+PIXEL_DELTA = 16.0
+CHANGE_SHARE = 0.004  # this share moved since the last capture: a new picture
+SETTLE_SHARE = 0.002  # less than this moved since the previous check: the picture holds still
 MAX_CAPTURES = 600  # per video: bounds memory (each capture is one JPEG) and OCR time
 IMAGE_SIDE = 1600  # long side an image is read at: small print survives, huge scans stay affordable
 SCAN_SIDE = 2000
@@ -37,6 +40,10 @@ def _preview(rgb: np.ndarray) -> np.ndarray:
         Image.fromarray(np.ascontiguousarray(rgb[..., :3])).convert("L").resize(PREVIEW, Image.Resampling.BOX)
     )
     return np.asarray(img, dtype=np.float32)
+
+
+def _moved(a: np.ndarray, b: np.ndarray) -> float:
+    return float((np.abs(a - b) > PIXEL_DELTA).mean())
 
 
 def encode_picture(rgb: np.ndarray, max_side: int) -> bytes:
@@ -77,12 +84,10 @@ class ChangeSampler:
         if index % self.every:
             return
         preview = _preview(rgb)
-        moved = self._reference is not None and float(np.abs(preview - self._reference).mean())
-        if self._changed_at is None and moved is not False and moved >= CHANGE_THRESHOLD:
+        reference_moved = self._reference is not None and _moved(preview, self._reference) >= CHANGE_SHARE
+        if self._changed_at is None and reference_moved:
             self._changed_at = index
-        settled = (
-            self._previous is not None and float(np.abs(preview - self._previous).mean()) < SETTLE_THRESHOLD
-        )
+        settled = self._previous is not None and _moved(preview, self._previous) < SETTLE_SHARE
         if self._changed_at is not None and (settled or self._reference is None):
             if len(self.captures) < MAX_CAPTURES:
                 self.captures.append(Capture(index, self._changed_at, encode_picture(rgb, self.max_side)))

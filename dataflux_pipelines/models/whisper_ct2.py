@@ -179,7 +179,9 @@ class WhisperCT2:
         )
         starts = np.asarray(offsets, dtype=np.float64) / SAMPLE_RATE
         for seg in segments:
-            k = int(np.searchsorted(starts, float(seg.start) + 1e-6, side="right") - 1)
+            # By the midpoint: the library rounds times to 10 ms, so a start can fall just before its clip.
+            mid = (float(seg.start) + float(seg.end)) / 2
+            k = int(np.searchsorted(starts, mid, side="right") - 1)
             k = min(max(k, 0), len(keep) - 1)
             out[keep[k]].append(_convert(seg, info.language, shift=float(starts[k])))
         return out
