@@ -134,6 +134,9 @@ def stale_embeddings_sensor(
     fingerprint = hashlib.sha256(
         json.dumps(registry.model_versions("video"), sort_keys=True).encode()
     ).hexdigest()[:16]
+    reread_fingerprint = hashlib.sha256(
+        json.dumps(registry.text_source_versions("video"), sort_keys=True).encode()
+    ).hexdigest()[:16]
     requests = [
         dg.RunRequest(
             run_key=f"stale:{asset_id}:{fingerprint}",
@@ -144,7 +147,7 @@ def stale_embeddings_sensor(
         for asset_id in stale
     ] + [
         dg.RunRequest(
-            run_key=f"reread:{asset_id}:{fingerprint}",
+            run_key=f"reread:{asset_id}:{reread_fingerprint}",
             partition_key=asset_id,
             tags={"dataflux/reason": "stale-transcripts-or-text"},
         )

@@ -544,11 +544,11 @@ class ModelRegistry:
         versions = {"text": self.text.version}
         if media_type in ("image", "video"):
             versions["vision"] = self.vision.version
-        versions.update(self.text_source_versions(media_type))
         return versions
 
     def text_source_versions(self, media_type: str) -> dict[str, str]:
-        """Versions of the models that read text out of this media type (Whisper, OCR) when loaded."""
+        """Versions of the models that read text out of this media type (Whisper, OCR), when they load:
+        the staleness key of the `segments` stage (see `text_stage.stale_text_sources`)."""
         out: dict[str, str] = {}
         wants = {"audio": ("whisper",), "video": ("whisper", "ocr"), "image": ("ocr",), "document": ("ocr",)}
         for name in wants.get(media_type, ()):
