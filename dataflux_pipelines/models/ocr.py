@@ -148,14 +148,14 @@ class RapidOCREngine:
         return out
 
 
-def _upscale(rgb: np.ndarray) -> int:
+def _upscale(rgb: np.ndarray) -> float:
     side = max(rgb.shape[:2])
-    return 1 if side >= MIN_LONG_SIDE else int(np.ceil(MIN_LONG_SIDE / max(1, side)))
+    return 1.0 if side >= MIN_LONG_SIDE else MIN_LONG_SIDE / max(1, side)
 
 
-def _resized(rgb: np.ndarray, scale: int) -> np.ndarray:
+def _resized(rgb: np.ndarray, scale: float) -> np.ndarray:
     from PIL import Image
 
     h, w = rgb.shape[:2]
     img = Image.fromarray(np.ascontiguousarray(rgb[..., :3]))
-    return np.asarray(img.resize((w * scale, h * scale), Image.Resampling.BICUBIC))
+    return np.asarray(img.resize((round(w * scale), round(h * scale)), Image.Resampling.BICUBIC))
