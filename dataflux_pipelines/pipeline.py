@@ -291,7 +291,7 @@ class MediaPipeline:
         probe = _probe_from_dict(row["metadata"])
         path = sources.enter_context(self._source({"storage_path": row["storage_path"]}))
         analysis: MediaAnalysis = self.worker.call(analyze_file, str(path), probe, self.analysis_options())
-        if self.settings.speech_model and self.registry.whisper is None:
+        if "speech" in self.registry.profiles:
             self._transcribe(path, analysis)  # a transformers Whisper folder: speech passages only
         analyses[asset_id] = (path, analysis)
         return {}

@@ -70,11 +70,9 @@ def _transcripts(items: list[TextInput], registry: Any, say: Callable[[str], Non
         reason = registry.reason("whisper") or "no speech model"
         if "speech" in getattr(registry, "profiles", {}):
             return  # a transformers Whisper folder is configured: the pipeline's older path transcribes
-        message = f"transcripts are off for {len(wanted)} file(s): {reason}"
-        log.warning(message)
-        say(message)
-        for item in wanted:
-            item.analysis.summary["transcripts"] = {"status": "unavailable", "reason": reason}
+        _unavailable(
+            wanted, "transcripts", "transcripts are off", reason, "whisper" in registry.profiles, say
+        )
         return
     vad = registry.vad
     started = time.perf_counter()
@@ -121,6 +119,21 @@ def _transcripts(items: list[TextInput], registry: Any, say: Callable[[str], Non
         }
 
 
+def _unavailable(
+    items: list[TextInput], key: str, what: str, reason: str, wanted: bool, say: Callable[[str], None]
+) -> None:
+    """Record why a file has no transcripts / text; a model that should have loaded is a warning,
+    a switch turned off in the settings only a note."""
+    message = f"{what} for {len(items)} file(s): {reason}"
+    if wanted:
+        log.warning(message)
+        say(message)
+    else:
+        log.info(message)
+    for item in items:
+        item.analysis.summary[key] = {"status": "unavailable" if wanted else "off", "reason": reason}
+
+
 def _screen_text(items: list[TextInput], registry: Any, say: Callable[[str], None]) -> None:
     from dataflux_pipelines.media.screen_text import decode_picture, text_records
 
@@ -130,11 +143,8 @@ def _screen_text(items: list[TextInput], registry: Any, say: Callable[[str], Non
     ocr = registry.ocr
     if ocr is None:
         reason = registry.reason("ocr") or "no OCR model"
-        message = f"on-screen text is off for {len(wanted)} file(s): {reason}"
-        log.warning(message)
-        say(message)
+        _unavailable(wanted, "screen_text", "on-screen text is off", reason, "ocr" in registry.profiles, say)
         for item in wanted:
-            item.analysis.summary["screen_text"] = {"status": "unavailable", "reason": reason}
             item.analysis.text_frames = []
         return
     for item in wanted:
