@@ -82,9 +82,14 @@ def sentence(rng: np.random.Generator) -> str:
     return f"{pick(SUBJECTS)} {pick(VERBS)} {pick(OBJECTS)} {pick(PLACES)}".capitalize() + "."
 
 
+_NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve".split()
+
+
 def normalise(text: str) -> list[str]:
+    """Lower case, no punctuation, US/UK spelling and small numbers folded (Whisper writes "7")."""
     text = text.lower().replace("neighbor", "neighbour")
-    return "".join(c if c.isalnum() or c.isspace() else " " for c in text).split()
+    words = "".join(c if c.isalnum() or c.isspace() else " " for c in text).split()
+    return [_NUMBERS[int(w)] if w.isdigit() and int(w) < len(_NUMBERS) else w for w in words]
 
 
 def word_errors(ref: list[str], hyp: list[str]) -> int:

@@ -102,6 +102,12 @@ def test_windows_skip_only_true_silence_and_stay_within_thirty_seconds() -> None
     assert 74.0 <= covered <= 76.0  # the 74 s of sound plus padding; the 8 s of silence skipped
     assert any(abs(b - 28.0) < 0.05 for a, b in windows)  # cut at the quiet frame, not at 30 s
     assert plan_windows(np.full(500, 1e-5), 10.0) == []
+    # Two sentences 5 s apart fit in one window together: one decoder call, not two.
+    two = np.concatenate([np.full(150, 0.05), np.full(250, 1e-4), np.full(150, 0.05)])
+    assert plan_windows(two, len(two) / frames_per_s) == [(0.0, 11.0)]
+    # Sound 40 s apart does not: the silence between is skipped.
+    far = np.concatenate([np.full(150, 0.05), np.full(2000, 1e-4), np.full(150, 0.05)])
+    assert len(plan_windows(far, len(far) / frames_per_s)) == 2
 
 
 def test_whisper_text_without_vad_speech_needs_a_confident_decoder() -> None:

@@ -2,8 +2,9 @@
 
 Windows come from the per-20 ms-frame energy the audio scan already keeps: only true silence (below
 -50 dBFS for a second or more) is skipped, so singing over music is transcribed although Silero's VAD
-calls it non-speech. A window holds at most 30 s (Whisper's field of view) and is cut at the quietest
-frame of its last 10 s, so words are rarely split. Files stream: windows are decoded one after the
+calls it non-speech. A window holds at most 30 s (Whisper's field of view): sounding runs that fit
+together share one, a longer run is cut at the quietest frame of its last 10 s, so words are rarely
+split. Files stream: windows are decoded one after the
 other in a single pass, so memory is one batch of windows whatever the file's length.
 
 Whisper text where the VAD hears no speech is kept only when the decoder was confident (singing);
@@ -80,11 +81,16 @@ def plan_windows(rms: np.ndarray, duration: float) -> list[tuple[float, float]]:
             a = cut
         windows.append((a, b))
     min_loud = round(MIN_AUDIBLE_S / FRAME_S)
-    out = []
-    for a, b in windows:
-        if int(loud[a:b].sum()) >= min_loud:
-            out.append((round(a * FRAME_S, 3), round(min(b * FRAME_S, duration), 3)))
-    return out
+    kept = [(a, b) for a, b in windows if int(loud[a:b].sum()) >= min_loud]
+    # Runs that fit in one window together share it: Whisper pads every window to 30 s anyway, so one
+    # call per 30 s of timeline is cheaper than one per run, and the decoder keeps the context.
+    packed: list[tuple[int, int]] = []
+    for a, b in kept:
+        if packed and b - packed[-1][0] <= per_window:
+            packed[-1] = (packed[-1][0], b)
+        else:
+            packed.append((a, b))
+    return [(round(a * FRAME_S, 3), round(min(b * FRAME_S, duration), 3)) for a, b in packed]
 
 
 def window_samples(path: Path | str, windows: Sequence[tuple[float, float]]) -> Iterator[np.ndarray]:
