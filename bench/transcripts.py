@@ -254,7 +254,7 @@ def music_video(whisper: WhisperCT2, vad: SileroVAD, seconds: float) -> tuple[st
         text,
         took,
         sum(b - a for a, b in windows),
-        len(normalise(text)) - 2 * len(result["v"]),
+        sum(len(normalise(s.text)) for s in result["v"]),
         gated_words,
     )
 
