@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -269,8 +270,27 @@ class MediaPipeline:
         try:
             return read_text(items, self.registry, warn=self.log)
         except Exception as exc:  # a model crash costs the batch its transcripts, not its files
-            error = MediaError(Reason.INTERNAL_ERROR, f"transcripts/OCR failed: {type(exc).__name__}: {exc}")
-            return {a: error for a in analyses}
+            reason = f"{type(exc).__name__}: {exc}"
+            logging.getLogger(__name__).exception("transcripts/OCR failed for %d file(s)", len(items))
+            self.log(f"transcripts/OCR failed for {len(items)} file(s): {reason}")
+            failures = {}
+            for item in items:
+                wanted = {
+                    "transcripts": item.analysis.transcript_windows,
+                    "screen_text": item.analysis.text_frames,
+                }
+                for key, work in wanted.items():
+                    if work:  # recorded as not ok: `text_stage.stale_text_sources` reruns the file later
+                        item.analysis.summary.setdefault(key, {"status": "failed", "reason": reason})
+                # Drop what was half-read, so no file keeps a partial transcript.
+                item.analysis.segments = [
+                    d for d in item.analysis.segments if d.segment_type not in ("transcript", "text")
+                ]
+                if item.analysis.media_type == "document" and not item.analysis.segments:
+                    failures[item.asset_id] = MediaError(
+                        Reason.NO_TEXT, f"scanned pages could not be read: {reason}"
+                    )
+            return failures
 
     def analysis_options(self) -> Any:
         from dataflux_pipelines.media.analyze import AnalysisOptions
@@ -463,4 +483,6 @@ def _text_source_models(current: Any, summary: dict[str, Any]) -> dict[str, Any]
         status = summary.get(name)
         if status:
             models[key] = status.get("model") if status.get("status") == "ok" else None
+        else:
+            models.pop(key, None)  # nothing to read this time (e.g. no sound, no scanned page)
     return models
