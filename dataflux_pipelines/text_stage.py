@@ -21,6 +21,7 @@ from dataflux_pipelines.media.types import MediaAnalysis, SegmentDraft
 
 log = logging.getLogger(__name__)
 
+TEXT_STAGE_VERSION = 1
 OCR_CHUNK = 16  # pictures decoded at a time: memory is bounded by this many frames, not by the run
 
 
@@ -45,6 +46,9 @@ def read_text(
     PDF in which OCR found no text has nothing to be found by)."""
     say = warn or (lambda message: None)
     failures: dict[str, MediaError] = {}
+    for item in items:
+        # Marks the file as read by this stage (`stale_text_sources` tells it from older rows).
+        item.analysis.summary["text_stage"] = TEXT_STAGE_VERSION
     if items:
         _transcripts(items, registry, say)
         _screen_text(items, registry, say)
@@ -191,10 +195,11 @@ _READERS = {"audio": ("whisper",), "video": ("whisper", "ocr"), "image": ("ocr",
 
 def stale_text_sources(db: Any, registry: Any) -> list[str]:
     """Completed assets whose transcripts or on-screen text came from another Whisper / OCR model than the
-    one loaded now (or from none, because it was unavailable then): their `segments` stage must rerun.
+    one loaded now (or from none, because it was unavailable then), and audio, video and images
+    processed before this stage existed: their `segments` stage must rerun.
 
-    The asset's `models` records the versions (`None` when the model could not load). Documents count
-    only when they recorded an OCR version slot, i.e. they had scanned pages."""
+    The asset's `models` records the versions (`None` when the model could not run); a file with
+    nothing to read (no sound, no scanned page) records no slot and is never stale for that reader."""
     import json
 
     from dataflux_pipelines import contract
@@ -221,16 +226,13 @@ def stale_text_sources(db: Any, registry: Any) -> list[str]:
     for row in rows:
         models = json.loads(row["models"]) if row.get("models") else {}
         summary = json.loads(row["summary"]) if row.get("summary") else {}
-        for name in _READERS.get(row.get("media_type") or "", ()):
-            if name not in current:
-                continue
-            # Never read: documents without scans and silent videos have nothing to read.
-            nothing_to_read = row["media_type"] == "document" or (
-                name == "whisper" and row["media_type"] == "video" and not summary.get("soundtrack")
-            )
-            if name not in models and nothing_to_read:
-                continue
-            if models.get(name) != current[name]:
+        readers = [n for n in _READERS.get(row.get("media_type") or "", ()) if n in current]
+        if not summary.get("text_stage"):
+            # Processed before files were read for text: audio, video and images have never been read.
+            if readers and row.get("media_type") != "document":
                 stale.append(row["id"])
-                break
+            continue
+        # Read before: stale where a reader recorded another version, or None (it could not run then).
+        if any(name in models and models[name] != current[name] for name in readers):
+            stale.append(row["id"])
     return sorted(stale)
