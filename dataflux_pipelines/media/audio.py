@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dataflux_pipelines.contract import MediaType, SegmentType
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.media.types import MediaAnalysis, Probe, SegmentDraft
+from dataflux_pipelines.records import MediaType, SegmentType
 
 if TYPE_CHECKING:
-    from dataflux_pipelines.media.analyze import AnalysisOptions
+    from dataflux_pipelines.media.types import AnalysisOptions
 
 ANALYSIS_RATE = 16000
 FRAME_S = 0.02
