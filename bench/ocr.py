@@ -186,7 +186,10 @@ def main() -> None:
         "image-only PDFs rendered here, read through `analyze_document` (pypdf extracts the page image).\n",
     ]
     with tempfile.TemporaryDirectory() as tmpdir:
-        for seed, label in ((1, "tuning seed 1 (the presence thresholds were checked on it)"), (2, "held-out seed 2")):
+        for seed, label in (
+            (1, "tuning seed 1 (the presence thresholds were checked on it)"),
+            (2, "held-out seed 2"),
+        ):
             kinds = corpus(seed, args.per_kind, Path(tmpdir))
             lines.append(f"\n**{label}**\n")
             lines.append(

@@ -34,7 +34,7 @@ from report import append_section  # noqa: E402
 
 from dataflux_api.query.models import SearchRequest  # noqa: E402
 from dataflux_api.query.search import SearchEngine  # noqa: E402
-from dataflux_pipelines import contract  # noqa: E402
+from dataflux_pipelines import layout, records  # noqa: E402
 from dataflux_pipelines.catalog import Catalog, connect  # noqa: E402
 from dataflux_pipelines.embeddings.indexes import (  # noqa: E402
     SCALAR_COLUMNS,
@@ -86,9 +86,9 @@ def _vector_summary(report: dict) -> list[dict]:
 def ensure_indexes(settings: Settings, data_dir: Path, info: dict) -> dict:
     """A cached dataset gets the scalar indexes index maintenance has learnt to build since it was made."""
     db = connect(settings)
-    wanted = {contract.SEGMENTS_TABLE: SCALAR_COLUMNS}
-    wanted[contract.vector_table_name("vision", VISION_SPACE)] = VECTOR_SCALAR_COLUMNS
-    wanted[contract.ASSETS_TABLE] = ("id",)
+    wanted = {layout.SEGMENTS_TABLE: SCALAR_COLUMNS}
+    wanted[layout.vector_table_name("vision", VISION_SPACE)] = VECTOR_SCALAR_COLUMNS
+    wanted[layout.ASSETS_TABLE] = ("id",)
     for name, columns in wanted.items():
         have = {cfg.columns[0] for cfg in db.open_table(name).list_indices()}
         if not set(columns) <= have:
@@ -143,7 +143,7 @@ def build_dataset(settings: Settings, data_dir: Path) -> dict:
             seg_media.append(media[i])
     tokens = rng.choice(VOCAB, size=(SEGMENTS, WORDS_PER_SEGMENT), p=zipf)
     texts = [" ".join(vocab[t] for t in row) for row in tokens]
-    text_vectors = _low_rank(rng, SEGMENTS, contract.TEXT_DIM)
+    text_vectors = _low_rank(rng, SEGMENTS, records.TEXT_DIM)
     vision_vectors = _low_rank(rng, SEGMENTS, VISION_DIM)
     seq = np.tile(np.arange(PER_ASSET, dtype=np.int32), n_assets)
     segments = pa.table(
@@ -159,7 +159,7 @@ def build_dataset(settings: Settings, data_dir: Path) -> dict:
             "text": texts,
             "search_text": texts,
             "text_vector": pa.FixedSizeListArray.from_arrays(
-                pa.array(text_vectors.ravel()), contract.TEXT_DIM
+                pa.array(text_vectors.ravel()), records.TEXT_DIM
             ),
             "text_model": ["synthetic"] * SEGMENTS,
         }
@@ -167,12 +167,12 @@ def build_dataset(settings: Settings, data_dir: Path) -> dict:
     full = pa.table(
         {
             f.name: segments.column(f.name) if f.name in segments.column_names else pa.nulls(SEGMENTS, f.type)
-            for f in contract.SEGMENTS_SCHEMA
+            for f in records.SEGMENTS_SCHEMA
         },
-        schema=contract.SEGMENTS_SCHEMA,
+        schema=records.SEGMENTS_SCHEMA,
     )
     db = connect(settings)
-    db.create_table(contract.SEGMENTS_TABLE, data=full, mode="overwrite")
+    db.create_table(layout.SEGMENTS_TABLE, data=full, mode="overwrite")
     vision = pa.table(
         {
             "segment_id": seg_ids,
@@ -184,9 +184,9 @@ def build_dataset(settings: Settings, data_dir: Path) -> dict:
             "model_version": ["1"] * SEGMENTS,
             "created_at": pa.array([now] * SEGMENTS, type=pa.timestamp("us", tz="UTC")),
         },
-        schema=contract.vector_table_schema(VISION_DIM),
+        schema=records.vector_table_schema(VISION_DIM),
     )
-    db.create_table(contract.vector_table_name("vision", VISION_SPACE), data=vision, mode="overwrite")
+    db.create_table(layout.vector_table_name("vision", VISION_SPACE), data=vision, mode="overwrite")
     write_s = time.perf_counter() - started
     started = time.perf_counter()
     report = maintain_indexes(db)
@@ -302,11 +302,11 @@ def main() -> None:
     torch.set_num_threads(1)
     registry = ModelRegistry(settings)
     db = connect(settings, reader=True)
-    seg = db.open_table(contract.SEGMENTS_TABLE)
-    vis = db.open_table(contract.vector_table_name("vision", VISION_SPACE))
+    seg = db.open_table(layout.SEGMENTS_TABLE)
+    vis = db.open_table(layout.vector_table_name("vision", VISION_SPACE))
     params = load_search_params(db)
-    p_text = params.get((contract.SEGMENTS_TABLE, "text_vector"))
-    p_vis = params.get((contract.vector_table_name("vision", VISION_SPACE), "vector"))
+    p_text = params.get((layout.SEGMENTS_TABLE, "text_vector"))
+    p_vis = params.get((layout.vector_table_name("vision", VISION_SPACE), "vector"))
     qvecs = {q: registry.embed_texts([q])[0] for q in queries}
     embed_ms = timed(lambda q: registry.embed_texts([q + " x"]), queries[:n])
     embed_load = os.getloadavg()[0]
@@ -475,7 +475,7 @@ def main() -> None:
         machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}"
         desc = (
             f"{SEGMENTS:,} segments in {SEGMENTS // PER_ASSET:,} assets; synthetic unit vectors near a {LATENT}-d subspace "
-            f"(text 384-d in `segments.text_vector`, vision {VISION_DIM}-d in `{contract.vector_table_name('vision', VISION_SPACE)}`), "
+            f"(text 384-d in `segments.text_vector`, vision {VISION_DIM}-d in `{layout.vector_table_name('vision', VISION_SPACE)}`), "
             f"{WORDS_PER_SEGMENT} Zipf-distributed words per segment from a {VOCAB}-word synthetic vocabulary; indexes built and "
             f"tuned by `maintain_indexes` (FTS with positions, IVF_HNSW_SQ): {info['vectors']}. {n} distinct 2-word queries per row "
             f"(no cache hits) after {warm} warm-ups, one client, k={K} candidates per retriever, page of 20. API: uvicorn "

@@ -173,7 +173,7 @@ def main() -> None:
         from dataflux_api.query.models import SearchRequest
         from dataflux_api.service import DataFlux
         from dataflux_pipelines.catalog import Catalog
-        from dataflux_pipelines.ingest.landing import ingest_paths
+        from dataflux_pipelines.landing import ingest_paths
         from dataflux_pipelines.objectstore import open_object_store
         from dataflux_pipelines.pipeline import MediaPipeline
         from dataflux_pipelines.samples import write_samples

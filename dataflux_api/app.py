@@ -30,12 +30,14 @@ from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from dataflux_api import schemas
-from dataflux_api.auth import JWTAuthMiddleware, check_secret, is_loopback, require_permission
+from dataflux_api.auth import require_permission
 from dataflux_api.errors import DataFluxError, error_body
+from dataflux_api.links import API_PREFIX
 from dataflux_api.metrics import CONTENT_TYPE, Metrics
+from dataflux_api.policy import PolicyGuard, RequestPolicy
 from dataflux_api.query.models import SearchRequest, SearchResponse
-from dataflux_api.service import API_PREFIX, DataFlux, MediaObject
-from dataflux_pipelines.settings import Settings, SettingsError, get_settings
+from dataflux_api.service import DataFlux, MediaObject
+from dataflux_pipelines.settings import Settings, get_settings
 
 log = logging.getLogger("dataflux_api")
 
@@ -389,7 +391,7 @@ class LibraryController(Controller):
         return service.stats()
 
 
-@get("/health", sync_to_thread=True, exclude_from_auth=True, tags=["System"])
+@get("/health", sync_to_thread=True, tags=["System"])
 def health(service: Service, state: State) -> dict[str, Any]:
     """Stores, models, profile, device and every reason the service runs degraded."""
     return service.health(auth_mode=state.auth_mode)
@@ -409,23 +411,21 @@ def _fields(struct: type, row: dict[str, Any]) -> dict[str, Any]:
 # --- the factory ------------------------------------------------------------------------------
 
 
+# Public without a token: the OpenAPI document (it describes the API and holds no data) and the
+# health probe load balancers call (stores and models, no library content).
+PUBLIC_PATHS = ("^/schema", "^/health$")
+
+
 def create_app(settings: Settings | None = None, *, service: DataFlux | None = None) -> Litestar:
     """The REST app; refuses a non-loopback bind address without a JWT secret."""
     settings = settings or (service.settings if service is not None else get_settings())
-    if settings.jwt_secret:
-        check_secret(settings.jwt_secret)
-        auth_mode = "jwt"
-    elif is_loopback(settings.api_host):
-        auth_mode = "open"
+    # The OpenAPI document describes the API and holds no data: it stays readable without a token.
+    policy = RequestPolicy.for_server(settings, settings.api_host, public_paths=PUBLIC_PATHS)
+    if policy.secret is None:
         log.warning(
-            "DataFlux API runs OPEN on %s: no DATAFLUX_JWT_SECRET, so every request is allowed. "
+            "DataFlux API runs OPEN on %s: no DATAFLUX_JWT_SECRET, so every local request is allowed. "
             "Set a secret before exposing it.",
             settings.api_host,
-        )
-    else:
-        raise SettingsError(
-            f"refusing to bind {settings.api_host} without DATAFLUX_JWT_SECRET: set a secret of at least "
-            "32 bytes (`openssl rand -hex 32`) or bind 127.0.0.1"
         )
     service = service or DataFlux(settings)
     metrics_ = Metrics(service)
@@ -465,7 +465,7 @@ def create_app(settings: Settings | None = None, *, service: DataFlux | None = N
         guards=[require_permission],
         middleware=[
             metrics_.middleware,
-            DefineMiddleware(JWTAuthMiddleware, secret=settings.jwt_secret, exclude=["^/schema"]),
+            DefineMiddleware(PolicyGuard, policy=policy),  # type: ignore[arg-type]
         ],
         exception_handlers={
             DataFluxError: _domain_error,
@@ -474,7 +474,7 @@ def create_app(settings: Settings | None = None, *, service: DataFlux | None = N
         },
         openapi_config=openapi,
         request_max_body_size=_JSON_BODY_MAX_BYTES,
-        state=State({"auth_mode": auth_mode, "metrics": metrics_}),
+        state=State({"auth_mode": policy.auth_mode, "policy": policy, "metrics": metrics_}),
         signature_namespace={
             "DataFlux": DataFlux,
             "SearchRequest": SearchRequest,

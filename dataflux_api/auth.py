@@ -1,4 +1,6 @@
-"""JWT bearer tokens with permissions, and the Litestar middleware and guard that enforce them.
+"""JWT bearer tokens with permissions, and the Litestar guard that checks a route's permission.
+
+Who the caller is comes from `dataflux_api.policy` (one request policy for REST, web UI and MCP).
 
 Tokens are HS256 only (the algorithm is pinned: `alg: none` and every other algorithm are rejected),
 must carry `exp`, `sub` and `iss="dataflux"`, and list their `permissions`. `admin` allows everything.
@@ -17,8 +19,6 @@ from typing import Any
 import jwt
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from litestar.middleware.authentication import AbstractAuthenticationMiddleware, AuthenticationResult
-from litestar.types import ASGIApp
 
 from dataflux_api.errors import Forbidden, Unauthorized
 from dataflux_pipelines.settings import SettingsError
@@ -115,29 +115,6 @@ def decode_token(secret: str, token: str) -> Principal:
     if not isinstance(permissions, list) or not all(isinstance(p, str) for p in permissions):
         raise Unauthorized("invalid_token", "the token's permissions claim must be a list of strings")
     return Principal(str(claims["sub"]), frozenset(p for p in permissions if p in PERMISSIONS))
-
-
-class JWTAuthMiddleware(AbstractAuthenticationMiddleware):
-    """Puts a `Principal` in `scope["user"]`: from the bearer token, or the open principal without a secret."""
-
-    def __init__(self, app: ASGIApp, secret: str | None, exclude: list[str] | None = None) -> None:
-        super().__init__(app, exclude=exclude)
-        self.secret = secret
-
-    async def authenticate_request(
-        self, connection: ASGIConnection[Any, Any, Any, Any]
-    ) -> AuthenticationResult:
-        if self.secret is None:
-            return AuthenticationResult(user=OPEN_PRINCIPAL, auth=None)
-        header = connection.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if not header:
-            raise Unauthorized(
-                "missing_token", "send `Authorization: Bearer <token>` (see `dataflux token create`)"
-            )
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("invalid_token", "the Authorization header must be `Bearer <token>`")
-        return AuthenticationResult(user=decode_token(self.secret, token.strip()), auth=token.strip())
 
 
 def require_permission(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:

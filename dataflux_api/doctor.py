@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from dataflux_pipelines.settings import Settings
+from packaging.version import Version
+
+from dataflux_pipelines.settings import Settings, declared
 
 
 @dataclass
@@ -56,17 +58,70 @@ def check_versions() -> list[Check]:
             missing.append(name)
     detail = f"python {platform.python_version()}; " + ", ".join(found)
     checks = [Check("versions", not missing, detail, "run `make setup`" if missing else "")]
-    dagster_version = importlib.metadata.version("dagster") if "dagster" not in missing else None
-    if dagster_version and dagster_version != "1.13.27":
+    wrong = [
+        f"{name} {importlib.metadata.version(name)} (declared {pin})"
+        for name, pin in declared_pins().items()
+        if _installed(name) and Version(importlib.metadata.version(name)).public != Version(pin).public
+    ]
+    if wrong:
         checks.append(
-            Check(
-                "dagster pin",
-                False,
-                f"dagster {dagster_version}",
-                "pin dagster==1.13.27 with dagster-*==0.29.27",
-            )
+            Check("pins", False, "; ".join(wrong), "run `make setup` (pyproject.toml pins these exactly)")
         )
     return checks
+
+
+def _installed(name: str) -> bool:
+    try:
+        importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def declared_pins() -> dict[str, str]:
+    """The exact (`==`) pins of the installed DataFlux distribution, from its own metadata."""
+    pins = {}
+    for requirement in importlib.metadata.requires("dataflux") or []:
+        spec = requirement.split(";")[0].strip()
+        if "==" in spec and "extra ==" not in requirement:
+            name, version = spec.split("==", 1)
+            pins[name.split("[")[0].strip().lower()] = version.strip()
+    return pins
+
+
+def check_settings(settings: Settings) -> list[Check]:
+    """Variables that look like DataFlux settings but are not declared (a typo is silently ignored otherwise)."""
+    known = {d.env for d in declared()}
+    unknown = sorted(
+        k for k in os.environ if k.startswith("DATAFLUX_") and k not in known and k not in _COMPOSE_ONLY
+    )
+    detail = (
+        f"{len(known)} declared settings; {sum(1 for k in known if os.environ.get(k))} set in the environment"
+    )
+    if unknown:
+        return [
+            Check(
+                "settings",
+                False,
+                f"{detail}; not DataFlux settings: {', '.join(unknown)}",
+                "`dataflux settings` lists every variable; fix the name or remove it",
+                level="warning",
+            )
+        ]
+    return [Check("settings", True, detail)]
+
+
+# Variables docker-compose.yml reads for itself (images, limits), not settings of DataFlux's code.
+_COMPOSE_ONLY = frozenset(
+    {
+        "DATAFLUX_IMAGE",
+        "DATAFLUX_S3_BUCKET",
+        "DATAFLUX_WORKER_CPUS",
+        "DATAFLUX_WORKER_MEMORY",
+        "DATAFLUX_API_CPUS",
+        "DATAFLUX_API_MEMORY",
+    }
+)
 
 
 def check_stores(settings: Settings) -> list[Check]:
@@ -238,7 +293,7 @@ def _check_postgres(settings: Settings) -> list[Check]:
     from dagster_postgres.run_storage import PostgresRunStorage
     from dagster_postgres.utils import get_conn_string
 
-    from dataflux_pipelines.backup import dagster_storage
+    from dataflux_pipelines.orchestration.backup import dagster_storage
 
     storage = dagster_storage(settings.dagster_home)
     where = f"{storage.user}@{storage.host}:{storage.port}/{storage.database}"
@@ -296,8 +351,8 @@ def _check_postgres(settings: Settings) -> list[Check]:
 
 
 def _check_buckets(settings: Settings) -> list[Check]:
-    from dataflux_pipelines.backup import s3_location
     from dataflux_pipelines.objectstore import s3_client
+    from dataflux_pipelines.orchestration.backup import s3_location
 
     urls = [u for u in (settings.object_store_url, settings.lance_uri) if u.startswith("s3://")]
     if not urls:
@@ -370,7 +425,7 @@ def _check_daemon(settings: Settings, embedded: bool) -> list[Check]:
 
 
 def _check_code_location() -> list[Check]:
-    from dataflux_pipelines.definitions import defs
+    from dataflux_pipelines.orchestration.definitions import defs
 
     assets = len(defs.resolve_asset_graph().get_all_asset_keys())
     jobs = len([j for j in defs.resolve_all_job_defs() if not j.name.startswith("__")])
@@ -380,7 +435,7 @@ def _check_code_location() -> list[Check]:
         Check(
             "code location",
             True,
-            f"dataflux_pipelines.definitions: {assets} asset(s), {jobs} job(s), {sensors} sensor(s), "
+            f"dataflux_pipelines.orchestration.definitions: {assets} asset(s), {jobs} job(s), {sensors} sensor(s), "
             f"{schedules} schedule(s)",
         )
     ]
@@ -414,7 +469,7 @@ def _check_servers(settings: Settings, embedded: bool) -> list[Check]:
 
 def check_deployment(settings: Settings) -> list[Check]:
     """Postgres reachable and migrated, buckets writable, daemon alive, code location loads, API and MCP up."""
-    from dataflux_pipelines.backup import dagster_storage
+    from dataflux_pipelines.orchestration.backup import dagster_storage
 
     if not (settings.dagster_home / "dagster.yaml").exists():
         return []  # check_dagster already says how to create the instance
@@ -443,6 +498,7 @@ def check_deployment(settings: Settings) -> list[Check]:
 
 CHECKS: list[Callable[[Settings], list[Check]]] = [
     lambda s: check_versions(),
+    check_settings,
     check_stores,
     check_dagster,
     check_models,

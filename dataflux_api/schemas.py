@@ -1,15 +1,20 @@
 """Request and response shapes of the REST API (msgspec Structs, split into read and create shapes).
 
+Asset and segment shapes are derived from `dataflux_pipelines.records` (`dataflux_api.shapes`).
+
 Search shapes live with the query service in `dataflux_api.query.models`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from litestar.datastructures import UploadFile
+
+from dataflux_api.shapes import FieldSpec, record_fields, rest_struct
+from dataflux_pipelines.records import AssetRecord, SegmentRecord
 
 Priority = Annotated[int, msgspec.Meta(ge=1, le=10, description="1 (first) to 10 (last)")]
 
@@ -17,67 +22,36 @@ Priority = Annotated[int, msgspec.Meta(ge=1, le=10, description="1 (first) to 10
 # --- read shapes ----------------------------------------------------------------------------
 
 
-class Segment(msgspec.Struct, kw_only=True):
-    id: str
-    asset_id: str
-    segment_type: str | None = None
-    sequence_number: int | None = None
-    media_type: str | None = None
-    start_time: float | None = None
-    end_time: float | None = None
-    duration: float | None = None
-    start_frame: int | None = None
-    end_frame: int | None = None
-    page: int | None = None
-    char_start: int | None = None
-    char_end: int | None = None
-    confidence_score: float | None = None
-    text: str | None = None
-    transcript: str | None = None
-    concepts: list[str] | None = None
-    visual_features: dict[str, Any] = {}
-    semantic_features: dict[str, Any] = {}
-    style_features: dict[str, Any] = {}
-    technical_features: dict[str, Any] = {}
-    audio_features: dict[str, Any] = {}
-    text_model: str | None = None
-    keyframe_url: str | None = None
-    thumbnail_url: str | None = None
-    created_at: dt.datetime | None = None
+# Links the API adds to the stored rows.
+SEGMENT_LINKS: list[FieldSpec] = [("keyframe_url", str | None, None), ("thumbnail_url", str | None, None)]
+ASSET_LINKS: list[FieldSpec] = [("thumbnail_url", str | None, None), ("download_url", str | None, None)]
+# Fields only the asset detail carries (the list stays light).
+ASSET_DETAIL_ONLY = ("storage_path", "thumbnail_path", "metadata", "summary", "models")
 
+SEGMENT_FIELDS = record_fields(SegmentRecord) + SEGMENT_LINKS
+ASSET_FIELDS = record_fields(AssetRecord, exclude=ASSET_DETAIL_ONLY) + ASSET_LINKS
 
-class Asset(msgspec.Struct, kw_only=True):
-    id: str
-    filename: str | None = None
-    file_hash: str | None = None
-    file_size: int | None = None
-    mime_type: str | None = None
-    media_type: str | None = None
-    status: str | None = None
-    reason_code: str | None = None
-    reason_message: str | None = None
-    context: str | None = None
-    priority: int | None = None
-    collection_id: str | None = None
-    duration: float | None = None
-    width: int | None = None
-    height: int | None = None
-    segment_count: int | None = None
-    confidence_score: float | None = None
-    thumbnail_url: str | None = None
-    download_url: str | None = None
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
+if TYPE_CHECKING:
+    # The shapes are built at run time from the records; to a type checker they are Structs whose
+    # fields are looked up dynamically.
+    class _Derived(msgspec.Struct):
+        def __getattr__(self, name: str) -> Any: ...
 
+    class Segment(_Derived): ...
 
-class AssetDetail(Asset, kw_only=True):
-    storage_path: str | None = None
-    thumbnail_path: str | None = None
-    processing_status: str | None = None
-    metadata: dict[str, Any] = {}
-    summary: dict[str, Any] = {}
-    models: dict[str, Any] = {}
-    segments: list[Segment] = []
+    class Asset(_Derived): ...
+
+    class AssetDetail(Asset): ...
+
+else:
+    Segment = rest_struct("Segment", SEGMENT_FIELDS)
+    Asset = rest_struct("Asset", ASSET_FIELDS)
+    AssetDetail = rest_struct(
+        "AssetDetail",
+        [f for f in record_fields(AssetRecord) if f[0] in ASSET_DETAIL_ONLY]
+        + [("processing_status", str | None, None), ("segments", list[Segment], [])],
+        bases=(Asset,),
+    )
 
 
 class Pagination(msgspec.Struct):
@@ -106,6 +80,7 @@ class AnalyzeReceipt(msgspec.Struct):
     request_key: str
     force: bool
     priority: int
+    filename: str | None = None
 
 
 class Collection(msgspec.Struct, kw_only=True):

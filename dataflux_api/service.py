@@ -6,45 +6,42 @@ Methods return plain JSON-ready dicts (or the query service's Structs for search
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import importlib
 import logging
 import math
 import mimetypes
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from types import ModuleType
+from pathlib import Path
 from typing import Any, BinaryIO
 
-import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from dataflux_api import links
 from dataflux_api.errors import Conflict, DataFluxError, Invalid, NotFound, PayloadTooLarge, Unavailable
 from dataflux_api.query.models import SearchRequest, SearchResponse
-from dataflux_pipelines import contract
+from dataflux_api.query.search import SearchEngine
+from dataflux_pipelines import landing, layout, records
+from dataflux_pipelines.analytics.facts import record_query
+from dataflux_pipelines.analytics.reader import AnalyticsReader
 from dataflux_pipelines.catalog import Catalog
-from dataflux_pipelines.contract import MediaType, SegmentType, Status
+from dataflux_pipelines.graph import store as graph_store
+from dataflux_pipelines.graph.store import GraphReader
 from dataflux_pipelines.identity import collection_id_for, is_uuid
-from dataflux_pipelines.ingest import landing
 from dataflux_pipelines.lance_sql import FilterError, literal, uuid_literal
+from dataflux_pipelines.models.registry import ModelRegistry
 from dataflux_pipelines.objectstore import ObjectMissing, open_object_store
+from dataflux_pipelines.records import MediaType, SegmentType, Status
 from dataflux_pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
 
-API_PREFIX = "/api/v1"
 MAX_PAGE_SIZE = 100
-MAX_SEARCH_LIMIT = 100
 _CHUNK = 256 * 1024
-_FEATURE_KEYS = (
-    "visual_features",
-    "style_features",
-    "technical_features",
-    "audio_features",
-    "semantic_features",
-)
 
 
 @dataclass(frozen=True)
@@ -55,19 +52,6 @@ class MediaObject:
     content_type: str
     filename: str
     size: int | None
-
-
-def _optional_module(name: str) -> ModuleType | None:
-    """A module another engineer's component provides, or None while it is absent from this build.
-
-    Only the module itself being missing counts; an ImportError inside it is a bug and propagates.
-    """
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and name.startswith(exc.name):
-            return None
-        raise
 
 
 def _require_uuid(value: str, field: str) -> str:
@@ -98,10 +82,10 @@ class DataFlux:
         self,
         settings: Settings,
         *,
-        registry: Any = None,
-        search_engine: Any = None,
-        graph_reader: Any = None,
-        analytics_reader: Any = None,
+        registry: ModelRegistry | None = None,
+        search_engine: SearchEngine | None = None,
+        graph_reader: GraphReader | None = None,
+        analytics_reader: AnalyticsReader | None = None,
     ) -> None:
         self.settings = settings
         # One reader handle for reads and the API's few writes: writes through a handle are
@@ -114,14 +98,12 @@ class DataFlux:
         self._analytics_reader = analytics_reader
         self._lock = threading.RLock()
 
-    # --- components owned by other modules, built on first use ----------------------------
+    # --- components, built on first use ---------------------------------------------------
     @property
-    def registry(self) -> Any:
+    def registry(self) -> ModelRegistry:
         with self._lock:
             if self._registry is None:
                 import torch
-
-                from dataflux_pipelines.models.registry import ModelRegistry
 
                 # This process embeds one short query at a time beside LanceDB's own threads: a second
                 # torch thread only contends (MiniLM 10 ms on 1 thread, 200 ms median on 2 under load).
@@ -130,39 +112,25 @@ class DataFlux:
             return self._registry
 
     @property
-    def search_engine(self) -> Any:
+    def search_engine(self) -> SearchEngine:
         with self._lock:
             if self._search_engine is None:
-                module = _optional_module("dataflux_api.query.search")
-                if module is None:
-                    raise Unavailable(
-                        "search_unavailable",
-                        "the search engine (dataflux_api.query.search) is not in this build",
-                    )
-                self._search_engine = module.SearchEngine(
-                    self.settings, self.registry, graph=self.graph_reader
-                )
+                self._search_engine = SearchEngine(self.settings, self.registry, graph=self.graph_reader)
             return self._search_engine
 
     @property
-    def graph_reader(self) -> Any | None:
-        """The published-graph reader, or None while no graph module is part of this build."""
+    def graph_reader(self) -> GraphReader:
+        """The published-graph reader (it reopens when a new snapshot is published)."""
         with self._lock:
             if self._graph_reader is None:
-                module = _optional_module("dataflux_pipelines.graph.store")
-                if module is None:
-                    return None
-                self._graph_reader = module.GraphReader.for_settings(self.settings)
+                self._graph_reader = GraphReader.for_settings(self.settings)
             return self._graph_reader
 
     @property
-    def analytics_reader(self) -> Any | None:
+    def analytics_reader(self) -> AnalyticsReader:
         with self._lock:
             if self._analytics_reader is None:
-                module = _optional_module("dataflux_pipelines.analytics.reader")
-                if module is None:
-                    return None
-                self._analytics_reader = module.AnalyticsReader(self.settings)
+                self._analytics_reader = AnalyticsReader(self.settings)
             return self._analytics_reader
 
     def _table(self, name: str, schema: pa.Schema) -> Any:
@@ -173,19 +141,16 @@ class DataFlux:
         out = dict(row)
         out["created_at"] = _utc(out.get("created_at"))
         out["updated_at"] = _utc(out.get("updated_at"))
-        out["thumbnail_url"] = (
-            f"{API_PREFIX}/assets/{row['id']}/thumbnail" if row.get("thumbnail_path") else None
-        )
+        out["thumbnail_url"] = links.asset_thumbnail_url(row["id"]) if row.get("thumbnail_path") else None
         has_source = row.get("storage_path") or row.get("landing_key")
-        out["download_url"] = f"{API_PREFIX}/assets/{row['id']}/download" if has_source else None
+        out["download_url"] = links.asset_download_url(row["id"]) if has_source else None
         return out
 
     def _segment_out(self, row: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in row.items() if k not in ("text_vector", "search_text")}
         out["created_at"] = _utc(out.get("created_at"))
-        base = f"{API_PREFIX}/segments/{row['id']}"
-        out["thumbnail_url"] = f"{base}/thumbnail" if row.get("thumbnail_path") else None
-        out["keyframe_url"] = f"{base}/keyframe" if row.get("keyframe_path") else None
+        out["thumbnail_url"] = links.segment_thumbnail_url(row["id"]) if row.get("thumbnail_path") else None
+        out["keyframe_url"] = links.segment_keyframe_url(row["id"]) if row.get("keyframe_path") else None
         return out
 
     # --- assets -----------------------------------------------------------------------------
@@ -199,16 +164,7 @@ class DataFlux:
         collection_id: str | None = None,
     ) -> dict[str, Any]:
         """Land an upload (streamed to disk while hashing); 409 for bytes DataFlux already has."""
-        if not 1 <= priority <= 10:
-            raise Invalid(
-                "invalid_priority", f"priority must be between 1 and 10, got {priority}", field="priority"
-            )
-        if collection_id is not None:
-            collection_id = _require_uuid(collection_id, "collection_id")
-            if self._collection_row(collection_id) is None:
-                raise Invalid(
-                    "unknown_collection", f"no collection with id {collection_id}", field="collection_id"
-                )
+        collection_id = self._check_landing_meta(priority, collection_id)
         try:
             receipt = landing.receive_upload(
                 self.store,
@@ -239,8 +195,63 @@ class DataFlux:
             "status": receipt.status,
             "eta_seconds": receipt.eta_seconds,
             "filename": landing.safe_filename(filename or "unnamed"),
-            "url": f"{API_PREFIX}/assets/{receipt.asset_id}",
+            "url": links.asset_url(receipt.asset_id),
         }
+
+    def _check_landing_meta(self, priority: int, collection_id: str | None) -> str | None:
+        """The rules every way in (upload, ingest, MCP) shares for priority and collection."""
+        if not 1 <= priority <= 10:
+            raise Invalid(
+                "invalid_priority", f"priority must be between 1 and 10, got {priority}", field="priority"
+            )
+        if collection_id is not None:
+            collection_id = _require_uuid(collection_id, "collection_id")
+            if self._collection_row(collection_id) is None:
+                raise Invalid(
+                    "unknown_collection", f"no collection with id {collection_id}", field="collection_id"
+                )
+        return collection_id
+
+    def ingest_files(
+        self,
+        paths: Iterable[Path],
+        *,
+        context: str | None = None,
+        priority: int = 5,
+        collection_id: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Land local files (folders recursively) under the same rules as an upload, one result per file.
+
+        A result has `refused` (a reason code) and `message` when the file was not landed.
+        """
+        collection_id = self._check_landing_meta(priority, collection_id)
+        for path in landing.files_to_ingest(paths):
+            size = path.stat().st_size
+            out: dict[str, Any] = {"path": str(path), "filename": landing.safe_filename(path.name)}
+            if size == 0:
+                yield {**out, "refused": "empty_file", "message": f"{path} is empty"}
+                continue
+            if size > self.settings.upload_max_bytes:
+                message = f"{path} has {size} bytes, over the limit of {self.settings.upload_max_bytes}"
+                yield {**out, "refused": "file_too_large", "message": message}
+                continue
+            ((_, receipt),) = landing.ingest_paths(
+                self.store,
+                self.catalog,
+                [path],
+                context=context,
+                priority=priority,
+                collection_id=collection_id,
+            )
+            yield {**out, **dataclasses.asdict(receipt), "refused": None, "message": None}
+
+    def last_updated(self) -> dt.datetime | None:
+        """When any asset row last changed."""
+        assets = self.catalog.assets
+        if not assets.count_rows():
+            return None
+        column = assets.search().select(["updated_at"]).limit(None).to_arrow()["updated_at"]
+        return _utc(pc.max(column).as_py())
 
     def list_assets(
         self,
@@ -280,6 +291,12 @@ class DataFlux:
             "pagination": {"page": page, "limit": limit, "total": total, "pages": math.ceil(total / limit)},
         }
 
+    def status_rows(self) -> list[dict[str, Any]]:
+        """Every asset (oldest first) with its status and, when it failed, the reason: `dataflux status`."""
+        rows = self.catalog.find_assets()
+        rows.sort(key=lambda r: (r["created_at"], r["filename"] or ""))
+        return rows
+
     def _asset_row(self, asset_id: str) -> dict[str, Any]:
         asset_id = _require_uuid(asset_id, "id")
         row = self.catalog.get_asset(asset_id)
@@ -312,6 +329,7 @@ class DataFlux:
         key = landing.request_reanalysis(self.store, row["id"], priority, force)
         return {
             "id": row["id"],
+            "filename": row.get("filename"),
             "status": "requested",
             "request_key": key,
             "force": force,
@@ -374,27 +392,19 @@ class DataFlux:
 
     # --- search -----------------------------------------------------------------------------
     def search(self, request: SearchRequest) -> SearchResponse:
-        """Hybrid search through the query service; filters are checked, limits clamped."""
-        if not request.query.strip():
-            raise Invalid("empty_query", "query must not be empty", field="query")
-        if request.offset < 0:
-            raise Invalid("invalid_offset", "offset must be 0 or more", field="offset")
+        """Hybrid search through the query service, which checks the request (limits, filters) once."""
         self._check_media_types(request.media_types)
-        limit = max(1, min(request.limit, MAX_SEARCH_LIMIT))
-        request = msgspec.structs.replace(request, limit=limit)
         try:
             response = self.search_engine.search(request)
         except FilterError as exc:
-            raise Invalid("invalid_filter", str(exc), field=exc.field) from exc
+            code = "empty_query" if exc.field == "query" and not request.query.strip() else "invalid_filter"
+            raise Invalid(code, str(exc), field=exc.field) from exc
         self._record_query(request.query, response)
         return response
 
     def _record_query(self, query: str, response: SearchResponse) -> None:
-        facts = _optional_module("dataflux_pipelines.analytics.facts")
-        if facts is None:
-            return
         try:
-            facts.record_query(self.settings, query, response.took_ms, response.total, response.understood)
+            record_query(self.settings, query, response.took_ms, response.total, response.understood)
         except OSError as exc:
             # The answer is already correct; a full or read-only events disk must not turn it into a 500.
             log.warning("could not record the query event in %s: %s", self.settings.events_dir, exc)
@@ -438,7 +448,7 @@ class DataFlux:
 
     # --- collections ------------------------------------------------------------------------
     def _collections_table(self) -> Any:
-        return self._table(contract.COLLECTIONS_TABLE, contract.COLLECTIONS_SCHEMA)
+        return self._table(layout.COLLECTIONS_TABLE, records.COLLECTIONS_SCHEMA)
 
     def _collection_row(self, collection_id: str) -> dict[str, Any] | None:
         rows = (
@@ -507,7 +517,7 @@ class DataFlux:
             "created_at": now,
             "updated_at": now,
         }
-        table = pa.Table.from_pylist([row], schema=contract.COLLECTIONS_SCHEMA)
+        table = pa.Table.from_pylist([row], schema=records.COLLECTIONS_SCHEMA)
         # Insert-if-absent by id, so two concurrent creations of one name leave one row.
         self._collections_table().merge_insert("id").when_not_matched_insert_all().execute(table)
         return self._collection_out(row, 0)
@@ -540,26 +550,20 @@ class DataFlux:
             "query": query,
             "created_at": dt.datetime.now(dt.UTC),
         }
-        table = pa.Table.from_pylist([row], schema=contract.FEEDBACK_SCHEMA)
-        self._table(contract.FEEDBACK_TABLE, contract.FEEDBACK_SCHEMA).add(table)
+        table = pa.Table.from_pylist([row], schema=records.FEEDBACK_SCHEMA)
+        self._table(layout.FEEDBACK_TABLE, records.FEEDBACK_SCHEMA).add(table)
         return row
 
     # --- graph and analytics ----------------------------------------------------------------
     def relationships(self, entity_id: str, depth: int = 1, types: list[str] | None = None) -> dict[str, Any]:
         """Neighbours of an entity in the published graph, up to `depth` hops over allowed edge types."""
-        module = _optional_module("dataflux_pipelines.graph.store")
-        if module is None:
-            raise Unavailable(
-                "graph_unavailable",
-                "the media graph is not part of this build (dataflux_pipelines.graph.store)",
-            )
         try:
             # Checked here, before any graph access, against the graph's own allow-lists.
-            module.validate_depth(depth)
-            module.validate_types(types or None)
-            module.validate_entity_id(entity_id)
-            return module.relationships(self.graph_reader, entity_id, depth=depth, types=types or None)
-        except module.GraphError as exc:
+            graph_store.validate_depth(depth)
+            graph_store.validate_types(types or None)
+            graph_store.validate_entity_id(entity_id)
+            return graph_store.relationships(self.graph_reader, entity_id, depth=depth, types=types or None)
+        except graph_store.GraphError as exc:
             raise _graph_error(exc) from exc
 
     def counts(self) -> dict[str, Any]:
@@ -586,15 +590,8 @@ class DataFlux:
         """Live totals from the catalog, plus the published analytics rollups (or why there are none)."""
         out = self.counts()
         out["collections"] = self._collections_table().count_rows()
-        out["feedback"] = self._table(contract.FEEDBACK_TABLE, contract.FEEDBACK_SCHEMA).count_rows()
-        reader = self.analytics_reader
-        if reader is None:
-            out["analytics"] = {
-                "available": False,
-                "reason": "the analytics module is not part of this build",
-            }
-        else:
-            out["analytics"] = reader.stats()
+        out["feedback"] = self._table(layout.FEEDBACK_TABLE, records.FEEDBACK_SCHEMA).count_rows()
+        out["analytics"] = self.analytics_reader.stats()
         return out
 
     # --- health -----------------------------------------------------------------------------
@@ -609,26 +606,20 @@ class DataFlux:
             stores["lance"] = {"ok": False, "uri": self.settings.lance_uri, "error": str(exc)}
             degraded.append(f"lance unreachable: {exc}")
         try:
-            self.store.head(f"{contract.LANDING_PREFIX}.health")
+            self.store.head(f"{layout.LANDING_PREFIX}.health")
             stores["object_store"] = {"ok": True, "url": self.settings.object_store_url}
         except Exception as exc:
             stores["object_store"] = {"ok": False, "url": self.settings.object_store_url, "error": str(exc)}
             degraded.append(f"object store unreachable: {exc}")
         graph = self.graph_reader
-        if graph is None:
-            stores["graph"] = {"ok": False, "error": "the graph module is not part of this build"}
-            degraded.append("graph: not available, /api/v1/relationships answers 503")
-        elif not graph.available():
+        if not graph.available():
             stores["graph"] = {"ok": True, "published": False, "path": str(self.settings.graph_dir)}
             degraded.append(
                 "graph: no snapshot published yet (materialize media_graph); relationships answer 503"
             )
         else:
             stores["graph"] = {"ok": True, "published": True, "path": str(self.settings.graph_dir)}
-        if self.analytics_reader is None:
-            stores["analytics"] = {"ok": False, "error": "the analytics module is not part of this build"}
-        else:
-            stores["analytics"] = {"ok": True, "path": str(self.settings.analytics_dir)}
+        stores["analytics"] = {"ok": True, "path": str(self.settings.analytics_dir)}
 
         models = self.registry.status(load=False)
         degraded.extend(models.get("degraded", []))

@@ -13,7 +13,7 @@ import pyarrow as pa
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout, records
 from dataflux_pipelines.catalog import table_names
 from dataflux_pipelines.graph.contrib import segment_concepts
 from dataflux_pipelines.identity import collection_id_for
@@ -44,14 +44,14 @@ def asset_embeddings(catalog: Any) -> tuple[list[str], np.ndarray]:
     parts: list[dict[str, np.ndarray]] = []
     dims: list[int] = []
     for name in sorted(table_names(catalog.db)):
-        if not name.startswith("vision__"):
+        if not layout.is_vector_table(name):
             continue
         tbl = catalog.db.open_table(name).to_arrow().select(["asset_id", "vector"])
         parts.append(_means(tbl["asset_id"].to_pylist(), tbl["vector"]))
         dims.append(tbl.schema.field("vector").type.list_size)
     seg = catalog.segments.to_arrow().select(["asset_id", "text_vector"])
     parts.append(_means(seg["asset_id"].to_pylist(), seg["text_vector"]))
-    dims.append(contract.TEXT_DIM)
+    dims.append(records.TEXT_DIM)
     ids = sorted(set().union(*[p.keys() for p in parts]))
     if not ids:
         return [], np.zeros((0, sum(dims)), dtype=np.float32)
@@ -171,7 +171,7 @@ def refresh_auto_collections(catalog: Any, now: dt.datetime | None = None) -> di
     ids, vectors = asset_embeddings(catalog)
     groups, info = cluster_assets(ids, vectors)
     concepts = asset_concepts(catalog)
-    table = catalog.table(contract.COLLECTIONS_TABLE, contract.COLLECTIONS_SCHEMA)
+    table = catalog.table(layout.COLLECTIONS_TABLE, records.COLLECTIONS_SCHEMA)
     previous = [r for r in table.to_arrow().to_pylist() if r.get("auto_generated")]
     clusters = [Cluster(members=g, concepts=top_concepts(g, concepts)) for g in groups]
     assign_identities(clusters, previous)
@@ -189,7 +189,7 @@ def refresh_auto_collections(catalog: Any, now: dt.datetime | None = None) -> di
         }
         for c in clusters
     ]
-    data = pa.Table.from_pylist(rows, schema=contract.COLLECTIONS_SCHEMA)
+    data = pa.Table.from_pylist(rows, schema=records.COLLECTIONS_SCHEMA)
     (
         table.merge_insert("id")
         .when_matched_update_all()

@@ -11,22 +11,15 @@ from typing import Any
 import lancedb
 import pyarrow as pa
 
-from dataflux_pipelines import contract
-from dataflux_pipelines.contract import Status
+from dataflux_pipelines import layout, records
 from dataflux_pipelines.lance_sql import in_list, literal, uuid_literal
+from dataflux_pipelines.records import Status
 from dataflux_pipelines.settings import Settings
 
-# Object-valued columns, stored as JSON strings.
-ASSET_JSON_COLUMNS = ("metadata", "summary", "models")
-SEGMENT_JSON_COLUMNS = (
-    "visual_features",
-    "style_features",
-    "technical_features",
-    "audio_features",
-    "semantic_features",
-)
-_META_COLUMNS = [f.name for f in contract.ASSETS_SCHEMA]
-_SEGMENT_COLUMNS = [f.name for f in contract.SEGMENTS_SCHEMA if f.name != "text_vector"]
+ASSET_JSON_COLUMNS = records.ASSET_JSON_COLUMNS
+SEGMENT_JSON_COLUMNS = records.SEGMENT_JSON_COLUMNS
+_META_COLUMNS = [f.name for f in records.ASSETS_SCHEMA]
+_SEGMENT_COLUMNS = [f.name for f in records.SEGMENTS_SCHEMA if f.name != "text_vector"]
 
 
 def now() -> dt.datetime:
@@ -91,11 +84,11 @@ class Catalog:
 
     @property
     def assets(self) -> Any:
-        return self.table(contract.ASSETS_TABLE, contract.ASSETS_SCHEMA)
+        return self.table(layout.ASSETS_TABLE, records.ASSETS_SCHEMA)
 
     @property
     def segments(self) -> Any:
-        return self.table(contract.SEGMENTS_TABLE, contract.SEGMENTS_SCHEMA)
+        return self.table(layout.SEGMENTS_TABLE, records.SEGMENTS_SCHEMA)
 
     def versions(self) -> dict[str, int]:
         """Current version of every DataFlux table: the cache key of anything derived from them."""
@@ -117,10 +110,11 @@ class Catalog:
             row = dict(row)
             for key in ASSET_JSON_COLUMNS:
                 row[key] = _json(row.get(key))
-            row.setdefault("created_at", now())
+            if row.get("created_at") is None:
+                row["created_at"] = now()
             row["updated_at"] = now()
             stamped.append(row)
-        table = _rows_to_table(stamped, contract.ASSETS_SCHEMA)
+        table = _rows_to_table(stamped, records.ASSETS_SCHEMA)
         (
             self.assets.merge_insert("id")
             .when_matched_update_all()
@@ -225,9 +219,10 @@ class Catalog:
             row = dict(row)
             for key in (*SEGMENT_JSON_COLUMNS, "words"):
                 row[key] = _json(row.get(key))
-            row.setdefault("created_at", now())
+            if row.get("created_at") is None:
+                row["created_at"] = now()
             prepared.append(row)
-        table = _rows_to_table(prepared, contract.SEGMENTS_SCHEMA)
+        table = _rows_to_table(prepared, records.SEGMENTS_SCHEMA)
         (
             self.segments.merge_insert("id")
             .when_matched_update_all()

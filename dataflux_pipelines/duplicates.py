@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from dataflux_pipelines.contract import vector_table_name
+from dataflux_pipelines import layout
+from dataflux_pipelines.layout import vector_table_name
 from dataflux_pipelines.models.visual import VISUAL_OFFLINE_SPACE
 
 # Cosine similarity at or above which two segments are the same picture. visual-offline: 0.985 is the
@@ -42,7 +43,7 @@ def space_for_table(table_name: str, known_spaces: Iterable[str] = (VISUAL_OFFLI
     for space in known_spaces:
         if vector_table_name("vision", space) == table_name:
             return space
-    return table_name.removeprefix("vision__")
+    return layout.vector_space_slug(table_name)
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:

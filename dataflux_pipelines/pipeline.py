@@ -12,21 +12,27 @@ import dataclasses
 import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout
 from dataflux_pipelines.catalog import Catalog
-from dataflux_pipelines.contract import Status
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.identity import segment_id_for, sha256_file
-from dataflux_pipelines.ingest.landing import sidecar_key
+from dataflux_pipelines.landing import sidecar_key
 from dataflux_pipelines.media.types import MediaAnalysis, Probe
 from dataflux_pipelines.objectstore import ObjectMissing, ObjectStore, open_object_store
+from dataflux_pipelines.records import SegmentRecord, Status
 from dataflux_pipelines.settings import Settings
+
+if TYPE_CHECKING:
+    from dataflux_pipelines.media.sandbox import DecodeWorker
+    from dataflux_pipelines.models.registry import ModelRegistry
 
 STAGES = ("media_file", "segments", "segment_embeddings", "graph_contributions")
 
@@ -59,37 +65,64 @@ def _probe_from_dict(data: dict[str, Any]) -> Probe:
 class MediaPipeline:
     """Runs the per-file stages over a batch of assets against the configured stores."""
 
-    def __init__(self, settings: Settings, *, log: Log | None = None, registry: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        log: Log | None = None,
+        registry: ModelRegistry | None = None,
+        catalog: Catalog | None = None,
+        store: ObjectStore | None = None,
+    ) -> None:
         self.settings = settings
-        self.store: ObjectStore = open_object_store(settings)
-        self.catalog = Catalog(settings)
+        self.store: ObjectStore = store or open_object_store(settings)
+        self.catalog = catalog or Catalog(settings)
         self.log = log or (lambda message: None)
         self._registry = registry
-        self._worker: Any = None
+        self._lock = threading.Lock()
+        self._workers: list[DecodeWorker] = []
+        self._idle: list[DecodeWorker] = []
 
     # --- shared resources, created once per batch -------------------------------------------
     @property
-    def registry(self) -> Any:
+    def registry(self) -> ModelRegistry:
         if self._registry is None:
             from dataflux_pipelines.models.registry import ModelRegistry
 
             self._registry = ModelRegistry(self.settings)
         return self._registry
 
-    @property
-    def worker(self) -> Any:
-        if self._worker is None:
-            from dataflux_pipelines.media.sandbox import DecodeWorker
+    @contextlib.contextmanager
+    def decoder(self) -> Iterator[DecodeWorker]:
+        """A decode worker process for this thread; `decode_workers` of them serve a batch in parallel."""
+        from dataflux_pipelines.media.sandbox import DecodeWorker
 
-            self._worker = DecodeWorker(
-                timeout_s=self.settings.decode_timeout_s, memory_mb=self.settings.decode_memory_mb
-            )
-        return self._worker
+        with self._lock:
+            if self._idle:
+                worker = self._idle.pop()
+            else:
+                worker = DecodeWorker(
+                    timeout_s=self.settings.decode_timeout_s, memory_mb=self.settings.decode_memory_mb
+                )
+                self._workers.append(worker)
+        try:
+            yield worker
+        finally:
+            with self._lock:
+                self._idle.append(worker)
+
+    def each(self, asset_ids: Sequence[str], fn: Callable[[str], Outcome]) -> dict[str, Outcome]:
+        """`fn` over every asset, on up to `decode_workers` threads (each with its own decode worker)."""
+        if self.settings.decode_workers <= 1 or len(asset_ids) <= 1:
+            return {a: fn(a) for a in asset_ids}
+        with ThreadPoolExecutor(max_workers=self.settings.decode_workers) as pool:
+            return dict(zip(asset_ids, pool.map(fn, asset_ids), strict=True))
 
     def close(self) -> None:
-        if self._worker is not None:
-            self._worker.close()
-            self._worker = None
+        with self._lock:
+            workers, self._workers, self._idle = self._workers, [], []
+        for worker in workers:
+            worker.close()
 
     def __enter__(self) -> MediaPipeline:
         return self
@@ -146,15 +179,16 @@ class MediaPipeline:
     # --- stage 1: media_file ---------------------------------------------------------------
     def media_file(self, asset_ids: Sequence[str]) -> dict[str, Outcome]:
         rows = {r["id"]: r for r in self.catalog.get_assets(list(asset_ids))}
-        out = {}
         updates: dict[str, dict[str, Any]] = {}
-        for asset_id in asset_ids:
+
+        def one(asset_id: str) -> Outcome:
             row = rows.get(asset_id)
             if row is None:
                 error = MediaError(Reason.MISSING_SOURCE, "no catalog row: the file was never registered")
-                out[asset_id] = Outcome(asset_id, error)
-                continue
-            out[asset_id] = self._guard(asset_id, functools.partial(self._media_file_one, row, updates))
+                return Outcome(asset_id, error)
+            return self._guard(asset_id, functools.partial(self._media_file_one, row, updates))
+
+        out = self.each(asset_ids, one)
         self._commit(out, lambda: self.catalog.update_assets(updates))
         from dataflux_pipelines.graph.store import clear_tombstone
 
@@ -192,8 +226,9 @@ class MediaPipeline:
                 raise MediaError(
                     Reason.CORRUPT_MEDIA, "the landing file changed after it was registered; upload it again"
                 )
-            probe: Probe = self.worker.call(sniff_and_probe, str(path))
-            key = contract.original_key(asset_id, probe.extension)
+            with self.decoder() as worker:
+                probe: Probe = worker.call(sniff_and_probe, str(path))
+            key = layout.original_key(asset_id, probe.extension)
             if self.store.head(key) is None:
                 self.store.put_file(key, path)
         updates[asset_id] = {
@@ -228,13 +263,13 @@ class MediaPipeline:
         with contextlib.ExitStack() as sources:
             # Every file of the batch is analysed first (sources stay open), so transcripts and OCR
             # batch across files; then the rows are built.
-            out = {
-                asset_id: self._guard(
+            out = self.each(
+                asset_ids,
+                lambda asset_id: self._guard(
                     asset_id,
                     functools.partial(self._analyze_one, rows.get(asset_id), asset_id, analyses, sources),
-                )
-                for asset_id in asset_ids
-            }
+                ),
+            )
             failures = self._read_text(analyses)
             for asset_id, (_, analysis) in analyses.items():
                 if not out[asset_id].ok:
@@ -293,7 +328,7 @@ class MediaPipeline:
             return failures
 
     def analysis_options(self) -> Any:
-        from dataflux_pipelines.media.analyze import AnalysisOptions
+        from dataflux_pipelines.media.types import AnalysisOptions
 
         return AnalysisOptions.from_settings(self.settings)
 
@@ -309,8 +344,12 @@ class MediaPipeline:
         if row is None or not row.get("storage_path"):
             raise MediaError(Reason.MISSING_SOURCE, "media_file has not stored this asset yet")
         probe = _probe_from_dict(row["metadata"])
-        path = sources.enter_context(self._source({"storage_path": row["storage_path"]}))
-        analysis: MediaAnalysis = self.worker.call(analyze_file, str(path), probe, self.analysis_options())
+        source = self._source({"storage_path": row["storage_path"]})
+        path = source.__enter__()
+        with self._lock:  # `each` may run this on several threads; the stack closes them all at the end
+            sources.push(source.__exit__)
+        with self.decoder() as worker:
+            analysis: MediaAnalysis = worker.call(analyze_file, str(path), probe, self.analysis_options())
         if "speech" in self.registry.profiles:
             self._transcribe(path, analysis)  # a transformers Whisper folder: speech passages only
         analyses[asset_id] = (path, analysis)
@@ -329,51 +368,50 @@ class MediaPipeline:
             segment_id = segment_id_for(asset_id, draft.segment_type, draft.sequence_number)
             keyframe = thumb = None
             if draft.keyframe_jpeg:
-                keyframe = contract.derived_key(asset_id, f"keyframes/{draft.sequence_number:05d}.jpg")
+                keyframe = layout.keyframe_key(asset_id, draft.sequence_number)
                 self.store.put_bytes(keyframe, draft.keyframe_jpeg)
             if draft.thumbnail_jpeg:
-                thumb = contract.derived_key(asset_id, f"thumbnails/{draft.sequence_number:05d}.jpg")
+                thumb = layout.segment_thumbnail_key(asset_id, draft.sequence_number)
                 self.store.put_bytes(thumb, draft.thumbnail_jpeg)
-            rows.append(
-                {
-                    "id": segment_id,
-                    "asset_id": asset_id,
-                    "segment_type": draft.segment_type,
-                    "sequence_number": draft.sequence_number,
-                    "media_type": row["media_type"],
-                    "mime_type": row["mime_type"],
-                    "filename": row["filename"],
-                    "collection_id": row.get("collection_id"),
-                    "start_time": draft.start_time,
-                    "end_time": draft.end_time,
-                    "duration": draft.duration,
-                    "start_frame": draft.start_frame,
-                    "end_frame": draft.end_frame,
-                    "page": draft.page,
-                    "char_start": draft.char_start,
-                    "char_end": draft.char_end,
-                    "confidence_score": draft.confidence,
-                    "text": draft.text,
-                    "transcript": draft.transcript,
-                    "language": draft.language,
-                    "words": draft.words,
-                    "source_model": draft.source_model,
-                    "context": row.get("context"),
-                    "search_text": " ".join(
-                        t for t in (draft.text, draft.transcript, row.get("context"), row["filename"]) if t
-                    ),
-                    "keyframe_path": keyframe,
-                    "thumbnail_path": thumb,
-                    "visual_features": draft.visual_features,
-                    "style_features": draft.style_features,
-                    "technical_features": draft.technical_features,
-                    "audio_features": draft.audio_features,
-                    "semantic_features": draft.semantic_features,
-                }
+            record = SegmentRecord(
+                id=segment_id,
+                asset_id=asset_id,
+                segment_type=draft.segment_type,
+                sequence_number=draft.sequence_number,
+                media_type=row["media_type"],
+                mime_type=row["mime_type"],
+                filename=row["filename"],
+                collection_id=row.get("collection_id"),
+                start_time=draft.start_time,
+                end_time=draft.end_time,
+                duration=draft.duration,
+                start_frame=draft.start_frame,
+                end_frame=draft.end_frame,
+                page=draft.page,
+                char_start=draft.char_start,
+                char_end=draft.char_end,
+                confidence_score=draft.confidence,
+                text=draft.text,
+                transcript=draft.transcript,
+                language=draft.language,
+                words=draft.words or [],
+                source_model=draft.source_model,
+                context=row.get("context"),
+                search_text=" ".join(
+                    t for t in (draft.text, draft.transcript, row.get("context"), row["filename"]) if t
+                ),
+                keyframe_path=keyframe,
+                thumbnail_path=thumb,
+                visual_features=draft.visual_features,
+                style_features=draft.style_features,
+                technical_features=draft.technical_features,
+                audio_features=draft.audio_features,
+                semantic_features=draft.semantic_features,
             )
+            rows.append(dataclasses.asdict(record))
         asset_thumb = None
         if analysis.thumbnail_jpeg:
-            asset_thumb = contract.derived_key(asset_id, "thumbnail.jpg")
+            asset_thumb = layout.asset_thumbnail_key(asset_id)
             self.store.put_bytes(asset_thumb, analysis.thumbnail_jpeg)
         elif rows and rows[0]["thumbnail_path"]:
             asset_thumb = rows[0]["thumbnail_path"]

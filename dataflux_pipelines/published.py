@@ -25,11 +25,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from dataflux_pipelines import layout
 from dataflux_pipelines.objectstore import ObjectInfo, ObjectMissing, ObjectStore
 from dataflux_pipelines.settings import Settings
 
-PREFIX = "published"
-POINTER = "CURRENT.json"
+PREFIX = layout.PUBLISHED_PREFIX
+POINTER = layout.PUBLISHED_POINTER
 CACHE = "cache"
 SNAPSHOTS = "snapshots"
 CURRENT = "current"

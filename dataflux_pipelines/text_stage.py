@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dataflux_pipelines.contract import MediaType, SegmentType
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.media.types import MediaAnalysis, SegmentDraft
+from dataflux_pipelines.records import MediaType, SegmentType
 
 log = logging.getLogger(__name__)
 
@@ -202,10 +202,10 @@ def stale_text_sources(db: Any, registry: Any) -> list[str]:
     nothing to read (no sound, no scanned page) records no slot and is never stale for that reader."""
     import json
 
-    from dataflux_pipelines import contract
+    from dataflux_pipelines import layout
     from dataflux_pipelines.catalog import table_names
 
-    if contract.ASSETS_TABLE not in table_names(db):
+    if layout.ASSETS_TABLE not in table_names(db):
         return []
     current = {}
     for name in ("whisper", "ocr"):
@@ -215,7 +215,7 @@ def stale_text_sources(db: Any, registry: Any) -> list[str]:
     if not current:
         return []
     rows = (
-        db.open_table(contract.ASSETS_TABLE)
+        db.open_table(layout.ASSETS_TABLE)
         .search()
         .where("status = 'completed'")
         .select(["id", "media_type", "models", "summary"])

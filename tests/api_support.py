@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import io
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jwt
 import numpy as np
 import pyarrow as pa
+from litestar.testing import TestClient
 from PIL import Image
 
 from dataflux_api.auth import create_token
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout, records
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.identity import asset_id_for_hash, segment_id_for, sha256_chunks
 from dataflux_pipelines.objectstore import open_object_store
@@ -68,15 +71,15 @@ def seed_processed_asset(
     store = open_object_store(settings)
     catalog = Catalog(settings)
     asset_id = asset_id_for_hash(sha256_chunks([content]))
-    original = contract.original_key(asset_id, Path(filename).suffix)
+    original = layout.original_key(asset_id, Path(filename).suffix)
     store.put_bytes(original, content)
-    thumb = contract.derived_key(asset_id, "thumbnail.jpg")
+    thumb = layout.derived_key(asset_id, "thumbnail.jpg")
     store.put_bytes(thumb, png_bytes(1))
     seg_rows = []
     for n in range(segments):
         seg_id = segment_id_for(asset_id, "shot", n)
-        keyframe = contract.derived_key(asset_id, f"keyframes/{n:05d}.jpg")
-        seg_thumb = contract.derived_key(asset_id, f"thumbnails/{n:05d}.jpg")
+        keyframe = layout.derived_key(asset_id, f"keyframes/{n:05d}.jpg")
+        seg_thumb = layout.derived_key(asset_id, f"thumbnails/{n:05d}.jpg")
         store.put_bytes(keyframe, png_bytes(10 + n))
         store.put_bytes(seg_thumb, png_bytes(20 + n))
         seg_rows.append(
@@ -119,9 +122,9 @@ def seed_processed_asset(
         ]
     )
     catalog.replace_segments(asset_id, seg_rows)
-    schema = contract.vector_table_schema(4)
+    schema = records.vector_table_schema(4)
     vectors = catalog.db.create_table(
-        contract.vector_table_name("vision", "test space"), schema=schema, exist_ok=True
+        layout.vector_table_name("vision", "test space"), schema=schema, exist_ok=True
     )
     vectors.add(
         pa.Table.from_pylist(
@@ -142,3 +145,17 @@ def seed_processed_asset(
         )
     )
     return {"id": asset_id, "segments": [r["id"] for r in seg_rows], "original": original, "thumbnail": thumb}
+
+
+LOCAL_URL = "http://127.0.0.1:8000"  # a loopback client: the request policy refuses unknown Host names
+
+
+@contextlib.contextmanager
+def api_client(settings: Settings, **app_kwargs: Any) -> Iterator[TestClient]:
+    """The REST app over HTTP for these settings, as a loopback client sees it."""
+    from dataflux_api.app import create_app
+
+    with TestClient(
+        app=create_app(settings, **app_kwargs), base_url=LOCAL_URL, raise_server_exceptions=False
+    ) as c:
+        yield c

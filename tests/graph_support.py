@@ -11,12 +11,12 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageDraw
 
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout, records
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.identity import asset_id_for_hash, segment_id_for
 from dataflux_pipelines.models.visual import VISUAL_OFFLINE_DIM, VISUAL_OFFLINE_SPACE, describe_image
 
-VISION_TABLE = contract.vector_table_name("vision", VISUAL_OFFLINE_SPACE)
+VISION_TABLE = layout.vector_table_name("vision", VISUAL_OFFLINE_SPACE)
 
 
 def picture(seed: int, size: tuple[int, int] = (256, 192)) -> Image.Image:
@@ -38,7 +38,7 @@ def picture(seed: int, size: tuple[int, int] = (256, 192)) -> Image.Image:
 
 def text_vector(seed: int, base: np.ndarray | None = None, mix: float = 0.0) -> list[float]:
     rng = np.random.default_rng(seed)
-    v = rng.normal(size=contract.TEXT_DIM)
+    v = rng.normal(size=records.TEXT_DIM)
     if base is not None:
         v = mix * np.asarray(base) + (1 - mix) * v / np.linalg.norm(v)
     return (v / np.linalg.norm(v)).astype(np.float32).tolist()
@@ -127,8 +127,8 @@ def add_asset(
     if seg_rows:
         catalog.replace_segments(asset_id, seg_rows)
     if vec_rows:
-        vision = catalog.table(VISION_TABLE, contract.vector_table_schema(VISUAL_OFFLINE_DIM))
-        table = pa.Table.from_pylist(vec_rows, schema=contract.vector_table_schema(VISUAL_OFFLINE_DIM))
+        vision = catalog.table(VISION_TABLE, records.vector_table_schema(VISUAL_OFFLINE_DIM))
+        table = pa.Table.from_pylist(vec_rows, schema=records.vector_table_schema(VISUAL_OFFLINE_DIM))
         (
             vision.merge_insert("segment_id")
             .when_matched_update_all()
@@ -139,7 +139,7 @@ def add_asset(
 
 
 def delete_vectors(catalog: Catalog, asset_id: str) -> None:
-    catalog.table(VISION_TABLE, contract.vector_table_schema(VISUAL_OFFLINE_DIM)).delete(
+    catalog.table(VISION_TABLE, records.vector_table_schema(VISUAL_OFFLINE_DIM)).delete(
         f"asset_id = '{asset_id}'"
     )
 

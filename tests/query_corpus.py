@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout, records
 from dataflux_pipelines.catalog import Catalog, connect, table_names
 from dataflux_pipelines.embeddings.indexes import maintain_indexes
 from dataflux_pipelines.identity import asset_id_for_hash, collection_id_for, segment_id_for, sha256_chunks
@@ -156,7 +156,7 @@ def write_docs(catalog: Catalog, registry: ModelRegistry, docs: list[Doc]) -> No
                 "collection_id": d.collection,
                 "segment_count": len(d.segments),
                 "created_at": d.created_at,
-                "thumbnail_path": contract.derived_key(d.id, "thumb.jpg"),
+                "thumbnail_path": layout.derived_key(d.id, "thumb.jpg"),
             }
             for d in docs
         ]
@@ -186,7 +186,7 @@ def write_docs(catalog: Catalog, registry: ModelRegistry, docs: list[Doc]) -> No
                     "context": d.context,
                     "concepts": s.concepts,
                     "search_text": search_text,
-                    "thumbnail_path": contract.derived_key(d.id, f"seg{n}.jpg"),
+                    "thumbnail_path": layout.derived_key(d.id, f"seg{n}.jpg"),
                 }
             )
         vectors = registry.embed_texts(texts)
@@ -201,7 +201,7 @@ def write_vision(
 ) -> str:
     """Rows of a vision vector table (one per segment), as the embeddings stage writes them."""
     db = connect(settings)
-    name = contract.vector_table_name("vision", space)
+    name = layout.vector_table_name("vision", space)
     dim = len(rows[0][2])
     table = pa.Table.from_pylist(
         [
@@ -217,7 +217,7 @@ def write_vision(
             }
             for d, n, v in rows
         ],
-        schema=contract.vector_table_schema(dim),
+        schema=records.vector_table_schema(dim),
     )
     if name in table_names(db):
         db.open_table(name).add(table)

@@ -8,15 +8,15 @@ import threading
 import dagster as dg
 from graph_support import SegmentSpec, add_asset, picture
 
-from dataflux_pipelines import contract
-from dataflux_pipelines.analytics.assets import ANALYTICS_ASSETS, ANALYTICS_SCHEDULES, analytics_facts
+from dataflux_pipelines import layout, records
 from dataflux_pipelines.analytics.facts import collect_facts, publish_facts, record_query
 from dataflux_pipelines.analytics.reader import AnalyticsReader
 from dataflux_pipelines.catalog import Catalog
-from dataflux_pipelines.graph.assets import GRAPH_ASSETS
 from dataflux_pipelines.graph.contrib import graph_contribution
 from dataflux_pipelines.graph.store import GraphReader
-from dataflux_pipelines.resources import DataFluxResource
+from dataflux_pipelines.orchestration.assets import analytics_facts, auto_collections, media_graph
+from dataflux_pipelines.orchestration.resources import StoresResource
+from dataflux_pipelines.orchestration.schedules import SCHEDULES
 from dataflux_pipelines.settings import Settings
 
 NOW = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)
@@ -36,7 +36,7 @@ def _library(catalog: Catalog) -> list[str]:
     ids.append(
         add_asset(catalog, "bad2.pdf", "document", [], status="failed", reason_code="encrypted_document")[0]
     )
-    fb = catalog.table(contract.FEEDBACK_TABLE, contract.FEEDBACK_SCHEMA)
+    fb = catalog.table(layout.FEEDBACK_TABLE, records.FEEDBACK_SCHEMA)
     fb.add(
         [
             {"id": f"f{i}", "type": t, "entity_id": ids[0], "feedback": ok, "query": "q", "created_at": NOW}
@@ -137,12 +137,12 @@ def test_shared_assets_materialize_in_a_real_dagster_instance(settings: Settings
     for asset_id in ids:
         graph_contribution(settings, catalog, asset_id)
     record_query(settings, "dark", 12, 3, {})
-    resources = {"dataflux": DataFluxResource(home=str(settings.home))}
-    assert (
-        analytics_facts.op.pool == "duckdb_writer" and ANALYTICS_SCHEDULES[0].cron_schedule == "*/15 * * * *"
-    )
+    resources = {"stores": StoresResource(home=str(settings.home))}
+    assert analytics_facts.op.pool == "duckdb_writer" and SCHEDULES[0].cron_schedule == "*/15 * * * *"
     with dg.instance_for_test(temp_dir=str(settings.dagster_home)) as instance:
-        result = dg.materialize([*GRAPH_ASSETS, *ANALYTICS_ASSETS], instance=instance, resources=resources)
+        result = dg.materialize(
+            [auto_collections, media_graph, analytics_facts], instance=instance, resources=resources
+        )
         assert result.success
         graph_meta = result.asset_materializations_for_node("media_graph")[0].metadata
         assert graph_meta["snapshot_version"].value == 1
@@ -151,7 +151,7 @@ def test_shared_assets_materialize_in_a_real_dagster_instance(settings: Settings
         facts_meta = result.asset_materializations_for_node("analytics_facts")[0].metadata
         assert facts_meta["rows_assets"].value == 6 and facts_meta["rows_queries"].value == 1
         # The second refresh sees the first run in Dagster's run storage.
-        again = dg.materialize(ANALYTICS_ASSETS, instance=instance, resources=resources)
+        again = dg.materialize([analytics_facts], instance=instance, resources=resources)
         assert again.success
     stats = AnalyticsReader(settings).stats()
     assert stats["totals"]["runs"] >= 1

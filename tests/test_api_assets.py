@@ -6,14 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_support import make_settings, png_bytes, seed_processed_asset
+from api_support import api_client, make_settings, png_bytes, seed_processed_asset
 from litestar.testing import TestClient
 
-from dataflux_api.app import create_app
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.identity import asset_id_for_hash, sha256_chunks
-from dataflux_pipelines.ingest.landing import CONTROL_PREFIX
+from dataflux_pipelines.landing import CONTROL_PREFIX
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.settings import Settings
 
@@ -25,7 +24,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(app=create_app(settings), raise_server_exceptions=False) as c:
+    with api_client(settings) as c:
         yield c
 
 
@@ -64,7 +63,7 @@ def test_an_upload_over_the_limit_is_refused_with_413(client: TestClient, settin
     response = upload(client, too_big, name="big.bin")
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "upload_too_large"
-    assert not list(open_object_store(settings).list(contract.LANDING_PREFIX))
+    assert not list(open_object_store(settings).list(layout.LANDING_PREFIX))
 
 
 def test_a_body_announced_larger_than_the_limit_is_refused_before_it_is_read(
@@ -179,7 +178,7 @@ def test_the_detail_has_segments_and_their_media_urls(client: TestClient, settin
     assert first["thumbnail_url"] == f"/api/v1/segments/{first['id']}/thumbnail"
     assert detail["thumbnail_url"] == f"/api/v1/assets/{seeded['id']}/thumbnail"
     assert client.get(first["keyframe_url"]).content == open_object_store(settings).get_bytes(
-        contract.derived_key(seeded["id"], "keyframes/00000.jpg")
+        layout.derived_key(seeded["id"], "keyframes/00000.jpg")
     )
 
 
@@ -232,9 +231,9 @@ def test_delete_leaves_nothing_behind_in_any_store(client: TestClient, settings:
     store = open_object_store(settings)
     assert catalog.get_asset(seeded["id"]) is None and catalog.get_asset(queued) is None
     assert catalog.segments_for(seeded["id"]) == []
-    assert list(store.list(contract.asset_prefix(seeded["id"]))) == []
-    assert [i.key for i in store.list(contract.LANDING_PREFIX)] == []
-    vectors = catalog.db.open_table(contract.vector_table_name("vision", "test space"))
+    assert list(store.list(layout.asset_prefix(seeded["id"]))) == []
+    assert [i.key for i in store.list(layout.LANDING_PREFIX)] == []
+    vectors = catalog.db.open_table(layout.vector_table_name("vision", "test space"))
     assert vectors.count_rows(f"asset_id = '{seeded['id']}'") == 0
     assert store.head(f"control/tombstones/{seeded['id']}.json") is not None
     # The other asset is untouched.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jwt
 import pytest
-from api_support import SECRET, bearer, make_settings, png_bytes, raw_token, token
+from api_support import SECRET, api_client, bearer, make_settings, png_bytes, raw_token, token
 from click.testing import CliRunner
 from litestar.testing import TestClient
 
@@ -28,7 +28,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(app=create_app(settings), raise_server_exceptions=False) as c:
+    with api_client(settings) as c:
         yield c
 
 
@@ -150,7 +150,7 @@ def test_health_and_the_openapi_document_need_no_token(client: TestClient) -> No
 
 def test_binding_beyond_loopback_without_a_secret_refuses_to_start(tmp_path: Path) -> None:
     for host in ("0.0.0.0", "192.168.1.20", "api.example.com", "::"):
-        with pytest.raises(SettingsError, match=f"refusing to bind {host} without DATAFLUX_JWT_SECRET"):
+        with pytest.raises(SettingsError, match=f"refusing to serve on {host} without DATAFLUX_JWT_SECRET"):
             create_app(make_settings(tmp_path, api_host=host))
     assert create_app(make_settings(tmp_path, api_host="0.0.0.0", jwt_secret=SECRET)) is not None
 
@@ -167,7 +167,7 @@ def test_open_mode_on_loopback_says_so_in_the_log_and_in_health(
     with caplog.at_level(logging.WARNING, logger="dataflux_api"):
         app = create_app(settings)
     assert any("runs OPEN" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
-    with TestClient(app=app) as client:
+    with TestClient(app=app, base_url="http://127.0.0.1:8000") as client:
         assert client.get("/api/v1/assets").status_code == 200
         auth = client.get("/health").json()["auth"]
     assert auth["mode"] == "open" and "DATAFLUX_JWT_SECRET" in auth["warning"]
@@ -194,4 +194,4 @@ def test_token_create_without_a_secret_and_api_on_a_public_address_fail_clearly(
     assert no_secret.exit_code != 0 and "DATAFLUX_JWT_SECRET is not set" in no_secret.output
     public = CliRunner().invoke(cli, ["api", "--host", "0.0.0.0", "--no-warm"], env=env)
     assert public.exit_code != 0
-    assert "refusing to bind 0.0.0.0 without DATAFLUX_JWT_SECRET" in public.output
+    assert "refusing to serve on 0.0.0.0 without DATAFLUX_JWT_SECRET" in public.output

@@ -12,7 +12,7 @@ from media_factory import make_pdf
 
 from dataflux_api.app import create_app
 from dataflux_api.cli.main import cli
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.settings import Settings
@@ -28,7 +28,9 @@ def test_an_uploaded_document_becomes_searchable_and_deleting_it_removes_it_ever
         tmp_path / "harbour.pdf",
         ["The lighthouse keeper logged every ship entering the harbour during the storm."],
     )
-    with TestClient(app=create_app(settings), raise_server_exceptions=False) as client:
+    with TestClient(
+        app=create_app(settings), base_url="http://127.0.0.1:8000", raise_server_exceptions=False
+    ) as client:
         uploaded = client.post(
             "/api/v1/assets",
             files={"file": ("harbour.pdf", pdf.read_bytes(), "application/pdf")},
@@ -59,7 +61,7 @@ def test_an_uploaded_document_becomes_searchable_and_deleting_it_removes_it_ever
 
     catalog = Catalog(settings)
     assert catalog.get_asset(asset_id) is None and catalog.segments_for(asset_id) == []
-    assert list(open_object_store(settings).list(contract.asset_prefix(asset_id))) == []
+    assert list(open_object_store(settings).list(layout.asset_prefix(asset_id))) == []
     for name in catalog.db.table_names():
         if name.startswith(("vision__", "text__", "audio__")):
             assert catalog.db.open_table(name).count_rows(f"asset_id = '{asset_id}'") == 0, name

@@ -7,13 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_support import make_settings, png_bytes, seed_processed_asset
+from api_support import api_client, make_settings, png_bytes, seed_processed_asset
 from litestar.testing import TestClient
 from openapi_spec_validator import validate
 from prometheus_client.parser import text_string_to_metric_families
 
-from dataflux_api.app import create_app
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.graph.build import publish_graph
 from dataflux_pipelines.settings import Settings
@@ -28,7 +27,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(app=create_app(settings), raise_server_exceptions=False) as c:
+    with api_client(settings) as c:
         yield c
 
 
@@ -79,7 +78,7 @@ def test_feedback_is_stored_in_the_feedback_table(client: TestClient, settings: 
         },
     )
     assert response.status_code == 201
-    rows = Catalog(settings).db.open_table(contract.FEEDBACK_TABLE).to_arrow().to_pylist()
+    rows = Catalog(settings).db.open_table(layout.FEEDBACK_TABLE).to_arrow().to_pylist()
     assert len(rows) == 1
     row = rows[0]
     assert (row["id"], row["entity_id"], row["type"], row["feedback"]) == (
@@ -244,7 +243,7 @@ def test_a_broken_store_answers_500_without_a_traceback_and_the_server_carries_o
 ) -> None:
     seed_processed_asset(settings, content=b"broken-video")
     # Destroy the segment table's data files under the running app: a real store fault.
-    shutil.rmtree(Path(settings.lance_uri) / f"{contract.SEGMENTS_TABLE}.lance" / "data")
+    shutil.rmtree(Path(settings.lance_uri) / f"{layout.SEGMENTS_TABLE}.lance" / "data")
     seeded_id = client.get("/api/v1/assets").json()["assets"][0]["id"]
     response = client.get(f"/api/v1/assets/{seeded_id}")
     assert response.status_code == 500

@@ -38,7 +38,11 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, ModelReg
 def client(corpus: tuple[Settings, ModelRegistry]) -> Iterator[TestClient]:
     settings, registry = corpus
     service = DataFlux(settings, registry=registry)
-    with TestClient(app=create_app(settings, service=service), raise_server_exceptions=False) as c:
+    with TestClient(
+        app=create_app(settings, service=service),
+        base_url="http://127.0.0.1:8000",
+        raise_server_exceptions=False,
+    ) as c:
         yield c
 
 

@@ -20,11 +20,11 @@ from dataflux_api.cli.main import cli
 from dataflux_api.cli.pipeline import run_process, status_rows
 from dataflux_api.query.models import SearchRequest
 from dataflux_api.service import DataFlux
-from dataflux_pipelines.backup import MANIFEST, BackupError, create_backup, restore_backup
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.graph.store import live_snapshot
-from dataflux_pipelines.ingest.landing import ingest_paths
+from dataflux_pipelines.landing import ingest_paths
 from dataflux_pipelines.objectstore import open_object_store
+from dataflux_pipelines.orchestration.backup import MANIFEST, BackupError, create_backup, restore_backup
 from dataflux_pipelines.settings import REPO_ROOT, Settings
 
 GRAPH_STATE = ("graph/contrib/", "control/tombstones/")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from graph_support import SegmentSpec, add_asset, picture
 
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout, records
 from dataflux_pipelines.auto_collections import cluster_assets, refresh_auto_collections
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.duplicates import crop, resize
@@ -30,7 +30,7 @@ def _group(catalog: Catalog, name: str, seed: int, n: int) -> list[str]:
 
 
 def _auto(catalog: Catalog) -> dict[str, dict]:
-    rows = catalog.table(contract.COLLECTIONS_TABLE, contract.COLLECTIONS_SCHEMA).to_arrow().to_pylist()
+    rows = catalog.table(layout.COLLECTIONS_TABLE, records.COLLECTIONS_SCHEMA).to_arrow().to_pylist()
     return {r["id"]: r for r in rows if r["auto_generated"]}
 
 
@@ -38,7 +38,7 @@ def test_collections_are_found_from_the_data_named_by_concepts_and_stable_across
     settings: Settings,
 ) -> None:
     catalog = Catalog(settings)
-    user = catalog.table(contract.COLLECTIONS_TABLE, contract.COLLECTIONS_SCHEMA)
+    user = catalog.table(layout.COLLECTIONS_TABLE, records.COLLECTIONS_SCHEMA)
     user.add(
         [
             {

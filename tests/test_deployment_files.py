@@ -146,7 +146,7 @@ def test_service_commands_match_the_ports_and_workspace(compose: dict[str, Any])
     services = compose["services"]
     code = services["dagster-code"]["command"]
     assert code[:3] == ["dagster", "api", "grpc"]
-    assert code[code.index("-m") + 1] == "dataflux_pipelines.definitions"
+    assert code[code.index("-m") + 1] == "dataflux_pipelines.orchestration.definitions"
     workspace = yaml.safe_load((DEPLOYMENT / "workspace.yaml").read_text())
     server = workspace["load_from"][0]["grpc_server"]
     assert server == {
@@ -301,7 +301,7 @@ def test_helm_values_use_the_k8s_run_launcher_and_the_dataflux_image(compose: di
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     (deployment,) = values["dagster-user-deployments"]["deployments"]
     args = deployment["dagsterApiGrpcArgs"]
-    assert args[args.index("-m") + 1] == "dataflux_pipelines.definitions"
+    assert args[args.index("-m") + 1] == "dataflux_pipelines.orchestration.definitions"
     assert deployment["image"]["repository"].endswith("/dataflux")
     assert values["postgresql"]["postgresqlScheme"] == "postgresql+psycopg2"
     assert values["computeLogManager"]["type"] == "S3ComputeLogManager"

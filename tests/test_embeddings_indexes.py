@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from dataflux_pipelines import contract
+from dataflux_pipelines import records
 from dataflux_pipelines.embeddings.indexes import (
     SEARCH_PARAMS_TABLE,
     apply_search_params,
@@ -47,7 +47,7 @@ def vector_rows(vectors: np.ndarray, asset_id: str, start: int = 0) -> pa.Table:
             "model_version": ["synthetic@1"] * n,
             "created_at": [dt.datetime.now(dt.UTC)] * n,
         },
-        schema=contract.vector_table_schema(vectors.shape[1]),
+        schema=records.vector_table_schema(vectors.shape[1]),
     )
 
 
@@ -63,7 +63,7 @@ def segment_rows(texts: list[str], asset_id: str) -> pa.Table:
         for i, text in enumerate(texts)
     ]
     return pa.Table.from_pylist(
-        rows, schema=pa.schema([f for f in contract.SEGMENTS_SCHEMA if f.name != "text_vector"])
+        rows, schema=pa.schema([f for f in records.SEGMENTS_SCHEMA if f.name != "text_vector"])
     )
 
 
@@ -75,8 +75,8 @@ def test_ensure_tables_is_idempotent_and_refuses_a_different_dimension(tmp_path:
     first = ensure_tables(db, 32, "visual-offline")
     again = ensure_tables(db, 32, "visual-offline")
     assert set(first) == {"segments", "vision__visual_offline", SEARCH_PARAMS_TABLE}
-    assert again["segments"].schema == contract.SEGMENTS_SCHEMA
-    assert again["vision__visual_offline"].schema == contract.vector_table_schema(32)
+    assert again["segments"].schema == records.SEGMENTS_SCHEMA
+    assert again["vision__visual_offline"].schema == records.vector_table_schema(32)
     with pytest.raises(ValueError, match="another schema"):
         ensure_tables(db, 48, "visual-offline")
 

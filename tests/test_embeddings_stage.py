@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from tiny_models import build_tiny_clip, jpeg_bytes, textured_image
 
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout, records
 from dataflux_pipelines.embeddings.stage import delete_asset_vectors, embed_segments, stale_assets
 from dataflux_pipelines.identity import asset_id_for_hash, segment_id_for
 from dataflux_pipelines.lance_sql import FilterError
@@ -20,7 +20,7 @@ from dataflux_pipelines.models.registry import ModelRegistry
 from dataflux_pipelines.objectstore import LocalObjectStore
 from dataflux_pipelines.settings import Settings
 
-OFFLINE_TABLE = contract.vector_table_name("vision", "visual-offline")
+OFFLINE_TABLE = layout.vector_table_name("vision", "visual-offline")
 
 
 def asset(name: str) -> str:
@@ -34,7 +34,7 @@ class Library:
         self.db = lancedb.connect(root / "lance", read_consistency_interval=dt.timedelta(0))
         self.store = LocalObjectStore(root / "store")
         self.segments = self.db.create_table(
-            contract.SEGMENTS_TABLE, schema=contract.SEGMENTS_SCHEMA, exist_ok=True
+            layout.SEGMENTS_TABLE, schema=records.SEGMENTS_SCHEMA, exist_ok=True
         )
 
     def add(self, asset_id: str, media_type: str, count: int, seed: int = 0, **extra: Any) -> list[str]:
@@ -54,7 +54,7 @@ class Library:
                 "created_at": dt.datetime.now(dt.UTC),
             }
             if media_type in ("video", "image"):
-                key = contract.derived_key(asset_id, f"keyframe_{n:04d}.jpg")
+                key = layout.derived_key(asset_id, f"keyframe_{n:04d}.jpg")
                 self.store.put_bytes(key, jpeg_bytes(textured_image(seed * 100 + n)))
                 row["keyframe_path"] = key
             if media_type == "document":
@@ -65,7 +65,7 @@ class Library:
             row.update(extra)
             rows.append(row)
         # Like the `segments` stage: every column but the vector, which embedding fills in later.
-        schema = pa.schema([f for f in contract.SEGMENTS_SCHEMA if f.name != "text_vector"])
+        schema = pa.schema([f for f in records.SEGMENTS_SCHEMA if f.name != "text_vector"])
         data = pa.Table.from_pylist(rows, schema=schema)
         self.segments.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
         return [r["id"] for r in rows]
@@ -74,7 +74,7 @@ class Library:
         self.segments.delete("id IN (" + ", ".join(f"'{s}'" for s in segment_ids) + ")")
 
     def segment_rows(self) -> list[dict[str, Any]]:
-        return self.db.open_table(contract.SEGMENTS_TABLE).to_arrow().to_pylist()
+        return self.db.open_table(layout.SEGMENTS_TABLE).to_arrow().to_pylist()
 
     def vision_rows(self, table: str = OFFLINE_TABLE) -> list[dict[str, Any]]:
         return self.db.open_table(table).to_arrow().to_pylist()
@@ -212,7 +212,7 @@ def test_an_asset_with_a_missing_keyframe_fails_alone(tmp_path: Path, offline: M
     good, bad = asset("good"), asset("bad")
     lib.add(good, "image", 1, seed=9)
     (bad_segment,) = lib.add(bad, "image", 1, seed=10)
-    lib.store.delete(contract.derived_key(bad, "keyframe_0000.jpg"))
+    lib.store.delete(layout.derived_key(bad, "keyframe_0000.jpg"))
     outcomes = embed_segments(lib.db, offline, [good, bad], lib.store.get_bytes)
     assert outcomes[bad].error["reason_code"] == "missing_source"
     assert outcomes[good].error is None and outcomes[good].vision_vectors == 1

@@ -23,15 +23,15 @@ from media_factory import (
 )
 
 from dataflux_api.cli.main import cli
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout
 from dataflux_pipelines.catalog import Catalog
-from dataflux_pipelines.definitions import defs
 from dataflux_pipelines.identity import asset_id_for_hash, sha256_file
-from dataflux_pipelines.ingest.embedded import contiguous_ranges, process_landing
-from dataflux_pipelines.ingest.landing import ingest_paths, plan_landing, sidecar_key
-from dataflux_pipelines.ingest.partitions import RANGE_END, RANGE_START, media_files
-from dataflux_pipelines.ingest.sensors import landing_sensor
+from dataflux_pipelines.landing import ingest_paths, plan_landing, sidecar_key
 from dataflux_pipelines.objectstore import LocalObjectStore, open_object_store
+from dataflux_pipelines.orchestration.definitions import defs
+from dataflux_pipelines.orchestration.embedded import process_landing
+from dataflux_pipelines.orchestration.partitions import RANGE_END, RANGE_START, contiguous_ranges, media_files
+from dataflux_pipelines.orchestration.sensors import landing_sensor
 from dataflux_pipelines.settings import Settings
 
 
@@ -44,9 +44,7 @@ def _landing(settings: Settings) -> Path:
 
 
 def _tick(instance: dg.DagsterInstance) -> dg.SensorResult:
-    result = landing_sensor(
-        dg.build_sensor_context(instance=instance, resources={"dataflux": defs.resources["dataflux"]})
-    )
+    result = landing_sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
     assert isinstance(result, dg.SensorResult)
     for request in result.dynamic_partitions_requests or []:
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
@@ -189,7 +187,7 @@ def test_media_file_handles_every_media_type_with_its_probe(
     assert rows["d.pdf"]["metadata"]["page_count"] == 1
     assert not [i for i in store.list("landing/")]  # the inbox is empty after processing
     assert all(s.value == "MATERIALIZED" for s in statuses["segments"].values())
-    from dataflux_pipelines.analytics.assets import dagster_runs
+    from dataflux_pipelines.orchestration.runs import dagster_runs
 
     (run,) = [r for r in dagster_runs(instance) if r["job_name"] == "process_media"]
     assert run["partitions"] == len(files)  # the analytics facts count every file of a ranged run
@@ -219,7 +217,7 @@ def test_bad_files_fail_their_own_partition_with_a_reason_and_the_rest_carry_on(
     for name in ("empty.mp4", "binary.mp4", "cut.mp4"):
         asset_id = rows[name]["id"]
         assert rows[name]["storage_path"] is None and rows[name]["segment_count"] is None
-        assert not list(store.list(contract.asset_prefix(asset_id)))  # nothing else written
+        assert not list(store.list(layout.asset_prefix(asset_id)))  # nothing else written
         assert catalog.segments_for(asset_id) == []
         assert statuses["media_file"][asset_id].value == "FAILED"
     assert statuses["media_file"][rows["fine.png"]["id"]].value == "MATERIALIZED"
@@ -262,7 +260,7 @@ def test_a_landing_sidecar_is_not_taken_for_a_media_file(settings: Settings) -> 
 def test_a_reanalysis_request_runs_that_partition_again(
     settings: Settings, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
-    from dataflux_pipelines.ingest.landing import CONTROL_PREFIX, request_reanalysis
+    from dataflux_pipelines.landing import CONTROL_PREFIX, request_reanalysis
 
     src = make_image(tmp_path / "again.png", "PNG", (48, 36))
     store, catalog = open_object_store(settings), Catalog(settings)

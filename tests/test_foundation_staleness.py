@@ -10,13 +10,13 @@ from media_factory import make_image, make_markdown
 from tiny_models import build_tiny_clip
 
 from dataflux_pipelines.catalog import Catalog
-from dataflux_pipelines.definitions import defs
 from dataflux_pipelines.embeddings.stage import stale_assets
-from dataflux_pipelines.ingest.embedded import process_landing
-from dataflux_pipelines.ingest.landing import ingest_paths
-from dataflux_pipelines.ingest.sensors import stale_embeddings_sensor
+from dataflux_pipelines.landing import ingest_paths
 from dataflux_pipelines.models.registry import ModelRegistry
 from dataflux_pipelines.objectstore import open_object_store
+from dataflux_pipelines.orchestration.definitions import defs
+from dataflux_pipelines.orchestration.embedded import process_landing
+from dataflux_pipelines.orchestration.sensors import stale_embeddings_sensor
 from dataflux_pipelines.settings import Settings
 
 
@@ -47,9 +47,7 @@ def test_a_new_vision_model_makes_only_visual_files_stale_and_process_stale_re_e
     changed = Settings.from_env()
     assert stale_assets(Catalog(changed).db, ModelRegistry(changed)) == [ids["photo.png"]]
 
-    tick = stale_embeddings_sensor(
-        dg.build_sensor_context(instance=instance, resources={"dataflux": defs.resources["dataflux"]})
-    )
+    tick = stale_embeddings_sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
     assert [r.partition_key for r in tick.run_requests] == [ids["photo.png"]]
     assert set(tick.run_requests[0].asset_selection) == {
         dg.AssetKey("segment_embeddings"),

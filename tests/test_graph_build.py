@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from graph_support import SegmentSpec, add_asset, delete_vectors, picture, text_vector
 
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout, records
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.duplicates import crop, resize
 from dataflux_pipelines.graph.build import publish_graph
@@ -23,7 +23,6 @@ from dataflux_pipelines.graph.store import (
     related_assets,
     relationships,
     tombstone_key,
-    two_hop_related,
     write_tombstone,
 )
 from dataflux_pipelines.identity import collection_id_for
@@ -35,7 +34,7 @@ from dataflux_pipelines.settings import Settings
 def library(settings: Settings) -> dict:
     catalog = Catalog(settings)
     trips = collection_id_for("trips", False)
-    coll = catalog.table(contract.COLLECTIONS_TABLE, contract.COLLECTIONS_SCHEMA)
+    coll = catalog.table(layout.COLLECTIONS_TABLE, records.COLLECTIONS_SCHEMA)
     coll.add([{"id": trips, "name": "trips", "auto_generated": False, "asset_ids": []}])
     doc_base = text_vector(100)
     ids = {}
@@ -140,21 +139,6 @@ def test_videos_sharing_a_shot_are_related_with_how_many_and_which(settings: Set
     assert related_assets(reader, [library["clip1"]])[library["clip1"]][0]["asset_id"] == library["clip2"]
 
 
-def test_two_hop_query_finds_other_assets_through_a_shared_concept(settings: Settings, library: dict) -> None:
-    _publish(settings, library["catalog"])
-    reader = GraphReader(settings.graph_dir)
-    related = two_hop_related(reader, library["photo"])
-    by_id = {r["asset_id"]: r for r in related}
-    assert set(by_id) == {library["photo_small"], library["other"]}
-    assert by_id[library["other"]]["concepts"] == ["dark"]
-    assert by_id[library["photo_small"]]["concepts"] == ["outdoor"]
-    # photo → dark is 0.8 and photo → outdoor 0.6: a 0.75 floor keeps only the "dark" path.
-    assert [r["asset_id"] for r in two_hop_related(reader, library["photo"], min_confidence=0.75)] == [
-        library["other"]
-    ]
-    assert two_hop_related(reader, library["photo"], min_confidence=0.85) == []
-
-
 def test_relationships_follow_only_the_requested_types_to_the_requested_depth(
     settings: Settings, library: dict
 ) -> None:
@@ -194,8 +178,6 @@ def test_injection_attempts_in_ids_types_and_depth_are_rejected_and_change_nothi
         with pytest.raises(GraphError) as err:
             relationships(reader, entity_id, depth, types)
         assert err.value.code == code, (entity_id, depth, types)
-    with pytest.raises(GraphError):
-        two_hop_related(reader, "x' RETURN 1 //")
     assert reader.counts() == before
 
 

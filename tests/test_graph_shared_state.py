@@ -23,7 +23,7 @@ from dataflux_pipelines.graph.store import (
     write_tombstone,
 )
 from dataflux_pipelines.identity import asset_id_for_hash, sha256_file
-from dataflux_pipelines.ingest.landing import delete_asset, ingest_paths
+from dataflux_pipelines.landing import delete_asset, ingest_paths
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.pipeline import STAGES, MediaPipeline
 from dataflux_pipelines.settings import REPO_ROOT, Settings

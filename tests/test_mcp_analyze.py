@@ -13,7 +13,7 @@ from media_factory import make_markdown
 
 from dataflux_api.mcp_server import build_server
 from dataflux_api.service import DataFlux
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout
 from dataflux_pipelines.settings import Settings
 
 
@@ -56,7 +56,7 @@ def test_a_file_inside_the_roots_is_queued_through_landing_like_an_upload(
     assert row["status"] == "queued" and row["context"] == "field notes" and row["priority"] == 2
     assert row["filename"] == "tides.md"
     assert service.store.head(row["landing_key"]).size == path.stat().st_size
-    assert row["landing_key"].startswith(contract.LANDING_PREFIX)
+    assert row["landing_key"].startswith(layout.LANDING_PREFIX)
     again = analyze(server, {"file_path": "tides.md"})  # relative paths start at the first root
     assert again.structured_content["action"] == "duplicate"
     assert again.structured_content["duplicate_of"] == out["id"]
@@ -112,7 +112,7 @@ def test_paths_outside_the_roots_or_not_regular_files_are_refused_with_a_reason(
         assert f"{code}: " in text_of(result), (name, text_of(result))
         assert "private notes" not in text_of(result)
     assert service.catalog.assets.count_rows() == 0
-    assert list(service.store.list(contract.LANDING_PREFIX)) == []
+    assert list(service.store.list(layout.LANDING_PREFIX)) == []
 
 
 def test_a_symlink_that_stays_inside_the_roots_is_followed(roots: tuple[Settings, Path]) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from dataflux_pipelines.media.analyze import AnalysisOptions, analyze_file, sniff_and_probe
 from dataflux_pipelines.media.audio import (
+    analyze_audio,
     decode_audio,
     decode_audio_span,
     describe_passage,
@@ -45,7 +46,7 @@ def test_a_three_minute_file_streams_to_the_same_passages_features_and_transcrib
         sent.append(samples.copy())
         return f"passage {len(sent)}"
 
-    analysis = analyze_file(str(long_wav), sniff_and_probe(str(long_wav)), options, transcribe=transcribe)
+    analysis = analyze_audio(str(long_wav), sniff_and_probe(str(long_wav)), options, transcribe=transcribe)
 
     samples = decode_audio(long_wav)
     assert samples.size % 320 != 0  # the last frame is partial, as in the pattern

@@ -14,16 +14,16 @@ from PIL import Image
 
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.media.analyze import AnalysisOptions, analyze_file, sniff_and_probe
-from dataflux_pipelines.media.audio import loudness_stats, segment_audio
+from dataflux_pipelines.media.audio import analyze_audio, loudness_stats, segment_audio
 from dataflux_pipelines.media.documents import chunk_text, html_to_text
 from dataflux_pipelines.media.features import dominant_palette, encode_jpeg, style_labels, visual_features
 
 OPTIONS = AnalysisOptions()
 
 
-def _analyze(path, options=OPTIONS, **kwargs):
+def _analyze(path, options=OPTIONS):
     probe = sniff_and_probe(str(path))
-    return probe, analyze_file(str(path), probe, options, **kwargs)
+    return probe, analyze_file(str(path), probe, options)
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int]:
@@ -213,7 +213,8 @@ def test_only_speech_like_passages_are_sent_to_the_transcriber(tmp_path):
         calls.append((samples.dtype, samples.size, rate))
         return " hello world "
 
-    _, analysis = _analyze(mf.make_wav(tmp_path / "a.wav"), transcribe=transcribe)
+    path = mf.make_wav(tmp_path / "a.wav")
+    analysis = analyze_audio(path, sniff_and_probe(str(path)), OPTIONS, transcribe=transcribe)
     assert calls == [(np.float32, 4 * 16000, 16000)]
     assert [s.transcript for s in analysis.segments] == [None, None, "hello world", None]
 

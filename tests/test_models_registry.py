@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from tiny_models import build_tiny_clip, build_tiny_whisper, textured_image
 
-from dataflux_pipelines.models.registry import ClipEncoder, ModelRegistry, model_version
+from dataflux_pipelines.models.clip import ClipEncoder
+from dataflux_pipelines.models.loading import model_version
+from dataflux_pipelines.models.registry import ModelRegistry
 from dataflux_pipelines.models.visual import VISUAL_OFFLINE_DIM, VISUAL_OFFLINE_SPACE
 from dataflux_pipelines.settings import Settings
 

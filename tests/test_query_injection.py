@@ -7,7 +7,7 @@ from query_corpus import build_home, settings_for
 from tiny_models import build_tiny_clip
 
 from dataflux_api.query import SearchEngine, SearchFilters, SearchRequest
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout
 from dataflux_pipelines.catalog import connect
 from dataflux_pipelines.lance_sql import FilterError
 from dataflux_pipelines.models.registry import ModelRegistry
@@ -34,7 +34,7 @@ def engine(tmp_path_factory):
 
 def row_counts(engine) -> dict[str, int]:
     db = connect(engine.settings)
-    return {t: db.open_table(t).count_rows() for t in (contract.ASSETS_TABLE, contract.SEGMENTS_TABLE)}
+    return {t: db.open_table(t).count_rows() for t in (layout.ASSETS_TABLE, layout.SEGMENTS_TABLE)}
 
 
 @pytest.mark.parametrize("attack", ATTACKS)

@@ -13,7 +13,7 @@ from tiny_models import build_tiny_clip
 
 from dataflux_api.errors import NotFound
 from dataflux_api.query import SearchEngine, SearchFilters, SearchRequest
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.lance_sql import FilterError
 from dataflux_pipelines.models.registry import ModelRegistry
@@ -177,10 +177,10 @@ def test_a_snapshot_keeps_reading_the_versions_it_pinned(tmp_path, registry):
     settings = build_home(tmp_path, registry, [BY_NAME["recipes.md"]])
     engine = SearchEngine(settings, registry)
     snapshot = engine._snapshot()
-    before = snapshot.get(contract.SEGMENTS_TABLE).count_rows()
+    before = snapshot.get(layout.SEGMENTS_TABLE).count_rows()
     write_docs(Catalog(settings), registry, [BY_NAME["paint.txt"]])
-    assert snapshot.get(contract.SEGMENTS_TABLE).count_rows() == before
-    assert engine._snapshot().get(contract.SEGMENTS_TABLE).count_rows() == before + 1
+    assert snapshot.get(layout.SEGMENTS_TABLE).count_rows() == before
+    assert engine._snapshot().get(layout.SEGMENTS_TABLE).count_rows() == before + 1
 
 
 def test_text_to_image_search_uses_the_clip_text_tower_over_vision_vectors(tmp_path, registry):
@@ -243,7 +243,7 @@ def test_quoted_phrases_without_a_positional_index_say_how_to_fix_it(tmp_path, r
 
     settings = settings_for(tmp_path)
     write_docs(Catalog(settings), registry, [BY_NAME["neighbour.txt"]])
-    connect(settings).open_table(contract.SEGMENTS_TABLE).create_index("search_text", config=FTS())
+    connect(settings).open_table(layout.SEGMENTS_TABLE).create_index("search_text", config=FTS())
     with pytest.raises(Unavailable) as err:
         ask(SearchEngine(settings, registry), '"red car"')
     assert err.value.code == "phrase_index_missing"
@@ -289,7 +289,7 @@ def test_search_uses_tuned_ann_parameters_even_when_it_fetches_more_than_they_we
 
     db = connect(settings)
     maintain_indexes(db, ann_min_rows=256, sample_size=10)
-    params = load_search_params(db)[(contract.SEGMENTS_TABLE, "text_vector")]
+    params = load_search_params(db)[(layout.SEGMENTS_TABLE, "text_vector")]
     assert params.index_type == "IVF_HNSW_SQ" and params.ef < 100  # retrievers fetch 100 candidates
     response = ask(SearchEngine(settings, registry), "company earnings increased")
     assert names(response)[0] == "report.pdf"

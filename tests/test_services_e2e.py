@@ -22,14 +22,14 @@ from media_factory import markdown_text, prose
 from dataflux_api.doctor import check_deployment
 from dataflux_api.query.models import SearchRequest
 from dataflux_api.service import DataFlux
-from dataflux_pipelines.backup import create_backup, restore_backup
 from dataflux_pipelines.catalog import Catalog
-from dataflux_pipelines.definitions import defs
 from dataflux_pipelines.identity import asset_id_for_hash
-from dataflux_pipelines.ingest.embedded import execute_runs, process_landing
-from dataflux_pipelines.ingest.landing import LandingReceipt, receive_upload
-from dataflux_pipelines.ingest.sensors import landing_sensor
+from dataflux_pipelines.landing import LandingReceipt, receive_upload
 from dataflux_pipelines.objectstore import open_object_store
+from dataflux_pipelines.orchestration.backup import create_backup, restore_backup
+from dataflux_pipelines.orchestration.definitions import defs
+from dataflux_pipelines.orchestration.embedded import execute_runs, process_landing
+from dataflux_pipelines.orchestration.sensors import landing_sensor
 from dataflux_pipelines.settings import REPO_ROOT, Settings
 
 pytestmark = pytest.mark.services
@@ -69,9 +69,7 @@ def _dagster_home(root: Path) -> None:
 
 
 def _tick(instance: dg.DagsterInstance) -> dg.SensorResult:
-    result = landing_sensor(
-        dg.build_sensor_context(instance=instance, resources={"dataflux": defs.resources["dataflux"]})
-    )
+    result = landing_sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
     assert isinstance(result, dg.SensorResult)
     for request in result.dynamic_partitions_requests or []:  # what the daemon does with them
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))

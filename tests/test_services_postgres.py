@@ -105,7 +105,7 @@ def test_a_sensor_tick_adds_partitions_and_a_partition_materializes_into_postgre
     result = landing_sensor(dg.build_sensor_context(instance=production_instance))
     assert isinstance(result, dg.SensorResult)
     assert [r.partition_key for r in result.run_requests] == LANDING
-    # Direct invocation does not apply the partition requests (REFERENCE 1.3): do what the daemon does.
+    # Direct invocation does not apply the partition requests (Dagster 1.13): do what the daemon does.
     for request in result.dynamic_partitions_requests:
         production_instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
     assert isinstance(landing_sensor(dg.build_sensor_context(instance=production_instance)), dg.SkipReason)

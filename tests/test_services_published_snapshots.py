@@ -18,7 +18,6 @@ from test_graph_shared_state import asset_nodes, ingest, process
 
 from dataflux_pipelines.analytics.facts import collect_facts, publish_facts
 from dataflux_pipelines.analytics.reader import AnalyticsReader
-from dataflux_pipelines.backup import create_backup, restore_backup
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.graph.build import publish_graph
 from dataflux_pipelines.graph.contrib import graph_contribution
@@ -29,8 +28,9 @@ from dataflux_pipelines.graph.store import (
     tombstone_key,
     tombstoned_ids,
 )
-from dataflux_pipelines.ingest.landing import delete_asset
+from dataflux_pipelines.landing import delete_asset
 from dataflux_pipelines.objectstore import open_object_store
+from dataflux_pipelines.orchestration.backup import create_backup, restore_backup
 from dataflux_pipelines.published import (
     ANALYTICS,
     GRAPH,

@@ -18,7 +18,7 @@ from dataflux_api.service import DataFlux
 from dataflux_pipelines import text_samples as ts
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.graph.contrib import graph_contribution
-from dataflux_pipelines.ingest.landing import ingest_paths
+from dataflux_pipelines.landing import ingest_paths
 from dataflux_pipelines.models.registry import ModelRegistry
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.pipeline import MediaPipeline

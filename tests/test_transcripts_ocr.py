@@ -135,7 +135,9 @@ def test_pictures_without_text_skip_recognition_and_small_video_frames_keep_thei
     results = ocr().recognise([ts.textfree_picture(seed=s) for s in range(4)])
     assert all(r.checked_only and not r.lines for r in results)
     frame = np.asarray(
-        Image.fromarray(ts.slide("Welcome to the launch", ["Our new bicycle lamp"], seed=1)).resize((512, 288))
+        Image.fromarray(ts.slide("Welcome to the launch", ["Our new bicycle lamp"], seed=1)).resize(
+            (512, 288)
+        )
     )
     [read] = ocr().recognise([frame])
     assert "welcome to the launch" in read.text.lower()

@@ -9,14 +9,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from dataflux_pipelines.settings import Settings, SettingsError
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
+from dataflux_api.cli.common import load_settings as _settings
 
 
 def _mib(size: int) -> str:
@@ -29,7 +22,7 @@ def _mib(size: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the backup manifest as JSON.")
 def backup(dest: Path, with_objects: bool, as_json: bool) -> None:
     """Back up the catalog, Lance tables, graph, analytics, object manifest and Dagster instance into DEST."""
-    from dataflux_pipelines.backup import BackupError, create_backup
+    from dataflux_pipelines.orchestration.backup import BackupError, create_backup
 
     console = Console(highlight=False, stderr=as_json)
     try:
@@ -56,7 +49,7 @@ def backup(dest: Path, with_objects: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the restore report as JSON.")
 def restore(src: Path, as_json: bool) -> None:
     """Restore a backup into an empty DATAFLUX_HOME, Lance location and DAGSTER_HOME."""
-    from dataflux_pipelines.backup import BackupError, restore_backup
+    from dataflux_pipelines.orchestration.backup import BackupError, restore_backup
 
     console = Console(highlight=False, stderr=as_json)
     try:

@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from dataflux_api.cli.common import load_settings as _settings
 from dataflux_pipelines.settings import Settings
 
 DEMO_QUERIES = (
@@ -29,6 +30,12 @@ def _fmt_span(segment: dict[str, Any]) -> str:
     if start is not None and end is not None:
         return f"{start:6.2f}–{end:6.2f} s"
     return segment.get("segment_type") or ""
+
+
+def _fmt_segment(segment: dict[str, Any]) -> str:
+    """The segment's type and its span: "transcript 0.80–6.12 s", "text page 1"."""
+    span, kind = _fmt_span(segment), segment.get("segment_type") or ""
+    return span if span.startswith(kind) or kind == "page" else f"{kind} {span}".strip()
 
 
 def _fmt_matches(matches: list[dict[str, Any]]) -> str:
@@ -57,7 +64,7 @@ def print_search(console: Console, query: str, response: Any) -> None:
         table.add_row(
             meta.get("filename") or result.get("id", ""),
             result.get("type", ""),
-            f"{segments[0].get('segment_type') or ''} {_fmt_span(segments[0])}".strip(),
+            _fmt_segment(segments[0]),
             f"{result.get('score', 0):.3f}",
             (highlight[:140] + "…") if len(highlight) > 140 else highlight,
         )
@@ -83,9 +90,9 @@ def run_searches(settings: Settings, console: Console) -> None:
 @click.option("--no-search", is_flag=True, help="Stop after processing (no search queries).")
 def demo(no_search: bool) -> None:
     """Generate the sample media, ingest and process it, and print a summary and searches."""
-    from dataflux_api.cli.pipeline import _settings, print_status, run_process
+    from dataflux_api.cli.pipeline import print_status, run_process
     from dataflux_pipelines.catalog import Catalog
-    from dataflux_pipelines.ingest.landing import ingest_paths
+    from dataflux_pipelines.landing import ingest_paths
     from dataflux_pipelines.objectstore import open_object_store
     from dataflux_pipelines.samples import SAMPLE_CONTEXT, write_samples
 
@@ -133,7 +140,6 @@ def demo(no_search: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 def doctor(as_json: bool) -> None:
     """Check versions, stores, the Dagster instance, the device and the models; say how to fix what fails."""
-    from dataflux_api.cli.pipeline import _settings
     from dataflux_api.doctor import run_checks
 
     checks = run_checks(_settings())
@@ -163,7 +169,6 @@ def doctor(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the search response as JSON.")
 def search(query: str, media_types: tuple[str, ...], limit: int, as_json: bool) -> None:
     """Hybrid search over everything processed: what it understood, assets and matching segments."""
-    from dataflux_api.cli.pipeline import _settings
     from dataflux_api.errors import DataFluxError
     from dataflux_api.query.models import SearchRequest
     from dataflux_api.service import DataFlux
@@ -178,3 +183,8 @@ def search(query: str, media_types: tuple[str, ...], limit: int, as_json: bool) 
         click.echo(json.dumps(_to_dict(response), indent=2))
     else:
         print_search(Console(highlight=False), query, response)
+
+
+def register(group: click.Group) -> None:
+    for command in (demo, doctor, search):
+        group.add_command(command)

@@ -7,9 +7,9 @@ import logging
 import click
 
 from dataflux_api.cli import backup as backup_cli
+from dataflux_api.cli import config, demo, pipeline, serve
 from dataflux_api.cli import mcp as mcp_cli
 from dataflux_api.cli import media as media_cli
-from dataflux_api.cli import pipeline, serve
 from dataflux_pipelines import __version__
 
 
@@ -23,6 +23,8 @@ def cli(verbose: int) -> None:
 
 
 pipeline.register(cli)
+demo.register(cli)
+config.register(cli)
 backup_cli.register(cli)
 serve.register(cli)
 mcp_cli.register(cli)

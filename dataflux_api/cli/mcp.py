@@ -6,7 +6,8 @@ import dataclasses
 
 import click
 
-from dataflux_pipelines.settings import Settings, SettingsError
+from dataflux_api.cli.common import load_settings
+from dataflux_pipelines.settings import SettingsError
 
 
 @click.command()
@@ -23,10 +24,7 @@ def mcp(use_http: bool, host: str | None, port: int | None, allowed_origins: tup
     """Serve DataFlux to AI agents over MCP (stdio by default; logs go to stderr)."""
     from dataflux_api.mcp_server import build_server, http_app
 
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = load_settings()
     settings = dataclasses.replace(
         settings, mcp_host=host or settings.mcp_host, mcp_port=port or settings.mcp_port
     )

@@ -16,18 +16,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dataflux_pipelines.settings import REPO_ROOT, Settings, SettingsError
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _console() -> Console:
-    return Console(stderr=False, highlight=False)
+from dataflux_api.cli.common import console as _console
+from dataflux_api.cli.common import load_settings as _settings
+from dataflux_pipelines.settings import REPO_ROOT, Settings
 
 
 @click.command()
@@ -40,43 +31,50 @@ def ingest(
     paths: tuple[Path, ...], context: str | None, priority: int, collection_id: str | None, as_json: bool
 ) -> None:
     """Copy files (folders recursively) into the landing area; the sensor or `process` takes it from there."""
-    from dataflux_pipelines.catalog import Catalog
-    from dataflux_pipelines.ingest.landing import ingest_paths
-    from dataflux_pipelines.objectstore import open_object_store
+    from dataflux_api.errors import DataFluxError
+    from dataflux_api.service import DataFlux
 
-    settings = _settings()
-    store, catalog = open_object_store(settings), Catalog(settings)
+    service = DataFlux(_settings())
     console = _console()
-    landed = duplicates = 0
+    landed = duplicates = refused = 0
     try:
-        for path, receipt in ingest_paths(
-            store, catalog, paths, context=context, priority=priority, collection_id=collection_id
+        for result in service.ingest_files(
+            paths, context=context, priority=priority, collection_id=collection_id
         ):
+            path = result["path"]
             if as_json:
-                click.echo(json.dumps({"path": str(path), **receipt.__dict__}))
-            elif receipt.duplicate_of:
-                console.print(f"[yellow]duplicate[/] {path} (asset {receipt.duplicate_of}, {receipt.status})")
+                click.echo(json.dumps(result))
+            elif result["refused"]:
+                console.print(f"[red]refused[/]   {path}: {result['refused']}: {result['message']}")
+            elif result["duplicate_of"]:
+                console.print(
+                    f"[yellow]duplicate[/] {path} (asset {result['duplicate_of']}, {result['status']})"
+                )
             else:
-                console.print(f"[green]landed[/]    {path} → asset {receipt.asset_id}")
-            duplicates += bool(receipt.duplicate_of)
-            landed += not receipt.duplicate_of
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
+                console.print(f"[green]landed[/]    {path} → asset {result['asset_id']}")
+            refused += bool(result["refused"])
+            duplicates += bool(result["duplicate_of"])
+            landed += not (result["refused"] or result["duplicate_of"])
+    except DataFluxError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from exc
     if not as_json:
         console.print(
-            f"{landed} file(s) landed, {duplicates} duplicate(s). Run `dataflux process` or let the sensor pick them up."
+            f"{landed} file(s) landed, {duplicates} duplicate(s), {refused} refused. "
+            "Run `dataflux process` or let the sensor pick them up."
         )
+    if refused and not landed and not duplicates:
+        raise SystemExit(1)
 
 
 def run_process(settings: Settings, *, stale: bool = False, quiet: bool = False) -> Any:
     """Process the landing area in this process, with a progress bar."""
     import dagster as dg
 
-    from dataflux_pipelines.ingest.embedded import process_landing
-    from dataflux_pipelines.resources import ensure_dagster_home
+    from dataflux_pipelines.orchestration.embedded import process_landing
+    from dataflux_pipelines.orchestration.resources import ensure_dagster_home
 
     ensure_dagster_home(settings)
-    from dataflux_pipelines.definitions import defs
+    from dataflux_pipelines.orchestration.definitions import defs
 
     with dg.DagsterInstance.get() as instance:
         if quiet:
@@ -138,11 +136,9 @@ def process(stale: bool, as_json: bool) -> None:
 
 
 def status_rows(settings: Settings) -> list[dict[str, Any]]:
-    from dataflux_pipelines.catalog import Catalog
+    from dataflux_api.service import DataFlux
 
-    rows = Catalog(settings, reader=True).find_assets()
-    rows.sort(key=lambda r: (r["created_at"], r["filename"] or ""))
-    return rows
+    return DataFlux(settings).status_rows()
 
 
 def print_status(settings: Settings, console: Console) -> None:
@@ -198,7 +194,7 @@ def status(as_json: bool) -> None:
 
 def _child(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     def reset_signals() -> None:
-        # Background children inherit SIGINT=SIG_IGN; Dagster would then ignore SIGTERM too (REFERENCE 1.6).
+        # Background children inherit SIGINT=SIG_IGN; Dagster would then ignore SIGTERM too (dagster dev started with & from a script).
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
@@ -256,51 +252,46 @@ def service_commands(settings: Settings) -> list[tuple[str, list[str], str]]:
             f"http://{host}:{settings.dagster_port}",
         )
     ]
-    from dataflux_api.cli import main as cli_main
-
-    commands = set(cli_main.cli.commands)
-    if "api" in commands:
-        services.append(
-            (
+    services.append(
+        (
+            "api",
+            [
+                exe,
+                "-m",
+                "dataflux_api.cli.main",
                 "api",
-                [
-                    exe,
-                    "-m",
-                    "dataflux_api.cli.main",
-                    "api",
-                    "--host",
-                    settings.api_host,
-                    "--port",
-                    str(settings.api_port),
-                ],
-                f"http://{settings.api_host}:{settings.api_port}/api/v1 (docs: /schema)",
-            )
+                "--host",
+                settings.api_host,
+                "--port",
+                str(settings.api_port),
+            ],
+            f"http://{settings.api_host}:{settings.api_port}/ (REST: /api/v1, docs: /schema)",
         )
-    if "mcp" in commands:
-        services.append(
-            (
+    )
+    services.append(
+        (
+            "mcp",
+            [
+                exe,
+                "-m",
+                "dataflux_api.cli.main",
                 "mcp",
-                [
-                    exe,
-                    "-m",
-                    "dataflux_api.cli.main",
-                    "mcp",
-                    "--http",
-                    "--host",
-                    settings.mcp_host,
-                    "--port",
-                    str(settings.mcp_port),
-                ],
-                f"http://{settings.mcp_host}:{settings.mcp_port}/mcp",
-            )
+                "--http",
+                "--host",
+                settings.mcp_host,
+                "--port",
+                str(settings.mcp_port),
+            ],
+            f"http://{settings.mcp_host}:{settings.mcp_port}/mcp",
         )
+    )
     return services
 
 
 @click.command()
 def up() -> None:
     """Run the Dagster webserver + daemon, the API and the MCP server until Ctrl-C."""
-    from dataflux_pipelines.resources import ensure_dagster_home
+    from dataflux_pipelines.orchestration.resources import ensure_dagster_home
 
     settings = _settings()
     ensure_dagster_home(settings)
@@ -338,7 +329,5 @@ def up() -> None:
 
 
 def register(group: click.Group) -> None:
-    from dataflux_api.cli.demo import demo, doctor, search
-
-    for command in (ingest, process, status, up, demo, doctor, search):
+    for command in (ingest, process, status, up):
         group.add_command(command)

@@ -7,14 +7,8 @@ import datetime as dt
 
 import click
 
-from dataflux_pipelines.settings import Settings, SettingsError
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
+from dataflux_api.cli.common import load_settings as _settings
+from dataflux_pipelines.settings import SettingsError
 
 
 @click.command()

@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 
+MAX_SEARCH_LIMIT = 100  # results per page; a larger limit is clamped, a limit under 1 is refused
+
 
 class SearchFilters(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     mime_types: list[str] = []

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from dataflux_pipelines.contract import MediaType
+from dataflux_pipelines.records import MediaType
 
 # Words that name a media type; the plural and singular forms both count.
 _MEDIA_WORDS: dict[str, MediaType] = {

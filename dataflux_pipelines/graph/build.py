@@ -16,7 +16,7 @@ import kuzu
 import polars as pl
 import pyarrow as pa
 
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout, records
 from dataflux_pipelines.catalog import table_names
 from dataflux_pipelines.duplicates import duplicate_groups, shared_segments
 from dataflux_pipelines.graph.contrib import read_contributions
@@ -268,10 +268,10 @@ def load_inputs(
     segments = _frame(catalog.segments.to_arrow(), _SEGMENT_COLS).with_columns(
         pl.col("sequence_number").cast(pl.Int64), pl.col("page").cast(pl.Int64)
     )
-    if contract.COLLECTIONS_TABLE in table_names(catalog.db):
-        coll_tbl = catalog.db.open_table(contract.COLLECTIONS_TABLE).to_arrow()
+    if layout.COLLECTIONS_TABLE in table_names(catalog.db):
+        coll_tbl = catalog.db.open_table(layout.COLLECTIONS_TABLE).to_arrow()
     else:
-        coll_tbl = contract.COLLECTIONS_SCHEMA.empty_table()
+        coll_tbl = records.COLLECTIONS_SCHEMA.empty_table()
     collections = _frame(coll_tbl, ["id", "name", "auto_generated", "asset_ids"])
     edges = pl.from_arrow(read_contributions(store, exclude))
     assert isinstance(edges, pl.DataFrame)

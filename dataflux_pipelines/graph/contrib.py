@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dataflux_pipelines import layout
 from dataflux_pipelines.catalog import table_names
 from dataflux_pipelines.duplicates import SIMILAR_TOP_K, duplicate_threshold, similar_floor, space_for_table
 from dataflux_pipelines.graph.schema import CONTRIB_COLUMNS
@@ -145,7 +146,7 @@ def similarity_edges(catalog: Any, asset_id: str, segments: list[dict[str, Any]]
     edges: list[dict[str, Any]] = []
     lit = uuid_literal(asset_id, "asset_id")
     for name in sorted(table_names(catalog.db)):
-        if not name.startswith("vision__"):
+        if not layout.is_vector_table(name):
             continue
         table = catalog.db.open_table(name)
         n = table.count_rows(f"asset_id = {lit}")

@@ -1,5 +1,6 @@
 """Published Kuzu snapshots: one writer builds a new version beside the live one and swaps a pointer;
-readers open the published version read-only and follow the pointer (REFERENCE.md section 3.3).
+readers open the published version read-only and follow the pointer (Kuzu 0.11 locks a database file
+per process: a read-write holder and a reader in another process fail with "Could not set lock").
 
 With an S3 object store the writer also uploads each snapshot (`dataflux_pipelines.published`), and
 readers on other machines follow the object store's pointer through a local cache laid out like
@@ -29,6 +30,7 @@ from typing import Any, cast
 import kuzu
 from botocore.exceptions import BotoCoreError, ClientError
 
+from dataflux_pipelines import layout
 from dataflux_pipelines.graph.schema import NODE_TYPES, REL_PAIRS, REL_TYPES
 from dataflux_pipelines.identity import is_uuid
 from dataflux_pipelines.objectstore import ObjectInfo, ObjectMissing, ObjectStore, open_object_store
@@ -45,8 +47,8 @@ SNAPSHOTS = "snapshots"
 POINTER = "current"
 TOMBSTONES = "tombstones"
 CONTRIB = "contrib"
-TOMBSTONE_PREFIX = f"control/{TOMBSTONES}/"
-CONTRIB_PREFIX = f"graph/{CONTRIB}/"
+TOMBSTONE_PREFIX = layout.TOMBSTONE_PREFIX
+CONTRIB_PREFIX = layout.CONTRIB_PREFIX
 _SNAPSHOT_RE = re.compile(r"^v(\d{6,})\.kuzu$")
 # A reader's buffer pool; Kuzu's default (most of RAM) per process would starve the API host.
 READER_BUFFER_POOL = 128 * 1024**2
@@ -186,12 +188,8 @@ def collect_snapshots(graph_dir: Path, *, keep: int = 3, grace_s: float = 600.0)
 # --- tombstones and contributions in the object store ---------------------------------------
 
 
-def tombstone_key(asset_id: str) -> str:
-    return f"{TOMBSTONE_PREFIX}{asset_id}.json"
-
-
-def contrib_key(asset_id: str) -> str:
-    return f"{CONTRIB_PREFIX}{asset_id}.parquet"
+tombstone_key = layout.tombstone_key
+contrib_key = layout.contrib_key
 
 
 @dataclass(frozen=True)
@@ -580,32 +578,6 @@ def _rows(result: kuzu.QueryResult) -> list[list[Any]]:
 
 def _fetch(conn: kuzu.Connection, cypher: str, params: dict[str, Any]) -> list[list[Any]]:
     return _rows(_single(conn.execute(cypher, params)))
-
-
-def two_hop_related(
-    reader: GraphReader, asset_id: str, *, limit: int = 20, min_confidence: float = 0.0
-) -> list[dict[str, Any]]:
-    """Other assets that share concepts with an asset (asset → concept → asset), most shared first."""
-    asset_id = validate_entity_id(asset_id)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-        raise GraphError("invalid_limit", "limit must be an integer from 1 to 1000", "limit")
-    deleted = reader.deleted_assets()
-    rows = reader.query(
-        "MATCH (a:Asset)-[t1:TAGGED]->(c:Concept)<-[t2:TAGGED]-(b:Asset) "
-        "WHERE a.id = $id AND b.id <> $id "
-        "AND coalesce(t1.confidence, 1.0) >= $minc AND coalesce(t2.confidence, 1.0) >= $minc "
-        "RETURN b.id AS asset_id, b.filename AS filename, b.media_type AS media_type, "
-        "collect(c.id) AS concepts, count(c) AS shared "
-        "ORDER BY shared DESC, asset_id LIMIT $limit",
-        {"id": asset_id, "minc": float(min_confidence), "limit": limit + len(deleted)},
-    )
-    out = []
-    for row in rows:
-        if row["asset_id"] in deleted:
-            continue
-        row["concepts"] = sorted(row["concepts"])
-        out.append(row)
-    return out[:limit]
 
 
 def related_assets(

@@ -1,39 +1,45 @@
-"""One entry point per worker call: sniff and probe a file, or analyse it by media type."""
+"""One entry point per worker call: sniff and probe a file, or analyse it with its modality's analyser.
+
+Each modality (image, audio, document, video) implements the `Analyser` protocol in its own module and
+is registered once in `ANALYSERS`; `analyze_file` looks the probe's media type up there (no if-chain).
+A new modality is a new module with an `analyze_*` function and one line in that table. Entries name
+their module, imported on first use: the decode worker of an image never loads video's torch.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol, cast
 
-from dataflux_pipelines.contract import MediaType
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.media.probe import probe_media
-from dataflux_pipelines.media.types import MediaAnalysis, Probe
+from dataflux_pipelines.media.types import AnalysisOptions, MediaAnalysis, Probe
+from dataflux_pipelines.records import MediaType
 
-if TYPE_CHECKING:
-    from dataflux_pipelines.media.audio import Transcriber
-    from dataflux_pipelines.settings import Settings
+__all__ = ["ANALYSERS", "Analyser", "AnalysisOptions", "analyze_file", "sniff_and_probe"]
 
 
-@dataclass(frozen=True)
-class AnalysisOptions:
-    """Knobs of media analysis; plain values so the options cross the decode-worker boundary."""
+class Analyser(Protocol):
+    """Segments and features of one file of a modality, from its path, probe and analysis options."""
 
-    max_gif_frames: int = 300
-    tile_threshold: int = 4096  # images with a longer side than this also get tile segments
-    tile_size: int = 2048
-    max_tiles: int = 64
-    keyframe_side: int = 512
-    thumbnail_side: int = 256
-    chunk_words: int = 225
-    chunk_overlap_words: int = 30
-    min_audio_segment_s: float = 2.0
-    max_audio_segment_s: float = 30.0
+    def __call__(self, path: str, probe: Probe, options: AnalysisOptions) -> MediaAnalysis: ...
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AnalysisOptions:
-        return cls(max_gif_frames=settings.max_gif_frames)
+
+ANALYSERS: dict[str, str] = {
+    MediaType.IMAGE: "dataflux_pipelines.media.image:analyze_image",
+    MediaType.AUDIO: "dataflux_pipelines.media.audio:analyze_audio",
+    MediaType.DOCUMENT: "dataflux_pipelines.media.documents:analyze_document",
+    MediaType.VIDEO: "dataflux_pipelines.media.video:analyze_video_with_soundtrack",
+}
+
+
+def analyser_for(media_type: str) -> Analyser:
+    entry = ANALYSERS.get(media_type)
+    if entry is None:
+        raise MediaError(Reason.UNSUPPORTED_MEDIA_TYPE, f"no analysis for media type {media_type!r}")
+    module, name = entry.split(":")
+    return cast(Analyser, getattr(importlib.import_module(module), name))
 
 
 def sniff_and_probe(path: str) -> Probe:
@@ -41,47 +47,6 @@ def sniff_and_probe(path: str) -> Probe:
     return probe_media(Path(path))
 
 
-def analyze_file(
-    path: str, probe: Probe, options: AnalysisOptions, transcribe: Transcriber | None = None
-) -> MediaAnalysis:
+def analyze_file(path: str, probe: Probe, options: AnalysisOptions) -> MediaAnalysis:
     """Segments and features of one file, by the media type its probe found."""
-    media_type = probe.media_type
-    if media_type == MediaType.IMAGE:
-        from dataflux_pipelines.media.image import analyze_image
-
-        return analyze_image(Path(path), probe, options)
-    if media_type == MediaType.AUDIO:
-        from dataflux_pipelines.media.audio import analyze_audio
-
-        return analyze_audio(path, probe, options, transcribe=transcribe)
-    if media_type == MediaType.DOCUMENT:
-        from dataflux_pipelines.media.documents import analyze_document
-
-        return analyze_document(path, probe, options)
-    if media_type == MediaType.VIDEO:
-        # Imported here: the video module is separate and pulls in shot detection.
-        from dataflux_pipelines.media.video import analyze_video
-
-        analysis = analyze_video(path, probe, options)
-        if probe.audio_codec:
-            _add_soundtrack(analysis, path, probe, options)
-        return analysis
-    raise MediaError(Reason.UNSUPPORTED_MEDIA_TYPE, f"no analysis for media type {media_type!r}")
-
-
-def _add_soundtrack(analysis: MediaAnalysis, path: str, probe: Probe, options: AnalysisOptions) -> None:
-    """Speech / music / silence passages of a video's soundtrack, as `audio` segments beside the shots.
-
-    The soundtrack is analysed in streaming passes (one passage held at a time), so any length is segmented.
-    """
-    from dataflux_pipelines.media.audio import analyze_audio
-
-    try:
-        audio = analyze_audio(path, probe, options)
-    except MediaError as exc:
-        # A video whose soundtrack cannot be decoded still has its shots; record why there are no passages.
-        analysis.summary["soundtrack"] = {"passages": None, "skipped": str(exc)}
-        return
-    analysis.segments.extend(audio.segments)
-    analysis.summary["soundtrack"] = audio.summary
-    analysis.transcript_windows = audio.transcript_windows
+    return analyser_for(probe.media_type)(path, probe, options)

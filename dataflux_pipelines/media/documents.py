@@ -14,14 +14,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from dataflux_pipelines.contract import MediaType, SegmentType
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.media.probe import open_pdf, pdf_page_count
 from dataflux_pipelines.media.screen_text import page_scan_images
 from dataflux_pipelines.media.types import MediaAnalysis, Probe, SegmentDraft, TextFrame
+from dataflux_pipelines.records import MediaType, SegmentType
 
 if TYPE_CHECKING:
-    from dataflux_pipelines.media.analyze import AnalysisOptions
+    from dataflux_pipelines.media.types import AnalysisOptions
 
 _WORD = re.compile(r"\S+")
 # A sentence ends at . ! ? (optionally followed by quotes/brackets) before whitespace, or at a paragraph break.

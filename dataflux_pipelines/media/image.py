@@ -4,21 +4,20 @@ animated GIF/WebP, each with visual and style features, a keyframe and a thumbna
 from __future__ import annotations
 
 import math
-import mmap
 import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dataflux_pipelines.contract import MediaType, SegmentType
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.media.features import encode_jpeg, resize_long_side, style_labels, visual_features
-from dataflux_pipelines.media.probe import open_image, read_exif
+from dataflux_pipelines.media.probe import count_frames, open_image, read_exif
 from dataflux_pipelines.media.types import MediaAnalysis, Probe, SegmentDraft, TextFrame
+from dataflux_pipelines.records import MediaType, SegmentType
 
 if TYPE_CHECKING:
-    from dataflux_pipelines.media.analyze import AnalysisOptions
+    from dataflux_pipelines.media.types import AnalysisOptions
 
 # Animated images: frames are sampled down to `max_gif_frames`; GIF frames depend on the previous
 # ones, so sampling still decodes every frame up to the last sample. Past this multiple of the cap
@@ -26,63 +25,6 @@ if TYPE_CHECKING:
 HARD_FRAME_FACTOR = 10
 # Mean absolute difference (0–255) of 16×16 previews above which a sampled frame starts a new group.
 FRAME_CHANGE_THRESHOLD = 18.0
-
-
-def _count_gif_frames(data: bytes | mmap.mmap, stop_after: int) -> int:
-    """Image descriptors in a GIF, found by skipping data sub-blocks without decoding them."""
-    if len(data) < 13:
-        raise MediaError(Reason.TRUNCATED_MEDIA, "GIF file ends inside its header")
-    flags = data[10]
-    pos = 13 + (3 * (2 << (flags & 7)) if flags & 0x80 else 0)
-    frames = 0
-    size = len(data)
-    while pos < size:
-        marker = data[pos]
-        if marker == 0x3B:  # trailer
-            break
-        if marker == 0x21:  # extension: label, then sub-blocks
-            pos += 2
-        elif marker == 0x2C:  # image descriptor, local colour table, LZW code size, sub-blocks
-            if pos + 10 > size:
-                break
-            local = data[pos + 9]
-            pos += 10 + (3 * (2 << (local & 7)) if local & 0x80 else 0) + 1
-            frames += 1
-            if frames > stop_after:
-                return frames
-        else:
-            break  # garbage after the last frame: browsers stop here too
-        while pos < size and data[pos] != 0:
-            pos += data[pos] + 1
-        pos += 1
-    return frames
-
-
-def _count_webp_frames(data: bytes | mmap.mmap) -> int:
-    pos, frames, animated = 12, 0, False
-    size = len(data)
-    while pos + 8 <= size:
-        kind = bytes(data[pos : pos + 4])
-        length = struct.unpack("<I", data[pos + 4 : pos + 8])[0]
-        if kind == b"ANIM":
-            animated = True
-        elif kind == b"ANMF":
-            frames += 1
-        pos += 8 + length + (length & 1)
-    return frames if animated and frames else 1
-
-
-def count_frames(path: Path, mime_type: str, image: Any, stop_after: int = 10**7) -> int:
-    """Frames in an image file, counted from the container structure without decoding pixels."""
-    if mime_type in ("image/gif", "image/webp"):
-        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            if mime_type == "image/gif":
-                return max(1, _count_gif_frames(data, stop_after))
-            return _count_webp_frames(data)
-    try:
-        return int(getattr(image, "n_frames", 1))
-    except (OSError, EOFError, ValueError, struct.error) as exc:
-        raise MediaError(Reason.CORRUPT_MEDIA, f"the frames of the image cannot be counted: {exc}") from exc
 
 
 def to_rgb_array(image: Any) -> np.ndarray:
@@ -261,7 +203,7 @@ def _preview(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((16, 16), Image.Resampling.BOX), dtype=np.float32)
 
 
-def analyze_image(path: Path, probe: Probe, options: AnalysisOptions) -> MediaAnalysis:
+def analyze_image(path: Path | str, probe: Probe, options: AnalysisOptions) -> MediaAnalysis:
     """Segments and features of a still or animated image; refuses bombs and huge animations."""
     path = Path(path)
     image = open_image(path)

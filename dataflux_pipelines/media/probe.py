@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import mmap
 import struct
 import warnings
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from dataflux_pipelines.contract import MediaType
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.media.sniff import sniff_media
 from dataflux_pipelines.media.types import Probe
+from dataflux_pipelines.records import MediaType
 
 # A container that claims more than this much beyond the last decodable frame is damaged.
 _TAIL_SECONDS = 1.5
@@ -253,7 +254,6 @@ def open_image(path: Path) -> Any:
 
 
 def _probe_image(path: Path, probe: Probe) -> None:
-    from dataflux_pipelines.media.image import count_frames
 
     image = open_image(path)
     with image:
@@ -336,3 +336,63 @@ def _probe_text(path: Path, probe: Probe) -> None:
     probe.extra["encoding"] = "utf-8"
     probe.extra["characters"] = len(text)
     probe.extra["lines"] = text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+
+
+# --- frame counting from the container structure (GIF blocks, WebP chunks) ---------------
+
+
+def _count_gif_frames(data: bytes | mmap.mmap, stop_after: int) -> int:
+    """Image descriptors in a GIF, found by skipping data sub-blocks without decoding them."""
+    if len(data) < 13:
+        raise MediaError(Reason.TRUNCATED_MEDIA, "GIF file ends inside its header")
+    flags = data[10]
+    pos = 13 + (3 * (2 << (flags & 7)) if flags & 0x80 else 0)
+    frames = 0
+    size = len(data)
+    while pos < size:
+        marker = data[pos]
+        if marker == 0x3B:  # trailer
+            break
+        if marker == 0x21:  # extension: label, then sub-blocks
+            pos += 2
+        elif marker == 0x2C:  # image descriptor, local colour table, LZW code size, sub-blocks
+            if pos + 10 > size:
+                break
+            local = data[pos + 9]
+            pos += 10 + (3 * (2 << (local & 7)) if local & 0x80 else 0) + 1
+            frames += 1
+            if frames > stop_after:
+                return frames
+        else:
+            break  # garbage after the last frame: browsers stop here too
+        while pos < size and data[pos] != 0:
+            pos += data[pos] + 1
+        pos += 1
+    return frames
+
+
+def _count_webp_frames(data: bytes | mmap.mmap) -> int:
+    pos, frames, animated = 12, 0, False
+    size = len(data)
+    while pos + 8 <= size:
+        kind = bytes(data[pos : pos + 4])
+        length = struct.unpack("<I", data[pos + 4 : pos + 8])[0]
+        if kind == b"ANIM":
+            animated = True
+        elif kind == b"ANMF":
+            frames += 1
+        pos += 8 + length + (length & 1)
+    return frames if animated and frames else 1
+
+
+def count_frames(path: Path, mime_type: str, image: Any, stop_after: int = 10**7) -> int:
+    """Frames in an image file, counted from the container structure without decoding pixels."""
+    if mime_type in ("image/gif", "image/webp"):
+        with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            if mime_type == "image/gif":
+                return max(1, _count_gif_frames(data, stop_after))
+            return _count_webp_frames(data)
+    try:
+        return int(getattr(image, "n_frames", 1))
+    except (OSError, EOFError, ValueError, struct.error) as exc:
+        raise MediaError(Reason.CORRUPT_MEDIA, f"the frames of the image cannot be counted: {exc}") from exc

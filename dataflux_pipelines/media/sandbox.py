@@ -1,7 +1,7 @@
 """Decode hostile files in a killable worker process with a wall-clock and an address-space limit.
 
 The worker is started with multiprocessing's *spawn* context: decord aborts in a forked child that
-inherits a reader (REFERENCE.md section 5), and spawn also keeps torch and the parent's open stores out
+inherits a reader (a forked child that used an inherited decord reader died with SIGABRT), and spawn also keeps torch and the parent's open stores out
 of the child. One `DecodeWorker` is a persistent child, so 200 images pay one process start, not 200.
 """
 

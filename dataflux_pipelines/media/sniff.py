@@ -7,8 +7,8 @@ import re
 import struct
 from pathlib import Path
 
-from dataflux_pipelines.contract import MediaType
 from dataflux_pipelines.errors import MediaError, Reason
+from dataflux_pipelines.records import MediaType
 
 HEAD_BYTES = 64 * 1024
 

@@ -22,13 +22,17 @@ from typing import Any
 import numpy as np
 
 from dataflux_pipelines.errors import MediaError
-from dataflux_pipelines.media.audio import ANALYSIS_RATE, FRAME_S, SILENCE_DBFS, Passage, passage_samples
+from dataflux_pipelines.media.audio import (
+    ANALYSIS_RATE,
+    MAX_WINDOW_S,
+    Passage,
+    audible_frames,
+    passage_samples,
+    plan_windows,
+)
 
-MAX_WINDOW_S = 30.0
-CUT_SEARCH_S = 10.0  # a long run is cut at its quietest frame within the window's last 10 s
-MIN_GAP_S = 1.0  # silence at least this long separates windows
-MIN_AUDIBLE_S = 0.3  # windows with less sound than this are not worth a decoder call
-PAD_S = 0.2  # kept around the audible frames so word onsets and tails are not clipped
+__all__ = ["MAX_WINDOW_S", "audible_frames", "plan_windows"]  # planned with the scan, in media.audio
+
 # A segment where Silero hears no speech is kept only when Whisper's mean token probability
 # (exp(avg_logprob)) reaches this and it does not think the span is silence. Set before measuring;
 # on bench/transcripts.py's tuning seed it dropped no sung word and let no instrumental filler through.
@@ -49,48 +53,6 @@ class TranscriptSegment:
     confidence: float
     words: list[dict[str, Any]] = field(default_factory=list)
     voiced: float = 0.0  # share of the span Silero calls speech (0 for singing over music)
-
-
-def audible_frames(rms: np.ndarray) -> np.ndarray:
-    """True for each 20 ms frame above the silence floor (-50 dBFS)."""
-    return np.asarray(rms, dtype=np.float64) >= 10 ** (SILENCE_DBFS / 20)
-
-
-def plan_windows(rms: np.ndarray, duration: float) -> list[tuple[float, float]]:
-    """(start, end) seconds of the windows to transcribe, from per-frame RMS; silence skipped."""
-    loud = audible_frames(rms)
-    if not loud.any():
-        return []
-    gap = max(1, round(MIN_GAP_S / FRAME_S))
-    idx = np.flatnonzero(loud)
-    # Runs of audible frames, bridging silences shorter than MIN_GAP_S.
-    breaks = np.flatnonzero(np.diff(idx) > gap)
-    starts = np.concatenate([[idx[0]], idx[breaks + 1]])
-    ends = np.concatenate([idx[breaks], [idx[-1]]]) + 1
-    per_window = round(MAX_WINDOW_S / FRAME_S)
-    search = round(CUT_SEARCH_S / FRAME_S)
-    pad = round(PAD_S / FRAME_S)
-    db = 20 * np.log10(np.asarray(rms, dtype=np.float64) + 1e-12)
-    windows: list[tuple[int, int]] = []
-    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-        a, b = max(0, a - pad), min(len(rms), b + pad)
-        while b - a > per_window:
-            lo, hi = a + per_window - search, a + per_window
-            cut = lo + int(np.argmin(db[lo:hi]))
-            windows.append((a, cut))
-            a = cut
-        windows.append((a, b))
-    min_loud = round(MIN_AUDIBLE_S / FRAME_S)
-    kept = [(a, b) for a, b in windows if int(loud[a:b].sum()) >= min_loud]
-    # Runs that fit in one window together share it: Whisper pads every window to 30 s anyway, so one
-    # call per 30 s of timeline is cheaper than one per run, and the decoder keeps the context.
-    packed: list[tuple[int, int]] = []
-    for a, b in kept:
-        if packed and b - packed[-1][0] <= per_window:
-            packed[-1] = (packed[-1][0], b)
-        else:
-            packed.append((a, b))
-    return [(round(a * FRAME_S, 3), round(min(b * FRAME_S, duration), 3)) for a, b in packed]
 
 
 def window_samples(path: Path | str, windows: Sequence[tuple[float, float]]) -> Iterator[np.ndarray]:

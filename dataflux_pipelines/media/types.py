@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dataflux_pipelines.settings import Settings
 
 
 @dataclass
 class Probe:
     """What the bytes are and their technical facts (the `media_file` asset's probe)."""
 
-    media_type: str  # contract.MediaType value
+    media_type: str  # records.MediaType value
     mime_type: str
     extension: str  # canonical extension with the dot, e.g. ".mp4"
     duration: float | None = None  # seconds
@@ -32,7 +35,7 @@ class Probe:
 class SegmentDraft:
     """One segment before it has an id: a shot, an audio passage, an image (tile) or a text chunk."""
 
-    segment_type: str  # contract.SegmentType value
+    segment_type: str  # records.SegmentType value
     sequence_number: int
     start_time: float | None = None
     end_time: float | None = None
@@ -91,3 +94,23 @@ class MediaAnalysis:
     # (start, end) seconds of the audio worth transcribing.
     text_frames: list[TextFrame] = field(default_factory=list)
     transcript_windows: list[tuple[float, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """Knobs of media analysis; plain values so the options cross the decode-worker boundary."""
+
+    max_gif_frames: int = 300
+    tile_threshold: int = 4096  # images with a longer side than this also get tile segments
+    tile_size: int = 2048
+    max_tiles: int = 64
+    keyframe_side: int = 512
+    thumbnail_side: int = 256
+    chunk_words: int = 225
+    chunk_overlap_words: int = 30
+    min_audio_segment_s: float = 2.0
+    max_audio_segment_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AnalysisOptions:
+        return cls(max_gif_frames=settings.max_gif_frames)

@@ -10,12 +10,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from dataflux_pipelines.contract import MediaType, SegmentType
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.media.features import dominant_palette, encode_jpeg, style_labels, visual_features
 from dataflux_pipelines.media.screen_text import ChangeSampler, shot_text_frames
 from dataflux_pipelines.media.shots import Shot, ShotDetector, decode_batches, torch_threads
 from dataflux_pipelines.media.types import MediaAnalysis, Probe, SegmentDraft
+from dataflux_pipelines.records import MediaType, SegmentType
 
 AUDIO_RATE = 16000
 KEYFRAME_BUFFER = 48  # frames kept per open shot to pick its middle frame from (bounded memory)
@@ -276,3 +276,25 @@ def _tile(rgb: np.ndarray) -> np.ndarray:
     from PIL import Image
 
     return np.asarray(Image.fromarray(rgb).resize((TILE, TILE), Image.Resampling.BILINEAR))
+
+
+def analyze_video_with_soundtrack(path: str, probe: Probe, options: Any) -> MediaAnalysis:
+    """Shots, plus speech / music / silence passages of the soundtrack as `audio` segments beside them.
+
+    The soundtrack is analysed in streaming passes (one passage held at a time), so any length is segmented.
+    """
+    from dataflux_pipelines.media.audio import analyze_audio
+
+    analysis = analyze_video(path, probe, options)
+    if not probe.audio_codec:
+        return analysis
+    try:
+        audio = analyze_audio(path, probe, options)
+    except MediaError as exc:
+        # A video whose soundtrack cannot be decoded still has its shots; record why there are no passages.
+        analysis.summary["soundtrack"] = {"passages": None, "skipped": str(exc)}
+        return analysis
+    analysis.segments.extend(audio.segments)
+    analysis.summary["soundtrack"] = audio.summary
+    analysis.transcript_windows = audio.transcript_windows
+    return analysis

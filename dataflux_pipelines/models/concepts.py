@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from dataflux_pipelines.models.registry import ClipEncoder, ModelRegistry
+from dataflux_pipelines.models.clip import ClipEncoder
+from dataflux_pipelines.models.registry import ModelRegistry
 
 # Curated for media libraries: what is in the frame, where, and how it is shot.
 OBJECTS = [

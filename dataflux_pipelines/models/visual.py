@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from dataflux_pipelines.models.loading import ModelProfile
+
 VISUAL_OFFLINE_SPACE = "visual-offline"
 # Bump when the descriptor changes: every stored vector of this space becomes stale.
 VISUAL_OFFLINE_VERSION = "visual-offline/v1 lab4x4x4+grad8 pyramid1-2-4 +lbp10 pyramid1-2 96px"
@@ -192,3 +194,17 @@ def measure_pixels(image: Image.Image | np.ndarray) -> dict[str, float]:
     yb = 0.5 * (r + g) - b
     colourfulness = float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(np.abs(rg.mean()), np.abs(yb.mean())))
     return {"brightness": float(luminance.mean()), "colorfulness": colourfulness}
+
+
+class OfflineVisualEncoder:
+    """The non-learned `visual-offline` descriptor behind the same interface as CLIP's image tower."""
+
+    dim = VISUAL_OFFLINE_DIM
+    space = VISUAL_OFFLINE_SPACE
+    version = VISUAL_OFFLINE_VERSION
+
+    def __init__(self, profile: ModelProfile) -> None:
+        self.profile = profile
+
+    def embed_images(self, images: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
+        return describe_images(list(images))

@@ -15,18 +15,12 @@ from typing import Any
 import dagster as dg
 
 from dataflux_pipelines.catalog import Catalog
-from dataflux_pipelines.contract import Status
-from dataflux_pipelines.ingest.landing import (
-    LandingPlan,
-    PendingFile,
-    clear_obsolete_requests,
-    clear_reanalysis_request,
-    drop_duplicates,
-    plan_landing,
-)
-from dataflux_pipelines.ingest.partitions import MEDIA_PARTITIONS, RANGE_END, RANGE_START
-from dataflux_pipelines.ingest.sensors import EMBEDDING_STAGES, run_requests_for
+from dataflux_pipelines.landing import clear_reanalysis_request, plan_runs
 from dataflux_pipelines.objectstore import open_object_store
+from dataflux_pipelines.orchestration.jobs import EMBEDDING_STAGES
+from dataflux_pipelines.orchestration.partitions import MEDIA_PARTITIONS, partition_tag_sets, priority_tags
+from dataflux_pipelines.orchestration.resources import shared_registry
+from dataflux_pipelines.records import Status
 from dataflux_pipelines.settings import Settings
 
 # The terminal shows each stage's progress lines; Dagster's step-by-step DEBUG events stay in the UI.
@@ -49,34 +43,6 @@ class ProcessReport:
     @property
     def files_per_second(self) -> float:
         return self.files / self.seconds if self.seconds else 0.0
-
-
-def contiguous_ranges(keys: Sequence[str], order: Sequence[str]) -> list[tuple[str, str]]:
-    """Split a set of partition keys into ranges of Dagster's partition order that hold only them."""
-    wanted = set(keys)
-    ranges: list[tuple[str, str]] = []
-    start = prev = None
-    for key in order:
-        if key in wanted:
-            if start is None:
-                start = key
-            prev = key
-        elif start is not None:
-            ranges.append((start, prev))  # type: ignore[arg-type]
-            start = None
-    if start is not None:
-        ranges.append((start, prev))  # type: ignore[arg-type]
-    return ranges
-
-
-def _run_tags_for(keys: Sequence[str], order: Sequence[str]) -> list[dict[str, str]]:
-    out = []
-    for start, end in contiguous_ranges(keys, order):
-        if start == end:
-            out.append({"dagster/partition": start})
-        else:
-            out.append({RANGE_START: start, RANGE_END: end})
-    return out
 
 
 class _Watcher:
@@ -137,56 +103,48 @@ def process_landing(
     *,
     stale: bool = False,
     progress: Progress | None = None,
+    max_files_per_run: int = 1000,
 ) -> ProcessReport:
     """Materialize what the sensor would request now (and, with `stale`, re-embed stale files)."""
     started = time.perf_counter()
     store = open_object_store(settings)
     catalog = Catalog(settings)
-    known = set(instance.get_dynamic_partitions(MEDIA_PARTITIONS))
-    plan: LandingPlan = plan_landing(store, catalog, known, settle_seconds=0)
-    drop_duplicates(store, plan)
-    clear_obsolete_requests(store, plan)
+    known = instance.get_dynamic_partitions(MEDIA_PARTITIONS)
     # Queued files whose partition exists but whose run never happened (a stopped daemon).
-    planned = {p.asset_id for p in plan.pending}
-    recovered = [
-        row["id"]
-        for row in catalog.find_assets(f"status = '{Status.QUEUED.value}'")
-        if row["id"] in known and row["id"] not in planned
-    ]
-    new_keys, _ = run_requests_for(LandingPlan(pending=plan.pending))
-    if new_keys:
-        instance.add_dynamic_partitions(MEDIA_PARTITIONS, new_keys)
+    queued = {row["id"] for row in catalog.find_assets(f"status = '{Status.QUEUED.value}'")}
+    plan = plan_runs(
+        store,
+        catalog,
+        set(known),
+        settle_seconds=0,
+        max_files_per_run=max_files_per_run,
+        recover=sorted(queued & set(known)),
+    )
+    if plan.new_partitions:
+        instance.add_dynamic_partitions(MEDIA_PARTITIONS, plan.new_partitions)
     order = instance.get_dynamic_partitions(MEDIA_PARTITIONS)
     report = ProcessReport(duplicates=len(plan.duplicates))
-    batches: list[tuple[list[str], list[dg.AssetKey] | None]] = []
-    by_priority: dict[int, list[PendingFile]] = {}
-    for pending in plan.pending:
-        by_priority.setdefault(pending.priority, []).append(pending)
-    for priority in sorted(by_priority):
-        batches.append(([p.asset_id for p in by_priority[priority]], None))
-    reanalyze = [a for a, _, _ in plan.reanalyze]
-    if recovered or reanalyze:
-        batches.append((sorted(set(recovered) | set(reanalyze)), None))
+    batches: list[tuple[list[str], int, list[dg.AssetKey] | None]] = [
+        (list(run.asset_ids), run.priority, None) for run in plan.runs
+    ]
     if stale:
         from dataflux_pipelines.embeddings.stage import stale_assets
-        from dataflux_pipelines.models.registry import ModelRegistry
         from dataflux_pipelines.text_stage import stale_text_sources
 
-        registry = ModelRegistry(settings)
-        reread = [a for a in stale_text_sources(catalog.db, registry) if a in set(order)]
-        stale_ids = [
-            a for a in stale_assets(catalog.db, registry) if a in set(order) and a not in set(reread)
-        ]
+        known_now = set(order)
+        registry = shared_registry(settings)
+        reread = [a for a in stale_text_sources(catalog.db, registry) if a in known_now]
+        stale_ids = [a for a in stale_assets(catalog.db, registry) if a in known_now and a not in set(reread)]
         if reread:
-            batches.append((reread, None))  # transcripts / text from another model: every stage reruns
+            batches.append((reread, 5, None))  # transcripts / text from another model: every stage reruns
         if stale_ids:
-            batches.append((stale_ids, EMBEDDING_STAGES))
-    for asset_ids, selection in batches:
+            batches.append((stale_ids, 5, EMBEDDING_STAGES))
+    for asset_ids, priority, selection in batches:
         watcher = _Watcher(catalog, asset_ids, progress)
         thread = threading.Thread(target=watcher.run, daemon=True)
         thread.start()
         try:
-            tag_sets = _run_tags_for(asset_ids, order)
+            tag_sets = [{**priority_tags(priority), **t} for t in partition_tag_sets(asset_ids, order)]
             results = execute_runs(defs, instance, "process_media", tag_sets, asset_selection=selection)
         finally:
             watcher.stop.set()
@@ -209,7 +167,7 @@ def process_landing(
                 )
             elif row["status"] == Status.COMPLETED.value:
                 report.completed += 1
-    for _, _, request_key in plan.reanalyze:
+    for request_key in plan.reanalysis_keys:
         clear_reanalysis_request(store, request_key)
     if report.files and "refresh_shared" in {j.name for j in defs.resolve_all_job_defs()}:
         shared = defs.resolve_job_def("refresh_shared")

@@ -1,15 +1,13 @@
-"""The shared `analytics_facts` asset, its 15-minute schedule and an on-demand refresh job."""
+"""Dagster's run history as plain rows: status, timing, files per run and why a run failed."""
+
+from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
 import dagster as dg
 
-from dataflux_pipelines.analytics.facts import collect_facts, publish_facts
-from dataflux_pipelines.analytics.views import open_views, rollup_rows
-from dataflux_pipelines.catalog import Catalog
-from dataflux_pipelines.ingest.partitions import MEDIA_PARTITIONS, RANGE_END, RANGE_START
-from dataflux_pipelines.resources import DataFluxResource
+from dataflux_pipelines.orchestration.partitions import MEDIA_PARTITIONS, RANGE_END, RANGE_START
 
 MAX_RUNS = 10_000
 
@@ -37,7 +35,7 @@ def _failure_reason(instance: dg.DagsterInstance, run_id: str) -> str | None:
 
 
 def dagster_runs(instance: dg.DagsterInstance, limit: int = MAX_RUNS) -> list[dict[str, Any]]:
-    """Runs from Dagster's run storage: status, timing, how many files, and why a run failed."""
+    """Runs from Dagster's run storage, newest first, as rows for the analytics facts."""
     out = []
     # A ranged run (many files in one run) names only its first and last partition.
     order = {key: i for i, key in enumerate(instance.get_dynamic_partitions(MEDIA_PARTITIONS))}
@@ -63,41 +61,3 @@ def dagster_runs(instance: dg.DagsterInstance, limit: int = MAX_RUNS) -> list[di
             }
         )
     return out
-
-
-@dg.asset(
-    pool="duckdb_writer",
-    group_name="shared",
-    kinds={"duckdb", "parquet"},
-    description="Parquet facts (assets, segments, Dagster runs, queries, feedback) published atomically "
-    "for the DuckDB views behind /api/v1/stats and the MCP statistics resource.",
-)
-def analytics_facts(context: dg.AssetExecutionContext, dataflux: DataFluxResource) -> dg.MaterializeResult:
-    settings = dataflux.settings()
-    tables = collect_facts(settings, Catalog(settings), dagster_runs(context.instance))
-    manifest = publish_facts(settings, tables)
-    con = open_views(settings)
-    try:
-        rollups = rollup_rows(con)
-    finally:
-        con.close()
-    return dg.MaterializeResult(
-        metadata={
-            **{f"rows_{name}": n for name, n in manifest["rows"].items()},
-            **{f"rollup_{name}": n for name, n in rollups.items()},
-            "published_at": manifest["published_at"],
-        }
-    )
-
-
-analytics_refresh_job = dg.define_asset_job("refresh_analytics", selection=[analytics_facts])
-analytics_schedule = dg.ScheduleDefinition(
-    name="analytics_every_15_minutes",
-    job=analytics_refresh_job,
-    cron_schedule="*/15 * * * *",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
-
-ANALYTICS_ASSETS = [analytics_facts]
-ANALYTICS_JOBS = [analytics_refresh_job]
-ANALYTICS_SCHEDULES = [analytics_schedule]

@@ -18,6 +18,7 @@ of the objects manifest too.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import glob
 import json
@@ -42,6 +43,7 @@ from dataflux_pipelines.graph.store import (
     TOMBSTONES,
     live_snapshot,
 )
+from dataflux_pipelines.orchestration.partitions import MEDIA_PARTITIONS
 from dataflux_pipelines.published import (
     ANALYTICS,
     GRAPH,
@@ -59,7 +61,6 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 OBJECTS_MANIFEST = "objects.jsonl"
 PG_DUMP = "dagster.pgdump"
-MEDIA_PARTITIONS = "media_files"
 NOT_COVERED = (
     "models and the Hugging Face cache (re-download or copy them; nothing in DataFlux depends on their files)",
     "the virtualenv, the checkout and deployment files (.env holds secrets: keep it in your secret store)",
@@ -144,13 +145,10 @@ def _s3_keys(client: Any, loc: S3Location, sub: str = "") -> Iterator[dict[str, 
 
 
 def _lance_connect(settings: Settings, uri: str | None = None) -> Any:
-    import lancedb
+    """A writer's connection (always the latest version) to the configured or another LanceDB location."""
+    from dataflux_pipelines.catalog import connect
 
-    uri = uri or settings.lance_uri
-    kwargs: dict[str, Any] = {"read_consistency_interval": dt.timedelta(0)}
-    if uri.startswith("s3://"):
-        kwargs["storage_options"] = settings.store_options
-    return lancedb.connect(uri, **kwargs)
+    return connect(dataclasses.replace(settings, lance_uri=uri) if uri else settings)
 
 
 def _lance_tables(db: Any) -> list[str]:

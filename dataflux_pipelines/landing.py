@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dataflux_pipelines import contract
+from dataflux_pipelines import layout
 from dataflux_pipelines.catalog import Catalog
-from dataflux_pipelines.contract import Status
 from dataflux_pipelines.identity import asset_id_for_hash, is_uuid
 from dataflux_pipelines.objectstore import ObjectExists, ObjectInfo, ObjectMissing, ObjectStore
+from dataflux_pipelines.records import Status
 from dataflux_pipelines.settings import Settings
 
-CONTROL_PREFIX = "control/reanalyze/"
+CONTROL_PREFIX = layout.REANALYZE_PREFIX
 _CHUNK = 1024 * 1024
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
 # Rough processing rate used for the ETA an upload answers with (seconds per MiB, plus a floor).
@@ -104,11 +104,11 @@ def eta_seconds(size: int) -> int:
 
 
 def upload_key(asset_id: str) -> str:
-    return f"{contract.LANDING_PREFIX}uploads/{asset_id}"
+    return f"{layout.LANDING_PREFIX}uploads/{asset_id}"
 
 
 def sidecar_key(key: str) -> str:
-    return key + contract.SIDECAR_SUFFIX
+    return key + layout.SIDECAR_SUFFIX
 
 
 # --- writing into landing -----------------------------------------------------------------
@@ -176,19 +176,24 @@ def ingest_paths(
     collection_id: str | None = None,
 ) -> Iterator[tuple[Path, LandingReceipt]]:
     """Copy files (folders recursively) into landing; yields one receipt per file."""
+    for path in files_to_ingest(paths):
+        digest = hashlib.sha256()
+        size = 0
+        with path.open("rb") as handle:
+            for chunk in iter(functools.partial(handle.read, _CHUNK), b""):
+                digest.update(chunk)
+                size += len(chunk)
+        meta = UploadMeta(safe_filename(path.name), context, priority, collection_id)
+        yield path, _land(store, catalog, path, digest.hexdigest(), size, meta)
+
+
+def files_to_ingest(paths: Iterable[Path]) -> Iterator[Path]:
+    """The files under these paths (folders recursively, sorted); hidden files and sidecars are skipped."""
     for root in paths:
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
         for path in files:
-            if path.name.startswith(".") or path.name.endswith(contract.SIDECAR_SUFFIX):
-                continue
-            digest = hashlib.sha256()
-            size = 0
-            with path.open("rb") as handle:
-                for chunk in iter(functools.partial(handle.read, _CHUNK), b""):
-                    digest.update(chunk)
-                    size += len(chunk)
-            meta = UploadMeta(safe_filename(path.name), context, priority, collection_id)
-            yield path, _land(store, catalog, path, digest.hexdigest(), size, meta)
+            if not (path.name.startswith(".") or path.name.endswith(layout.SIDECAR_SUFFIX)):
+                yield path
 
 
 # --- reading landing (the sensor's evaluation) ----------------------------------------------
@@ -286,8 +291,8 @@ def plan_landing(
     now = dt.datetime.now(dt.UTC)
     objects = [
         info
-        for info in store.list(contract.LANDING_PREFIX)
-        if not info.key.endswith(contract.SIDECAR_SUFFIX) and not info.key.rsplit("/", 1)[-1].startswith(".")
+        for info in store.list(layout.LANDING_PREFIX)
+        if not info.key.endswith(layout.SIDECAR_SUFFIX) and not info.key.rsplit("/", 1)[-1].startswith(".")
     ]
     for info in objects:
         row = registered.get(info.key)
@@ -330,6 +335,73 @@ def plan_landing(
             # Not a partition yet: the file is still queued (its first run covers it) or was deleted.
             plan.obsolete_requests.append(info.key)
     plan.pending.sort(key=lambda p: (p.priority, p.landing_key))
+    return plan
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run to request: files that share a priority (or a re-analysis), in partition order."""
+
+    asset_ids: tuple[str, ...]
+    priority: int
+    run_key: str
+    reanalysis_key: str | None = None  # the control object that asked for it
+
+
+@dataclass
+class RunPlan:
+    """What to do now: partitions to add (in this order), runs to request, and what the plan cleaned up."""
+
+    new_partitions: list[str] = field(default_factory=list)
+    runs: list[PlannedRun] = field(default_factory=list)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
+    unsettled: int = 0
+
+    @property
+    def reanalysis_keys(self) -> list[str]:
+        return [r.reanalysis_key for r in self.runs if r.reanalysis_key]
+
+
+def plan_runs(
+    store: ObjectStore,
+    catalog: Catalog,
+    known_partitions: set[str],
+    *,
+    settle_seconds: float = 2.0,
+    max_files_per_run: int = 100,
+    recover: Iterable[str] = (),
+    log: Any = None,
+) -> RunPlan:
+    """The one planner for landing → runs, called by the landing sensor and by `dataflux process`.
+
+    New files are grouped by priority (most urgent first) into runs of at most `max_files_per_run`,
+    so each group is a contiguous range of the dynamic partitions; duplicates and obsolete
+    re-analysis requests are removed from the object store; `recover` names files that already have
+    a partition but whose run never happened or died: they run again, after the new files.
+    """
+    landing = plan_landing(store, catalog, known_partitions, settle_seconds=settle_seconds, log=log)
+    drop_duplicates(store, landing)
+    clear_obsolete_requests(store, landing)
+    plan = RunPlan(duplicates=landing.duplicates, unsettled=len(landing.skipped_unsettled))
+    by_priority: dict[int, list[PendingFile]] = {}
+    for pending in landing.pending:
+        by_priority.setdefault(pending.priority, []).append(pending)
+    for priority in sorted(by_priority):
+        group = by_priority[priority]
+        for start in range(0, len(group), max_files_per_run):
+            chunk = group[start : start + max_files_per_run]
+            ids = tuple(p.asset_id for p in chunk)
+            plan.new_partitions.extend(ids)
+            run_key = hashlib.sha256("\n".join(p.run_key for p in chunk).encode()).hexdigest()[:32]
+            plan.runs.append(PlannedRun(ids, priority, run_key))
+    for asset_id, priority, request_key in landing.reanalyze:
+        plan.runs.append(PlannedRun((asset_id,), priority, request_key, reanalysis_key=request_key))
+    planned = {a for r in plan.runs for a in r.asset_ids}
+    recovered = sorted(set(recover) - planned)
+    for start in range(0, len(recovered), max_files_per_run):
+        ids = tuple(recovered[start : start + max_files_per_run])
+        run_key = "recover:" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:24]
+        plan.runs.append(PlannedRun(ids, 5, run_key))
     return plan
 
 
@@ -380,7 +452,7 @@ def delete_asset(settings: Settings, store: ObjectStore, catalog: Catalog, asset
     if row.get("landing_key"):
         store.delete(row["landing_key"])
         store.delete(sidecar_key(row["landing_key"]))
-    store.delete_prefix(contract.asset_prefix(asset_id))
+    store.delete_prefix(layout.asset_prefix(asset_id))
     for info in list(store.list(f"{CONTROL_PREFIX}{asset_id}")):
         store.delete(info.key)
     delete_asset_vectors(catalog.db, asset_id)

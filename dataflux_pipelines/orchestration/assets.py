@@ -1,0 +1,252 @@
+"""DataFlux's Dagster assets: the per-file stages (one op over every partition of a run) and the
+shared assets over all files (indexes, collections, the knowledge graph, analytics).
+
+A run may carry many partitions (a range): models load once and inference batches across files.
+A file that fails gets no materialization for the failed stage and later ones, and the step
+fails at the end naming it, so Dagster marks exactly that partition failed while the others
+stay materialized.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+
+from dataflux_pipelines.analytics.facts import collect_facts, publish_facts
+from dataflux_pipelines.analytics.views import open_views, rollup_rows
+from dataflux_pipelines.auto_collections import refresh_auto_collections
+from dataflux_pipelines.embeddings.indexes import maintain_indexes
+from dataflux_pipelines.graph.build import publish_graph, top_concepts_markdown
+from dataflux_pipelines.orchestration.partitions import media_files
+from dataflux_pipelines.orchestration.resources import ModelsResource, StoresResource
+from dataflux_pipelines.orchestration.runs import dagster_runs
+from dataflux_pipelines.pipeline import STAGES, MediaPipeline, Outcome
+
+MAX_PARTITIONS_PER_RUN = 100
+
+_DESCRIPTIONS = {
+    "media_file": "The file itself: content hash, type sniffed from the bytes, technical probe, "
+    "canonical copy under objects/{asset_id}/ and its catalog row.",
+    "segments": "Shots, audio passages, images or document chunks with their features, keyframes "
+    "and thumbnails (LanceDB `segments`).",
+    "segment_embeddings": "Vision and text vectors for every segment, with model name and version "
+    "(LanceDB vector tables), plus concepts and the full-text column.",
+    "graph_contributions": "This file's edges for the knowledge graph (temporal order, concepts, "
+    "similar and duplicate candidates), folded in by `media_graph`.",
+}
+
+SPECS = [
+    dg.AssetSpec(
+        stage,
+        deps=[STAGES[i - 1]] if i else [],
+        partitions_def=media_files,
+        skippable=True,
+        group_name="media",
+        description=_DESCRIPTIONS[stage],
+        kinds={"lancedb"} if stage != "graph_contributions" else {"parquet"},
+    )
+    for i, stage in enumerate(STAGES)
+]
+
+
+def _metadata(outcome: Outcome) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for key, value in outcome.metadata.items():
+        if isinstance(value, bool | int | float | str) or value is None:
+            meta[key] = value
+        else:
+            meta[key] = dg.MetadataValue.json(value)
+    return meta
+
+
+@dg.multi_asset(
+    specs=SPECS,
+    partitions_def=media_files,
+    backfill_policy=dg.BackfillPolicy.multi_run(MAX_PARTITIONS_PER_RUN),
+    can_subset=True,
+    name="media_pipeline",
+)
+def media_pipeline(
+    context: dg.AssetExecutionContext, stores: StoresResource, models: ModelsResource
+) -> Iterator[dg.AssetMaterialization]:
+    asset_ids = list(context.partition_keys)
+    selected = {key.path[-1] for key in context.selected_asset_keys}
+    settings = stores.settings
+    failures: dict[str, tuple[str, Outcome]] = {}
+    context.log.info(f"processing {len(asset_ids)} file(s) through {sorted(selected)}")
+    with MediaPipeline(
+        settings,
+        log=context.log.info,
+        registry=models.registry(settings),
+        catalog=stores.catalog,
+        store=stores.store,
+    ) as pipeline:
+        pipeline.mark_processing(asset_ids)
+        alive = asset_ids
+        for stage in STAGES:
+            if stage not in selected or not alive:
+                continue
+            outcomes = getattr(pipeline, stage)(alive)
+            for asset_id in alive:
+                outcome = outcomes[asset_id]
+                if outcome.ok:
+                    yield dg.AssetMaterialization(
+                        asset_key=stage, partition=asset_id, metadata=_metadata(outcome)
+                    )
+                else:
+                    failures[asset_id] = (stage, outcome)
+                    assert outcome.error is not None
+                    context.log.warning(f"{asset_id} failed in {stage}: {outcome.error}")
+            alive = [a for a in alive if outcomes[a].ok]
+            context.log.info(f"{stage}: {len(alive)} ok, {len(failures)} failed so far")
+        pipeline.mark_done({**{a: Outcome(a) for a in alive}, **{a: o for a, (_, o) in failures.items()}})
+    if failures:
+        lines = [
+            f"{asset_id} ({stage}): {outcome.error}"
+            for asset_id, (stage, outcome) in sorted(failures.items())
+        ]
+        raise dg.Failure(
+            description=f"{len(failures)} of {len(asset_ids)} file(s) failed:\n" + "\n".join(lines[:50]),
+            metadata={
+                "failed_partitions": dg.MetadataValue.json(
+                    {
+                        a: {"stage": s, "reason_code": o.error.reason.value, "message": o.error.message}
+                        for a, (s, o) in failures.items()
+                        if o.error is not None
+                    }
+                ),
+                "succeeded": len(asset_ids) - len(failures),
+            },
+            allow_retries=False,
+        )
+
+
+# --- shared assets over all files ------------------------------------------------------
+
+
+def _index_table(rows: list[dict]) -> str:
+    lines = [
+        "| table | column | rows | indexed | unindexed | index | recall@10 | params |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for v in rows:
+        params = ", ".join(f"{k}={v[k]}" for k in ("nprobes", "ef", "refine_factor") if v.get(k) is not None)
+        lines.append(
+            f"| {v.get('table')} | {v.get('column')} | {v.get('rows')} | {v.get('indexed_rows')} | "
+            f"{v.get('unindexed_rows')} | {v.get('index_type')} | {v.get('recall_at_k')} | {params} |"
+        )
+    return "\n".join(lines)
+
+
+@dg.asset(
+    deps=[dg.AssetKey("segment_embeddings")],
+    pool="lance_indexer",
+    group_name="indexes",
+    kinds={"lancedb"},
+    description="Builds and refreshes the full-text, scalar and ANN indexes of the LanceDB tables, "
+    "tunes search parameters for recall@10 >= 0.95 against exact search, and compacts old versions "
+    "with a retention that concurrent readers survive.",
+)
+def vector_indexes(context: dg.AssetExecutionContext, stores: StoresResource) -> dg.MaterializeResult:
+    report = maintain_indexes(stores.catalog.db)
+    vectors = report["vectors"]
+    context.log.info(f"index maintenance: {len(vectors)} vector column(s), {report['seconds']} s")
+    return dg.MaterializeResult(
+        metadata={
+            "tables": dg.MetadataValue.json(report["tables"]),
+            "vector_columns": dg.MetadataValue.md(_index_table(vectors)) if vectors else "none yet",
+            "rows": sum(int(v.get("rows") or 0) for v in vectors),
+            "indexed_rows": sum(int(v.get("indexed_rows") or 0) for v in vectors),
+            "unindexed_rows": sum(int(v.get("unindexed_rows") or 0) for v in vectors),
+            "min_recall_at_10": report["min_recall_at_k"],
+            "seconds": report["seconds"],
+        }
+    )
+
+
+@dg.asset(
+    deps=[dg.AssetKey("segment_embeddings")],
+    group_name="shared",
+    kinds={"lancedb"},
+    description="Clusters of asset embeddings (k chosen by silhouette), named by their top concepts, "
+    "written to the `collections` table with auto_generated=true; ids survive small membership changes.",
+)
+def auto_collections(context: dg.AssetExecutionContext, stores: StoresResource) -> dg.MaterializeResult:
+    report = refresh_auto_collections(stores.catalog)
+    table = ["| collection | assets |", "|---|---|"] + [
+        f"| {c['name']} | {c['size']} |" for c in report["collections"]
+    ]
+    if report.get("reason"):
+        context.log.info(f"no auto-generated collections: {report['reason']}")
+    return dg.MaterializeResult(
+        metadata={
+            "assets": report["assets"],
+            "collections": len(report["collections"]),
+            "kept_ids": report["kept_ids"],
+            "removed": report["removed"],
+            "k": report.get("k"),
+            "silhouette": report.get("silhouette"),
+            "reason": report.get("reason"),
+            "table": dg.MetadataValue.md("\n".join(table)),
+        }
+    )
+
+
+@dg.asset(
+    deps=[dg.AssetKey("segment_embeddings"), auto_collections],
+    pool="kuzu_writer",
+    group_name="shared",
+    kinds={"kuzu"},
+    description="The knowledge graph (assets, segments, collections, concepts; temporal, concept, "
+    "similarity and near-duplicate relations) built from the catalog and per-file contributions, "
+    "published as a new Kuzu snapshot with an atomic pointer swap.",
+)
+def media_graph(context: dg.AssetExecutionContext, stores: StoresResource) -> dg.MaterializeResult:
+    report = publish_graph(stores.settings, stores.catalog)
+    build = report.build
+    context.log.info(f"published graph snapshot v{report.snapshot.version} in {report.seconds:.2f} s")
+    return dg.MaterializeResult(
+        metadata={
+            "snapshot_version": report.snapshot.version,
+            "snapshot_path": dg.MetadataValue.path(str(report.snapshot.path)),
+            "snapshot_bytes": report.snapshot.path.stat().st_size,
+            "nodes": sum(build.nodes.values()),
+            "relations": sum(build.relations.values()),
+            "node_counts": dg.MetadataValue.json(build.nodes),
+            "relation_counts": dg.MetadataValue.json(build.relations),
+            "duplicate_groups": len(build.duplicate_groups),
+            "deleted_assets_dropped": len(report.tombstones_applied),
+            "stale_edges_dropped": build.dropped_edges,
+            "build_seconds": round(report.seconds, 3),
+            "top_concepts": dg.MetadataValue.md(top_concepts_markdown(build.top_concepts)),
+        }
+    )
+
+
+@dg.asset(
+    pool="duckdb_writer",
+    group_name="shared",
+    kinds={"duckdb", "parquet"},
+    description="Parquet facts (assets, segments, Dagster runs, queries, feedback) published atomically "
+    "for the DuckDB views behind /api/v1/stats and the MCP statistics resource.",
+)
+def analytics_facts(context: dg.AssetExecutionContext, stores: StoresResource) -> dg.MaterializeResult:
+    settings = stores.settings
+    tables = collect_facts(settings, stores.catalog, dagster_runs(context.instance))
+    manifest = publish_facts(settings, tables)
+    con = open_views(settings)
+    try:
+        rollups = rollup_rows(con)
+    finally:
+        con.close()
+    return dg.MaterializeResult(
+        metadata={
+            **{f"rows_{name}": n for name, n in manifest["rows"].items()},
+            **{f"rollup_{name}": n for name, n in rollups.items()},
+            "published_at": manifest["published_at"],
+        }
+    )
+
+
+PER_FILE_ASSETS = [media_pipeline]
+SHARED_ASSETS = [vector_indexes, auto_collections, media_graph, analytics_facts]

@@ -1,0 +1,17 @@
+"""DataFlux's Dagster definitions: this module only assembles."""
+
+import dagster as dg
+
+from dataflux_pipelines.orchestration.assets import PER_FILE_ASSETS, SHARED_ASSETS
+from dataflux_pipelines.orchestration.jobs import JOBS
+from dataflux_pipelines.orchestration.resources import ModelsResource, StoresResource
+from dataflux_pipelines.orchestration.schedules import SCHEDULES
+from dataflux_pipelines.orchestration.sensors import SENSORS
+
+defs = dg.Definitions(
+    assets=[*PER_FILE_ASSETS, *SHARED_ASSETS],
+    jobs=JOBS,
+    sensors=SENSORS,
+    schedules=SCHEDULES,
+    resources={"stores": StoresResource(), "models": ModelsResource()},
+)

@@ -1,0 +1,71 @@
+"""Dagster resources: the stores and the model registry, opened once per run (or per sensor process)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from dataflux_pipelines.catalog import Catalog
+from dataflux_pipelines.objectstore import ObjectStore, open_object_store
+from dataflux_pipelines.settings import REPO_ROOT, Settings
+
+if TYPE_CHECKING:
+    from dataflux_pipelines.models.registry import ModelRegistry
+
+
+class StoresResource(dg.ConfigurableResource):
+    """DataFlux's settings, catalog and object store; `home` overrides DATAFLUX_HOME (tests, one-off runs)."""
+
+    home: str | None = None
+    _opened: tuple[Settings, Catalog, ObjectStore] | None = PrivateAttr(default=None)
+
+    @property
+    def settings(self) -> Settings:
+        # Read on each use (cheap): a resource object outlives one run in tests and code servers.
+        settings = Settings.from_env()
+        return settings.with_home(Path(self.home)) if self.home else settings
+
+    def _stores(self) -> tuple[Catalog, ObjectStore]:
+        settings = self.settings
+        if self._opened is None or self._opened[0] != settings:
+            self._opened = (settings, Catalog(settings), open_object_store(settings))
+        return self._opened[1], self._opened[2]
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._stores()[0]
+
+    @property
+    def store(self) -> ObjectStore:
+        return self._stores()[1]
+
+
+@functools.lru_cache(maxsize=4)
+def shared_registry(settings: Settings) -> ModelRegistry:
+    """One model registry per process and settings: models load once, not per run or tick."""
+    from dataflux_pipelines.models.registry import ModelRegistry
+
+    return ModelRegistry(settings)
+
+
+class ModelsResource(dg.ConfigurableResource):
+    """The model registry: one per process for the given settings, so models load once per run
+    and a sensor's code server does not reload them on every tick."""
+
+    def registry(self, settings: Settings) -> ModelRegistry:
+        return shared_registry(settings)
+
+
+def ensure_dagster_home(settings: Settings) -> None:
+    """Point Dagster at DAGSTER_HOME, giving a fresh folder the embedded dagster.yaml."""
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():
+        shutil.copyfile(REPO_ROOT / "dagster_home" / "dagster.yaml", config)
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
