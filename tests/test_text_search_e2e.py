@@ -55,6 +55,7 @@ def _top(service: DataFlux, query: str) -> tuple[str, list]:
     return top.metadata["filename"], top.segments
 
 
+@pytest.mark.slow  # four files through every stage with Whisper and OCR: about 45 s on 2 cores
 def test_spoken_printed_and_scanned_words_are_found_with_their_span_or_page(
     settings: Settings, tmp_path: Path
 ) -> None:
