@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -369,15 +369,16 @@ def plan_runs(
     *,
     settle_seconds: float = 2.0,
     max_files_per_run: int = 100,
-    recover: Iterable[str] = (),
+    recover: Mapping[str, int] | None = None,
     log: Any = None,
 ) -> RunPlan:
     """The one planner for landing → runs, called by the landing sensor and by `dataflux process`.
 
     New files are grouped by priority (most urgent first) into runs of at most `max_files_per_run`,
     so each group is a contiguous range of the dynamic partitions; duplicates and obsolete
-    re-analysis requests are removed from the object store; `recover` names files that already have
-    a partition but whose run never happened or died: they run again, after the new files.
+    re-analysis requests are removed from the object store; `recover` names files (with their attempt
+    counts) that already have a partition but whose run never happened or died: they run again, after
+    the new files, under a run key that changes with the attempt.
     """
     landing = plan_landing(store, catalog, known_partitions, settle_seconds=settle_seconds, log=log)
     drop_duplicates(store, landing)
@@ -397,10 +398,12 @@ def plan_runs(
     for asset_id, priority, request_key in landing.reanalyze:
         plan.runs.append(PlannedRun((asset_id,), priority, request_key, reanalysis_key=request_key))
     planned = {a for r in plan.runs for a in r.asset_ids}
+    recover = recover or {}
     recovered = sorted(set(recover) - planned)
     for start in range(0, len(recovered), max_files_per_run):
         ids = tuple(recovered[start : start + max_files_per_run])
-        run_key = "recover:" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:24]
+        attempts = "\n".join(f"{a}:{recover[a]}" for a in ids)
+        run_key = "recover:" + hashlib.sha256(attempts.encode()).hexdigest()[:24]
         plan.runs.append(PlannedRun(ids, 5, run_key))
     return plan
 

@@ -19,6 +19,7 @@ from dataflux_pipelines.landing import clear_reanalysis_request, plan_runs
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.orchestration.jobs import EMBEDDING_STAGES
 from dataflux_pipelines.orchestration.partitions import MEDIA_PARTITIONS, partition_tag_sets, priority_tags
+from dataflux_pipelines.orchestration.recovery import launch_tags, reconcile
 from dataflux_pipelines.orchestration.resources import shared_registry
 from dataflux_pipelines.records import Status
 from dataflux_pipelines.settings import Settings
@@ -38,6 +39,8 @@ class ProcessReport:
     duplicates: int = 0
     seconds: float = 0.0
     shared_runs: int = 0
+    dead_runs: int = 0  # runs of a killed process, reported failed before planning
+    requeued: int = 0  # their files, queued again
     failures: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -82,7 +85,7 @@ def execute_runs(
     for tags in tag_sets:
         partition_key = tags.get("dagster/partition")
         run_tags = {k: v for k, v in tags.items() if k != "dagster/partition"}
-        run_tags["dataflux/launched_by"] = "dataflux process"
+        run_tags.update(launch_tags())
         results.append(
             job.execute_in_process(
                 instance=instance,
@@ -109,21 +112,35 @@ def process_landing(
     started = time.perf_counter()
     store = open_object_store(settings)
     catalog = Catalog(settings)
+    recovery = reconcile(instance, catalog)
     known = instance.get_dynamic_partitions(MEDIA_PARTITIONS)
-    # Queued files whose partition exists but whose run never happened (a stopped daemon).
-    queued = {row["id"] for row in catalog.find_assets(f"status = '{Status.QUEUED.value}'")}
     plan = plan_runs(
         store,
         catalog,
         set(known),
         settle_seconds=0,
         max_files_per_run=max_files_per_run,
-        recover=sorted(queued & set(known)),
+        recover=recovery.recoverable,
     )
     if plan.new_partitions:
         instance.add_dynamic_partitions(MEDIA_PARTITIONS, plan.new_partitions)
     order = instance.get_dynamic_partitions(MEDIA_PARTITIONS)
-    report = ProcessReport(duplicates=len(plan.duplicates))
+    report = ProcessReport(
+        duplicates=len(plan.duplicates),
+        dead_runs=len(recovery.dead_runs),
+        requeued=len(recovery.requeued),
+    )
+    for asset_id in recovery.failed:
+        row = catalog.get_asset(asset_id) or {}
+        report.failures.append(
+            {
+                "id": asset_id,
+                "filename": row.get("filename"),
+                "reason_code": row.get("reason_code"),
+                "message": row.get("reason_message"),
+            }
+        )
+    report.failed += len(recovery.failed)
     batches: list[tuple[list[str], int, list[dg.AssetKey] | None]] = [
         (list(run.asset_ids), run.priority, None) for run in plan.runs
     ]
@@ -168,7 +185,7 @@ def process_landing(
         shared = defs.resolve_job_def("refresh_shared")
         result = shared.execute_in_process(
             instance=instance,
-            tags={"dataflux/launched_by": "dataflux process"},
+            tags=launch_tags(),
             raise_on_error=False,
             run_config=CONSOLE_INFO,
         )

@@ -17,6 +17,7 @@ from dataflux_pipelines.orchestration.partitions import (
     partition_tag_sets,
     priority_tags,
 )
+from dataflux_pipelines.orchestration.recovery import reconcile
 from dataflux_pipelines.orchestration.resources import ModelsResource, StoresResource
 
 
@@ -45,9 +46,18 @@ def run_requests_for(plan: RunPlan, order: list[str]) -> list[dg.RunRequest]:
     "re-analysis requests; adds one partition per new file and requests runs.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) -> dg.SensorResult:
+    recovery = reconcile(context.instance, stores.catalog)
+    for asset_id in recovery.requeued:
+        context.log.warning(f"{asset_id}: its run died; queued again")
     known = context.instance.get_dynamic_partitions(MEDIA_PARTITIONS)
     plan = plan_runs(
-        stores.store, stores.catalog, set(known), max_files_per_run=MAX_PARTITIONS_PER_RUN, log=context.log
+        stores.store,
+        stores.catalog,
+        set(known),
+        max_files_per_run=MAX_PARTITIONS_PER_RUN,
+        # Only files whose run died: a file never attempted is waiting for the run this sensor requested.
+        recover={a: n for a, n in recovery.recoverable.items() if n > 0},
+        log=context.log,
     )
     for key, asset_id in plan.duplicates:
         context.log.info(f"{key}: same bytes as asset {asset_id}; removed from landing")
