@@ -200,6 +200,7 @@ def test_bad_files_fail_their_own_partition_with_a_reason_and_the_rest_carry_on(
     (landing / "empty.mp4").write_bytes(b"")
     make_elf_named_mp4(landing / "binary.mp4")
     make_truncated_mp4(landing / "cut.mp4")
+    (landing / "lie.wav").write_text('{"json": "named like audio"}')
     make_image(landing / "fine.png", "PNG", (40, 30))
     report, statuses = _process(settings, instance)
     catalog = Catalog(settings)
@@ -213,15 +214,16 @@ def test_bad_files_fail_their_own_partition_with_a_reason_and_the_rest_carry_on(
     assert "ELF" in rows["binary.mp4"]["reason_message"]
     assert rows["cut.mp4"]["status"] == "failed"
     assert rows["cut.mp4"]["reason_code"] in ("truncated_media", "corrupt_media")
+    assert (rows["lie.wav"]["status"], rows["lie.wav"]["reason_code"]) == ("failed", "type_mismatch")
     store = open_object_store(settings)
-    for name in ("empty.mp4", "binary.mp4", "cut.mp4"):
+    for name in ("empty.mp4", "binary.mp4", "cut.mp4", "lie.wav"):
         asset_id = rows[name]["id"]
         assert rows[name]["storage_path"] is None and rows[name]["segment_count"] is None
         assert not list(store.list(layout.asset_prefix(asset_id)))  # nothing else written
         assert catalog.segments_for(asset_id) == []
         assert statuses["media_file"][asset_id].value == "FAILED"
     assert statuses["media_file"][rows["fine.png"]["id"]].value == "MATERIALIZED"
-    assert report.failed == 3 and report.completed == 1
+    assert report.failed == 4 and report.completed == 1
 
 
 def test_ingest_process_status_end_to_end_through_the_cli(settings: Settings, tmp_path: Path) -> None:
