@@ -126,6 +126,21 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return _error_response(_HTTP_CODES.get(status, "bad_request"), exc.detail, status)
 
 
+def _undecodable(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[dict[str, Any]]:
+    # Litestar decodes multipart text fields as UTF-8; a file part without a filename counts as text.
+    return _error_response(
+        "invalid_encoding",
+        f"a form field is not UTF-8 text (byte {exc.start}); send files with a filename and text as UTF-8",
+        400,
+    )
+
+
+def _too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
+    if request.url.path.startswith(API_PREFIX):
+        return _error_response("invalid_body", "the request body is nested too deeply to read", 400)
+    return _unhandled(request, exc)
+
+
 def _unhandled(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _error_response("internal_error", "an internal error occurred; see the server log", 500)
@@ -470,6 +485,8 @@ def create_app(settings: Settings | None = None, *, service: DataFlux | None = N
         exception_handlers={
             DataFluxError: _domain_error,
             HTTPException: _http_error,
+            UnicodeDecodeError: _undecodable,
+            RecursionError: _too_deep,
             Exception: _unhandled,
         },
         openapi_config=openapi,
