@@ -7,12 +7,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from api_support import SECRET, make_settings, seed_processed_asset, token
-from litestar.testing import TestClient
+from api_support import SECRET, api_client, make_settings, seed_processed_asset, token
 
-from dataflux_api.app import create_app
-from dataflux_api.policy import TOKEN_COOKIE as COOKIE_NAME
 from dataflux_api.media_http import ByteRange, Unsatisfiable, parse_range
+from dataflux_api.policy import TOKEN_COOKIE as COOKIE_NAME
 from dataflux_api.web import view
 
 CONTENT = bytes(range(256)) * 40  # 10,240 bytes whose every offset is recognisable
@@ -45,7 +43,7 @@ def test_parse_range_covers_the_forms_browsers_send() -> None:
 def test_media_is_served_in_ranges_with_validators(seeded) -> None:
     settings, asset = seeded
     url = f"/api/v1/assets/{asset['id']}/download"
-    with TestClient(app=create_app(settings)) as client:
+    with api_client(settings) as client:
         whole = client.get(url)
         assert whole.status_code == 200 and whole.content == CONTENT
         assert whole.headers["accept-ranges"] == "bytes"
@@ -76,7 +74,7 @@ def test_media_is_served_in_ranges_with_validators(seeded) -> None:
 
 def test_thumbnails_and_keyframes_are_cacheable_and_revalidate(seeded) -> None:
     settings, asset = seeded
-    with TestClient(app=create_app(settings)) as client:
+    with api_client(settings) as client:
         for url in (
             f"/api/v1/assets/{asset['id']}/thumbnail",
             f"/api/v1/segments/{asset['segments'][0]}/keyframe",
@@ -92,7 +90,7 @@ def test_thumbnails_and_keyframes_are_cacheable_and_revalidate(seeded) -> None:
 
 def test_pages_render_from_the_service_and_errors_are_pages(seeded) -> None:
     settings, asset = seeded
-    with TestClient(app=create_app(settings)) as client:
+    with api_client(settings) as client:
         library = client.get("/library")
         assert library.status_code == 200 and library.headers["content-type"].startswith("text/html")
         # The stored name is shown escaped: markup in a filename is text, never HTML.
@@ -136,7 +134,7 @@ def test_a_failed_asset_page_names_its_reason(tmp_path: Path) -> None:
             }
         ]
     )
-    with TestClient(app=create_app(settings)) as client:
+    with api_client(settings) as client:
         page = client.get(f"/assets/{asset['id']}")
         assert page.status_code == 200
         assert "corrupt_media" in page.text and "no decodable video stream" in page.text
@@ -145,7 +143,7 @@ def test_a_failed_asset_page_names_its_reason(tmp_path: Path) -> None:
 def test_with_a_secret_pages_ask_for_a_token_and_other_sites_cannot_use_the_cookie(seeded) -> None:
     settings, asset = seeded
     settings = dataclasses.replace(settings, jwt_secret=SECRET)
-    with TestClient(app=create_app(settings)) as client:
+    with api_client(settings) as client:
         first = client.get("/library", follow_redirects=False)
         assert first.status_code == 303
         assert first.headers["location"] == "/login?reason=missing_token&next=%2Flibrary"
