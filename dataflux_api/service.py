@@ -52,6 +52,8 @@ class MediaObject:
     content_type: str
     filename: str
     size: int | None
+    etag: str | None = None  # the store's validator, for HTTP caching and If-Range
+    modified: dt.datetime | None = None
 
 
 def _require_uuid(value: str, field: str) -> str:
@@ -369,13 +371,24 @@ class DataFlux:
         info = self.store.head(key)
         if info is None:
             raise NotFound("media_not_found", f"the object {key} is missing from the object store")
-        return MediaObject(key, content_type, filename, info.size)
+        return MediaObject(key, content_type, filename, info.size, info.etag, info.modified)
 
-    def read_object(self, key: str) -> Iterator[bytes]:
-        """The bytes of one object in chunks, for streaming responses."""
+    def read_object(self, key: str, *, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """The bytes of one object (or of `length` bytes from `start`) in chunks, for streaming responses."""
         try:
-            with self.store.open_read(key) as stream:
-                yield from iter(lambda: stream.read(_CHUNK), b"")
+            if start == 0 and length is None:
+                with self.store.open_read(key) as stream:
+                    yield from iter(lambda: stream.read(_CHUNK), b"")
+                return
+            with self.store.open_range(key, start, length) as stream:
+                left = length
+                while left is None or left > 0:
+                    chunk = stream.read(_CHUNK if left is None else min(_CHUNK, left))
+                    if not chunk:
+                        break
+                    if left is not None:
+                        left -= len(chunk)
+                    yield chunk
         except ObjectMissing as exc:
             raise NotFound("media_not_found", f"the object {key} is missing from the object store") from exc
 
