@@ -225,6 +225,7 @@ class PendingFile:
     landing_key: str
     priority: int
     run_key: str
+    filename: str = ""
 
 
 @dataclass
@@ -300,7 +301,13 @@ def plan_landing(
             asset_id = row["id"]
             if row["status"] == Status.QUEUED.value and asset_id not in known_partitions:
                 plan.pending.append(
-                    PendingFile(asset_id, info.key, int(row["priority"] or 5), f"{info.key}@{info.etag}")
+                    PendingFile(
+                        asset_id,
+                        info.key,
+                        int(row["priority"] or 5),
+                        f"{info.key}@{info.etag}",
+                        row.get("filename") or "",
+                    )
                 )
             continue
         if settle_seconds and (now - info.modified).total_seconds() < settle_seconds:
@@ -322,7 +329,9 @@ def plan_landing(
             plan.duplicates.append((info.key, asset_id))  # already processed
             continue
         register_landing_object(catalog, info.key, asset_id, sha256, size, meta)
-        plan.pending.append(PendingFile(asset_id, info.key, meta.priority, f"{info.key}@{info.etag}"))
+        plan.pending.append(
+            PendingFile(asset_id, info.key, meta.priority, f"{info.key}@{info.etag}", meta.filename)
+        )
     for info in store.list(CONTROL_PREFIX):
         try:
             request = json.loads(store.get_bytes(info.key))
@@ -352,7 +361,8 @@ class PlannedRun:
 class RunPlan:
     """What to do now: partitions to add (in this order), runs to request, and what the plan cleaned up."""
 
-    new_partitions: list[str] = field(default_factory=list)
+    new_partitions: list[str] = field(default_factory=list)  # asset ids
+    filenames: dict[str, str] = field(default_factory=dict)  # asset id -> file name, for new partitions
     runs: list[PlannedRun] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)
     unsettled: int = 0
@@ -393,6 +403,7 @@ def plan_runs(
             chunk = group[start : start + max_files_per_run]
             ids = tuple(p.asset_id for p in chunk)
             plan.new_partitions.extend(ids)
+            plan.filenames.update({p.asset_id: p.filename for p in chunk})
             run_key = hashlib.sha256("\n".join(p.run_key for p in chunk).encode()).hexdigest()[:32]
             plan.runs.append(PlannedRun(ids, priority, run_key))
     for asset_id, priority, request_key in landing.reanalyze:

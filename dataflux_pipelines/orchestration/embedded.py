@@ -18,7 +18,14 @@ from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.landing import clear_reanalysis_request, plan_runs
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.orchestration.jobs import EMBEDDING_STAGES
-from dataflux_pipelines.orchestration.partitions import MEDIA_PARTITIONS, partition_tag_sets, priority_tags
+from dataflux_pipelines.orchestration.partitions import (
+    MEDIA_PARTITIONS,
+    asset_id_of,
+    keys_by_asset,
+    partition_key,
+    partition_tag_sets,
+    priority_tags,
+)
 from dataflux_pipelines.orchestration.recovery import launch_tags, reconcile
 from dataflux_pipelines.orchestration.resources import shared_registry
 from dataflux_pipelines.records import Status
@@ -117,14 +124,17 @@ def process_landing(
     plan = plan_runs(
         store,
         catalog,
-        set(known),
+        {asset_id_of(k) for k in known},
         settle_seconds=0,
         max_files_per_run=max_files_per_run,
         recover=recovery.recoverable,
     )
     if plan.new_partitions:
-        instance.add_dynamic_partitions(MEDIA_PARTITIONS, plan.new_partitions)
+        instance.add_dynamic_partitions(
+            MEDIA_PARTITIONS, [partition_key(a, plan.filenames.get(a)) for a in plan.new_partitions]
+        )
     order = instance.get_dynamic_partitions(MEDIA_PARTITIONS)
+    key_of = keys_by_asset(order)
     report = ProcessReport(
         duplicates=len(plan.duplicates),
         dead_runs=len(recovery.dead_runs),
@@ -147,8 +157,7 @@ def process_landing(
     if stale:
         from dataflux_pipelines.embeddings.stage import stale_assets
 
-        known_now = set(order)
-        stale_ids = [a for a in stale_assets(catalog.db, shared_registry(settings)) if a in known_now]
+        stale_ids = [a for a in stale_assets(catalog.db, shared_registry(settings)) if a in key_of]
         if stale_ids:
             batches.append((stale_ids, 5, EMBEDDING_STAGES))
     for asset_ids, priority, selection in batches:
@@ -156,7 +165,8 @@ def process_landing(
         thread = threading.Thread(target=watcher.run, daemon=True)
         thread.start()
         try:
-            tag_sets = [{**priority_tags(priority), **t} for t in partition_tag_sets(asset_ids, order)]
+            keys = [key_of[a] for a in asset_ids]
+            tag_sets = [{**priority_tags(priority), **t} for t in partition_tag_sets(keys, order)]
             results = execute_runs(defs, instance, "process_media", tag_sets, asset_selection=selection)
         finally:
             watcher.stop.set()

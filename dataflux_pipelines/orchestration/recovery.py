@@ -20,7 +20,7 @@ import dagster as dg
 
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.errors import Reason
-from dataflux_pipelines.orchestration.partitions import MEDIA_PARTITIONS, RANGE_END, RANGE_START
+from dataflux_pipelines.orchestration.partitions import MEDIA_PARTITIONS, RANGE_END, RANGE_START, asset_id_of
 from dataflux_pipelines.records import Status
 
 MAX_ATTEMPTS = 3
@@ -72,11 +72,12 @@ def _run_is_dead(run: dg.DagsterRun) -> bool:
 
 def _covered(run: dg.DagsterRun, order: dict[str, int], keys: Sequence[str]) -> set[str]:
     tags = run.tags or {}
+    """The asset ids of the partitions a run covers."""
     if "dagster/partition" in tags:
-        return {tags["dagster/partition"]}
+        return {asset_id_of(tags["dagster/partition"])}
     first, last = tags.get(RANGE_START), tags.get(RANGE_END)
     if first in order and last in order:
-        return set(keys[order[first] : order[last] + 1])
+        return {asset_id_of(k) for k in keys[order[first] : order[last] + 1]}
     return set()
 
 
@@ -120,7 +121,7 @@ def reconcile(instance: dg.DagsterInstance, catalog: Catalog) -> RecoveryReport:
             report.requeued.append(row["id"])
     catalog.update_assets(updates)
     # Queued files with a partition but no live run: their run died, or never started (a stopped daemon).
-    known = set(instance.get_dynamic_partitions(MEDIA_PARTITIONS))
+    known = {asset_id_of(k) for k in instance.get_dynamic_partitions(MEDIA_PARTITIONS)}
     for row in catalog.find_assets(f"status = '{Status.QUEUED.value}'"):
         if row["id"] in known and row["id"] not in covered:
             report.recoverable[row["id"]] = int(row.get("attempts") or 0)

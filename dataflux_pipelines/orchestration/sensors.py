@@ -13,7 +13,10 @@ from dataflux_pipelines.orchestration.assets import MAX_PARTITIONS_PER_RUN
 from dataflux_pipelines.orchestration.jobs import EMBEDDING_STAGES, process_media_job, refresh_shared_job
 from dataflux_pipelines.orchestration.partitions import (
     MEDIA_PARTITIONS,
+    asset_id_of,
+    keys_by_asset,
     media_files,
+    partition_key,
     partition_tag_sets,
     priority_tags,
 )
@@ -21,14 +24,19 @@ from dataflux_pipelines.orchestration.recovery import reconcile
 from dataflux_pipelines.orchestration.resources import ModelsResource, StoresResource
 
 
+def new_partition_keys(plan: RunPlan) -> list[str]:
+    return [partition_key(a, plan.filenames.get(a)) for a in plan.new_partitions]
+
+
 def run_requests_for(plan: RunPlan, order: list[str]) -> list[dg.RunRequest]:
     """Dagster run requests for a plan; `order` is the partition order once the new keys are added."""
     requests: list[dg.RunRequest] = []
+    key_of = keys_by_asset(order)
     for run in plan.runs:
         tags = priority_tags(run.priority)
         if run.reanalysis_key:
             tags["dataflux/reanalysis"] = run.reanalysis_key
-        tag_sets = partition_tag_sets(run.asset_ids, order)
+        tag_sets = partition_tag_sets([key_of[a] for a in run.asset_ids], order)
         for i, partition_tags in enumerate(tag_sets):
             run_key = run.run_key if len(tag_sets) == 1 else f"{run.run_key}:{i}"
             partition = partition_tags.pop("dagster/partition", None)
@@ -53,7 +61,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) 
     plan = plan_runs(
         stores.store,
         stores.catalog,
-        set(known),
+        {asset_id_of(k) for k in known},
         max_files_per_run=MAX_PARTITIONS_PER_RUN,
         # Only files whose run died: a file never attempted is waiting for the run this sensor requested.
         recover={a: n for a, n in recovery.recoverable.items() if n > 0},
@@ -61,7 +69,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) 
     )
     for key, asset_id in plan.duplicates:
         context.log.info(f"{key}: same bytes as asset {asset_id}; removed from landing")
-    requests = run_requests_for(plan, [*known, *plan.new_partitions])
+    new_keys = new_partition_keys(plan)
+    requests = run_requests_for(plan, [*known, *new_keys])
     for request_key in plan.reanalysis_keys:
         clear_reanalysis_request(stores.store, request_key)
     cursor = json.dumps(
@@ -74,9 +83,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) 
         )
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[media_files.build_add_request(plan.new_partitions)]
-        if plan.new_partitions
-        else [],
+        dynamic_partitions_requests=[media_files.build_add_request(new_keys)] if new_keys else [],
         cursor=cursor,
     )
 
@@ -95,8 +102,8 @@ def stale_embeddings_sensor(
 
     settings = stores.settings
     registry = models.registry(settings)
-    known = set(context.instance.get_dynamic_partitions(MEDIA_PARTITIONS))
-    stale = [a for a in stale_assets(Catalog(settings, reader=True).db, registry) if a in known]
+    key_of = keys_by_asset(context.instance.get_dynamic_partitions(MEDIA_PARTITIONS))
+    stale = [a for a in stale_assets(Catalog(settings, reader=True).db, registry) if a in key_of]
     if not stale:
         return dg.SensorResult(
             skip_reason=dg.SkipReason("every file's embeddings match the configured models")
@@ -107,7 +114,7 @@ def stale_embeddings_sensor(
     requests = [
         dg.RunRequest(
             run_key=f"stale:{asset_id}:{fingerprint}",
-            partition_key=asset_id,
+            partition_key=key_of[asset_id],
             asset_selection=EMBEDDING_STAGES,
             tags={"dataflux/reason": "stale-embeddings"},
         )
