@@ -218,9 +218,15 @@ class AssetController(Controller):
     @get(
         "/{asset_id:str}", opt={"permission": "assets:read"}, sync_to_thread=True, responses=_errors(404, 422)
     )
-    def get_asset(self, service: Service, asset_id: FromPath[AssetId]) -> schemas.AssetDetail:
-        """One asset with its segments and thumbnail/keyframe URLs."""
-        detail = service.get_asset(asset_id)
+    def get_asset(
+        self,
+        service: Service,
+        asset_id: FromPath[AssetId],
+        segment_offset: Annotated[int, Parameter(ge=0, description="First segment of the page")] = 0,
+        segment_limit: Annotated[int, Parameter(ge=1, le=1000, description="Segments per page")] = 200,
+    ) -> schemas.AssetDetail:
+        """One asset with a page of its segments (in order) and thumbnail/keyframe URLs."""
+        detail = service.get_asset(asset_id, segment_offset=segment_offset, segment_limit=segment_limit)
         fields = _fields(schemas.AssetDetail, detail)
         fields["segments"] = [schemas.Segment(**_fields(schemas.Segment, s)) for s in detail["segments"]]
         return schemas.AssetDetail(**fields)

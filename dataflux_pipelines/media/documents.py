@@ -194,7 +194,12 @@ def _pdf(path: Path, options: AnalysisOptions) -> MediaAnalysis:
     page_count = pdf_page_count(reader)
     segments: list[SegmentDraft] = []
     empty_pages = []
+    budget = options.max_text_chars
+    truncated_at = None
     for number in range(1, page_count + 1):
+        if budget <= 0:
+            truncated_at = number
+            break
         try:
             text = reader.pages[number - 1].extract_text() or ""
         except RecursionError as exc:
@@ -213,6 +218,8 @@ def _pdf(path: Path, options: AnalysisOptions) -> MediaAnalysis:
             raise MediaError(
                 Reason.CORRUPT_MEDIA, f"the text of page {number} cannot be extracted: {exc}"
             ) from exc
+        text = text[:budget]
+        budget -= len(text)
         page_segments = _chunk_segments(text, options, SegmentType.PAGE, len(segments), page=number)
         if not page_segments:
             empty_pages.append(number)
@@ -227,6 +234,8 @@ def _pdf(path: Path, options: AnalysisOptions) -> MediaAnalysis:
         "pages_without_text": empty_pages,
         "chunks": len(segments),
     }
+    if truncated_at is not None:
+        summary["truncated"] = {"characters_kept": options.max_text_chars, "first_page_dropped": truncated_at}
     return MediaAnalysis(media_type=MediaType.DOCUMENT, segments=segments, summary=summary)
 
 
@@ -247,6 +256,9 @@ def _text_document(path: Path, probe: Probe, options: AnalysisOptions) -> MediaA
         summary["offsets"] = "visible_text"  # char offsets index the visible text, not the HTML source
     elif probe.mime_type == "text/markdown":
         summary["title"] = _markdown_title(text)
+    if len(text) > options.max_text_chars:
+        summary["truncated"] = {"characters": len(text), "kept": options.max_text_chars}
+        text = text[: options.max_text_chars]
     segments = _chunk_segments(text, options, SegmentType.CHUNK, 0)
     if not segments:
         raise MediaError(Reason.NO_TEXT, "the document holds no words")
