@@ -38,7 +38,7 @@ test-slow: setup ## Run the slow suites too (long videos, large indexes)
 	$(BIN)/pytest -q -m "slow"
 
 test-reliability: setup ## Run the whole reliability suite (crash recovery, hostile input)
-	$(BIN)/pytest -q -m "reliability" tests/reliability
+	DATAFLUX_FUZZ_EXAMPLES=200 $(BIN)/pytest -q -m "reliability" tests/reliability
 
 test-all: setup ## Run every suite except GPU and real-model ones
 	$(BIN)/pytest -q -m "not gpu and not model"
