@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.dataflux-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-slow test-all lint format typecheck up api mcp doctor bench lock clean
+.PHONY: help setup demo test test-browser screenshots test-slow test-reliability test-all lint format typecheck up api mcp doctor bench lock clean
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
@@ -25,11 +25,20 @@ setup: $(STAMP) ## Create .venv and install DataFlux from the lock file (idempot
 demo: setup ## Sample media in, pipeline, catalog and searches printed (embedded default)
 	$(BIN)/dataflux demo
 
-test: setup ## Run the default test suite (what CI runs)
+test: setup ## Run the default test suite (what CI runs; browser tests whenever /usr/bin/chromium exists)
 	$(BIN)/pytest -q
+
+test-browser: setup ## Only the web UI tests in Debian's Chromium (apt-get install chromium)
+	$(BIN)/pytest -q tests/browser
+
+screenshots: setup ## Rerun the browser tests and refresh docs/screenshots/ from their browser
+	DATAFLUX_SCREENSHOTS=1 $(BIN)/pytest -q tests/browser
 
 test-slow: setup ## Run the slow suites too (long videos, large indexes)
 	$(BIN)/pytest -q -m "slow"
+
+test-reliability: setup ## Run the whole reliability suite (crash recovery, hostile input)
+	DATAFLUX_FUZZ_EXAMPLES=200 $(BIN)/pytest -q -m "reliability" tests/reliability
 
 test-all: setup ## Run every suite except GPU and real-model ones
 	$(BIN)/pytest -q -m "not gpu and not model"

@@ -29,10 +29,11 @@ from litestar.params import FromPath, JSONBody, MultipartBody, Parameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from dataflux_api import schemas
+from dataflux_api import schemas, web
 from dataflux_api.auth import require_permission
 from dataflux_api.errors import DataFluxError, error_body
 from dataflux_api.links import API_PREFIX
+from dataflux_api.media_http import IMAGE_CACHE, ORIGINAL_CACHE, media_response
 from dataflux_api.metrics import CONTENT_TYPE, Metrics
 from dataflux_api.policy import PolicyGuard, RequestPolicy
 from dataflux_api.query.models import SearchRequest, SearchResponse
@@ -126,6 +127,21 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     return _error_response(_HTTP_CODES.get(status, "bad_request"), exc.detail, status)
 
 
+def _undecodable(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[dict[str, Any]]:
+    # Litestar decodes multipart text fields as UTF-8; a file part without a filename counts as text.
+    return _error_response(
+        "invalid_encoding",
+        f"a form field is not UTF-8 text (byte {exc.start}); send files with a filename and text as UTF-8",
+        400,
+    )
+
+
+def _too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[dict[str, Any]]:
+    if request.url.path.startswith(API_PREFIX):
+        return _error_response("invalid_body", "the request body is nested too deeply to read", 400)
+    return _unhandled(request, exc)
+
+
 def _unhandled(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _error_response("internal_error", "an internal error occurred; see the server log", 500)
@@ -134,15 +150,12 @@ def _unhandled(request: Request[Any, Any, Any], exc: Exception) -> Response[dict
 # --- controllers ------------------------------------------------------------------------------
 
 
-def _stream(service: DataFlux, media: MediaObject, *, attachment: bool) -> Stream:
-    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}
-    if media.size is not None:
-        headers["Content-Length"] = str(media.size)
-    disposition = "attachment" if attachment else "inline"
-    # The name is stored sanitised at landing; quote characters are still dropped for the header.
-    safe = media.filename.replace('"', "").replace("\\", "")
-    headers["Content-Disposition"] = f'{disposition}; filename="{safe}"'
-    return Stream(service.read_object(media.key), media_type=media.content_type, headers=headers)
+def _stream(
+    request: Request[Any, Any, Any], service: DataFlux, media: MediaObject, *, attachment: bool
+) -> Response[bytes] | Stream:
+    """Range requests (seeking), validators and cache headers: see `dataflux_api.media_http`."""
+    cache = ORIGINAL_CACHE if attachment else IMAGE_CACHE
+    return media_response(request.headers, service, media, attachment=attachment, cache_control=cache)
 
 
 Service = NamedDependency[DataFlux]
@@ -205,9 +218,15 @@ class AssetController(Controller):
     @get(
         "/{asset_id:str}", opt={"permission": "assets:read"}, sync_to_thread=True, responses=_errors(404, 422)
     )
-    def get_asset(self, service: Service, asset_id: FromPath[AssetId]) -> schemas.AssetDetail:
-        """One asset with its segments and thumbnail/keyframe URLs."""
-        detail = service.get_asset(asset_id)
+    def get_asset(
+        self,
+        service: Service,
+        asset_id: FromPath[AssetId],
+        segment_offset: Annotated[int, Parameter(ge=0, description="First segment of the page")] = 0,
+        segment_limit: Annotated[int, Parameter(ge=1, le=1000, description="Segments per page")] = 200,
+    ) -> schemas.AssetDetail:
+        """One asset with a page of its segments (in order) and thumbnail/keyframe URLs."""
+        detail = service.get_asset(asset_id, segment_offset=segment_offset, segment_limit=segment_limit)
         fields = _fields(schemas.AssetDetail, detail)
         fields["segments"] = [schemas.Segment(**_fields(schemas.Segment, s)) for s in detail["segments"]]
         return schemas.AssetDetail(**fields)
@@ -247,9 +266,11 @@ class AssetController(Controller):
         sync_to_thread=True,
         responses=_errors(404, 422),
     )
-    def download_asset(self, service: Service, asset_id: FromPath[AssetId]) -> Stream:
+    def download_asset(
+        self, request: Request[Any, Any, Any], service: Service, asset_id: FromPath[AssetId]
+    ) -> Response[bytes] | Stream:
         """Stream the original file as uploaded."""
-        return _stream(service, service.asset_media(asset_id, "original"), attachment=True)
+        return _stream(request, service, service.asset_media(asset_id, "original"), attachment=True)
 
     @get(
         "/{asset_id:str}/thumbnail",
@@ -257,9 +278,11 @@ class AssetController(Controller):
         sync_to_thread=True,
         responses=_errors(404, 422),
     )
-    def asset_thumbnail(self, service: Service, asset_id: FromPath[AssetId]) -> Stream:
+    def asset_thumbnail(
+        self, request: Request[Any, Any, Any], service: Service, asset_id: FromPath[AssetId]
+    ) -> Response[bytes] | Stream:
         """The asset's thumbnail image."""
-        return _stream(service, service.asset_media(asset_id, "thumbnail"), attachment=False)
+        return _stream(request, service, service.asset_media(asset_id, "thumbnail"), attachment=False)
 
 
 class SegmentController(Controller):
@@ -282,9 +305,11 @@ class SegmentController(Controller):
         sync_to_thread=True,
         responses=_errors(404, 422),
     )
-    def segment_thumbnail(self, service: Service, segment_id: FromPath[SegmentId]) -> Stream:
+    def segment_thumbnail(
+        self, request: Request[Any, Any, Any], service: Service, segment_id: FromPath[SegmentId]
+    ) -> Response[bytes] | Stream:
         """The segment's thumbnail image."""
-        return _stream(service, service.segment_media(segment_id, "thumbnail"), attachment=False)
+        return _stream(request, service, service.segment_media(segment_id, "thumbnail"), attachment=False)
 
     @get(
         "/{segment_id:str}/keyframe",
@@ -292,9 +317,11 @@ class SegmentController(Controller):
         sync_to_thread=True,
         responses=_errors(404, 422),
     )
-    def segment_keyframe(self, service: Service, segment_id: FromPath[SegmentId]) -> Stream:
+    def segment_keyframe(
+        self, request: Request[Any, Any, Any], service: Service, segment_id: FromPath[SegmentId]
+    ) -> Response[bytes] | Stream:
         """The segment's full-size keyframe image."""
-        return _stream(service, service.segment_media(segment_id, "keyframe"), attachment=False)
+        return _stream(request, service, service.segment_media(segment_id, "keyframe"), attachment=False)
 
 
 class SearchController(Controller):
@@ -413,7 +440,7 @@ def _fields(struct: type, row: dict[str, Any]) -> dict[str, Any]:
 
 # Public without a token: the OpenAPI document (it describes the API and holds no data) and the
 # health probe load balancers call (stores and models, no library content).
-PUBLIC_PATHS = ("^/schema", "^/health$")
+PUBLIC_PATHS = ("^/schema", "^/health$", *web.PUBLIC_PATHS)  # web pages check the token themselves
 
 
 def create_app(settings: Settings | None = None, *, service: DataFlux | None = None) -> Litestar:
@@ -460,7 +487,9 @@ def create_app(settings: Settings | None = None, *, service: DataFlux | None = N
             LibraryController,
             health,
             metrics,
+            web.web_router(settings),  # the web UI at / (dataflux_api.web)
         ],
+        template_config=web.template_config(),
         dependencies={"service": Provide(lambda: service, sync_to_thread=False)},
         guards=[require_permission],
         middleware=[
@@ -470,6 +499,8 @@ def create_app(settings: Settings | None = None, *, service: DataFlux | None = N
         exception_handlers={
             DataFluxError: _domain_error,
             HTTPException: _http_error,
+            UnicodeDecodeError: _undecodable,
+            RecursionError: _too_deep,
             Exception: _unhandled,
         },
         openapi_config=openapi,

@@ -195,16 +195,32 @@ def check_dagster(settings: Settings) -> list[Check]:
         import dagster as dg
 
         os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+        from dataflux_pipelines.catalog import Catalog
+        from dataflux_pipelines.orchestration.recovery import orphaned
+
         with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
             storage = type(instance.run_storage).__name__
             partitions = len(instance.get_dynamic_partitions("media_files"))
-        return [
+            found = orphaned(instance, Catalog(settings, reader=True))
+        checks = [
             Check(
                 "dagster instance",
                 True,
                 f"{settings.dagster_home}: {storage}; {partitions} media partition(s)",
             )
         ]
+        if found["dead_runs"] or found["stuck_files"]:
+            checks.append(
+                Check(
+                    "stuck work",
+                    False,
+                    f"{len(found['dead_runs'])} run(s) whose process is gone, "
+                    f"{len(found['stuck_files'])} file(s) processing with no live run",
+                    "run `dataflux process`: it marks dead runs failed and processes their files again "
+                    "(with `make up` running, the landing sensor does the same within a minute)",
+                )
+            )
+        return checks
     except Exception as exc:
         return [
             Check(

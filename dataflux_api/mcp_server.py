@@ -42,6 +42,7 @@ ASSET_URI = "dataflux://assets/{id}"
 STATISTICS_URI = "dataflux://statistics"
 PRIORITIES: dict[str, int] = {"high": 2, "medium": 5, "low": 8}
 READ_PERMISSION = "search"
+ASSET_PERMISSION = "assets:read"  # asset detail needs what REST's GET /assets/{id} needs
 WRITE_PERMISSION = "assets:write"
 MAX_TEXT_CHARS = 2000
 UNTRUSTED_NOTE = (
@@ -149,6 +150,7 @@ if not TYPE_CHECKING:
             ("uri", str, NO_DEFAULT),
             *schemas.ASSET_FIELDS[1:],
             *[f for f in record_fields(AssetRecord) if f[0] in schemas.ASSET_DETAIL_ONLY],
+            *schemas.SEGMENT_PAGE_FIELDS,
             ("segments", list[SegmentDetail], []),  # type: ignore[valid-type]
         ],
         descriptions={
@@ -233,7 +235,7 @@ def asset_detail(row: dict[str, Any]) -> Any:
         for key in ("text", "transcript"):
             fields[key] = _cut(fields.get(key))
         segments.append(SegmentDetail(**fields))
-    fields = project(row, record_fields(AssetRecord) + schemas.ASSET_LINKS)
+    fields = project(row, record_fields(AssetRecord) + schemas.ASSET_LINKS + schemas.SEGMENT_PAGE_FIELDS)
     return AssetDetail(**{**fields, "uri": asset_uri(row["id"]), "segments": segments})
 
 
@@ -683,10 +685,14 @@ def build_server(service: DataFlux | None = None, settings: Settings | None = No
     def dataflux_get_asset(
         ctx: Context,
         id: Annotated[str, Field(min_length=1, max_length=64, description="Asset id (UUID)")],
+        segment_offset: Annotated[int, Field(ge=0, description="First segment of the page")] = 0,
+        segment_limit: Annotated[int, Field(ge=1, le=1000, description="Segments in the page")] = 200,
     ) -> Annotated[CallToolResult, AssetDetail]:
-        _authorize(ctx, READ_PERMISSION)
+        _authorize(ctx, ASSET_PERMISSION)
         try:
-            detail = asset_detail(service.get_asset(id))
+            detail = asset_detail(
+                service.get_asset(id, segment_offset=segment_offset, segment_limit=segment_limit)
+            )
         except DataFluxError as exc:
             raise _tool_error(exc) from exc
         return _result(detail, render_asset(detail))
@@ -744,7 +750,7 @@ def build_server(service: DataFlux | None = None, settings: Settings | None = No
         mime_type="application/json",
     )
     def asset_resource(id: str, ctx: Context) -> str:
-        _guarded(ctx, READ_PERMISSION, ResourceError)
+        _guarded(ctx, ASSET_PERMISSION, ResourceError)
         try:
             detail = asset_detail(service.get_asset(id))
         except DataFluxError as exc:
@@ -759,7 +765,7 @@ def build_server(service: DataFlux | None = None, settings: Settings | None = No
     def analyze_video(
         asset_id: Annotated[str, Field(description="Asset id (UUID) of the video")], ctx: Context
     ) -> list[UserMessage]:
-        _guarded(ctx, READ_PERMISSION, _prompt_error)
+        _guarded(ctx, ASSET_PERMISSION, _prompt_error)
         try:
             detail = asset_detail(service.get_asset(asset_id))
         except DataFluxError as exc:

@@ -29,6 +29,8 @@ ASSET_LINKS: list[FieldSpec] = [("thumbnail_url", str | None, None), ("download_
 ASSET_DETAIL_ONLY = ("storage_path", "thumbnail_path", "metadata", "summary", "models")
 
 SEGMENT_FIELDS = record_fields(SegmentRecord) + SEGMENT_LINKS
+# An asset detail carries one page of segments (`segment_offset`, `segment_limit` on the request).
+SEGMENT_PAGE_FIELDS: list[FieldSpec] = [("segments_total", int | None, None), ("segment_offset", int, 0)]
 ASSET_FIELDS = record_fields(AssetRecord, exclude=ASSET_DETAIL_ONLY) + ASSET_LINKS
 
 if TYPE_CHECKING:
@@ -49,7 +51,9 @@ else:
     AssetDetail = rest_struct(
         "AssetDetail",
         [f for f in record_fields(AssetRecord) if f[0] in ASSET_DETAIL_ONLY]
-        + [("processing_status", str | None, None), ("segments", list[Segment], [])],
+        + [("processing_status", str | None, None)]
+        + SEGMENT_PAGE_FIELDS
+        + [("segments", list[Segment], [])],
         bases=(Asset,),
     )
 

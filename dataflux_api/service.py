@@ -41,6 +41,8 @@ from dataflux_pipelines.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 100
+SEGMENT_PAGE = 200  # segments in one asset detail answer, unless asked for another page
+MAX_SEGMENT_PAGE = 1000
 _CHUNK = 256 * 1024
 
 
@@ -52,6 +54,8 @@ class MediaObject:
     content_type: str
     filename: str
     size: int | None
+    etag: str | None = None  # the store's validator, for HTTP caching and If-Range
+    modified: dt.datetime | None = None
 
 
 def _require_uuid(value: str, field: str) -> str:
@@ -304,12 +308,24 @@ class DataFlux:
             raise NotFound("asset_not_found", f"no asset with id {asset_id}", field="id")
         return row
 
-    def get_asset(self, asset_id: str) -> dict[str, Any]:
-        """One asset with its segments and the URLs of its thumbnails and keyframes."""
+    def get_asset(
+        self, asset_id: str, *, segment_offset: int = 0, segment_limit: int = SEGMENT_PAGE
+    ) -> dict[str, Any]:
+        """One asset with a page of its segments (in order) and the URLs of thumbnails and keyframes."""
+        if segment_offset < 0:
+            raise Invalid("invalid_offset", "segment_offset must be 0 or more", field="segment_offset")
+        if not 1 <= segment_limit <= MAX_SEGMENT_PAGE:
+            raise Invalid(
+                "invalid_limit", f"segment_limit must be 1 to {MAX_SEGMENT_PAGE}", field="segment_limit"
+            )
         row = self._asset_row(asset_id)
         out = self._asset_out(row)
         out["processing_status"] = row.get("status")
-        out["segments"] = [self._segment_out(s) for s in self.catalog.segments_for(row["id"])]
+        segments = self.catalog.segments_for(row["id"])
+        page = segments[segment_offset : segment_offset + segment_limit]
+        out["segments"] = [self._segment_out(s) for s in page]
+        out["segments_total"] = len(segments)
+        out["segment_offset"] = segment_offset
         return out
 
     def delete_asset(self, asset_id: str) -> None:
@@ -369,13 +385,24 @@ class DataFlux:
         info = self.store.head(key)
         if info is None:
             raise NotFound("media_not_found", f"the object {key} is missing from the object store")
-        return MediaObject(key, content_type, filename, info.size)
+        return MediaObject(key, content_type, filename, info.size, info.etag, info.modified)
 
-    def read_object(self, key: str) -> Iterator[bytes]:
-        """The bytes of one object in chunks, for streaming responses."""
+    def read_object(self, key: str, *, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """The bytes of one object (or of `length` bytes from `start`) in chunks, for streaming responses."""
         try:
-            with self.store.open_read(key) as stream:
-                yield from iter(lambda: stream.read(_CHUNK), b"")
+            if start == 0 and length is None:
+                with self.store.open_read(key) as stream:
+                    yield from iter(lambda: stream.read(_CHUNK), b"")
+                return
+            with self.store.open_range(key, start, length) as stream:
+                left = length
+                while left is None or left > 0:
+                    chunk = stream.read(_CHUNK if left is None else min(_CHUNK, left))
+                    if not chunk:
+                        break
+                    if left is not None:
+                        left -= len(chunk)
+                    yield chunk
         except ObjectMissing as exc:
             raise NotFound("media_not_found", f"the object {key} is missing from the object store") from exc
 

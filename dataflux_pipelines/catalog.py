@@ -75,10 +75,15 @@ class Catalog:
 
     # --- tables -------------------------------------------------------------------------
     def table(self, name: str, schema: pa.Schema) -> Any:
+        """A table, created from its record schema if missing; columns added to the record later are
+        added to an older table as nulls, so a new field is one line in `records` and nothing else."""
         with self._lock:
             tbl = self._tables.get(name)
             if tbl is None:
                 tbl = self.db.create_table(name, schema=schema, exist_ok=True)
+                missing = [f for f in schema if f.name not in tbl.schema.names]
+                if missing:
+                    tbl.add_columns(pa.schema(missing))
                 self._tables[name] = tbl
             return tbl
 

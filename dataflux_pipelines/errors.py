@@ -20,6 +20,8 @@ class Reason(StrEnum):
     MISSING_SOURCE = "missing_source"
     STORE_ERROR = "store_error"
     INTERNAL_ERROR = "internal_error"
+    TYPE_MISMATCH = "type_mismatch"  # the name says one media type, the bytes are another
+    RUN_DIED = "run_died"  # the run processing the file died (killed, rebooted) too many times
 
 
 class MediaError(Exception):

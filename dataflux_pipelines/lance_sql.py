@@ -27,7 +27,9 @@ def literal(value: str | int | float | bool | dt.datetime) -> str:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)
-        return f"CAST('{value.astimezone(dt.UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}' AS TIMESTAMP)"
+        utc = value.astimezone(dt.UTC) if value.year > 1 else value.replace(tzinfo=dt.UTC)
+        # %Y does not pad years below 1000 (year 1 is "1-01-01"): pad it, or the filter does not parse.
+        return f"CAST('{utc.year:04d}-{utc.strftime('%m-%d %H:%M:%S.%f')}' AS TIMESTAMP)"
     if not isinstance(value, str):
         raise FilterError("value", f"unsupported literal type {type(value).__name__}")
     if "\x00" in value:

@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -225,6 +225,7 @@ class PendingFile:
     landing_key: str
     priority: int
     run_key: str
+    filename: str = ""
 
 
 @dataclass
@@ -300,7 +301,13 @@ def plan_landing(
             asset_id = row["id"]
             if row["status"] == Status.QUEUED.value and asset_id not in known_partitions:
                 plan.pending.append(
-                    PendingFile(asset_id, info.key, int(row["priority"] or 5), f"{info.key}@{info.etag}")
+                    PendingFile(
+                        asset_id,
+                        info.key,
+                        int(row["priority"] or 5),
+                        f"{info.key}@{info.etag}",
+                        row.get("filename") or "",
+                    )
                 )
             continue
         if settle_seconds and (now - info.modified).total_seconds() < settle_seconds:
@@ -322,7 +329,9 @@ def plan_landing(
             plan.duplicates.append((info.key, asset_id))  # already processed
             continue
         register_landing_object(catalog, info.key, asset_id, sha256, size, meta)
-        plan.pending.append(PendingFile(asset_id, info.key, meta.priority, f"{info.key}@{info.etag}"))
+        plan.pending.append(
+            PendingFile(asset_id, info.key, meta.priority, f"{info.key}@{info.etag}", meta.filename)
+        )
     for info in store.list(CONTROL_PREFIX):
         try:
             request = json.loads(store.get_bytes(info.key))
@@ -352,7 +361,8 @@ class PlannedRun:
 class RunPlan:
     """What to do now: partitions to add (in this order), runs to request, and what the plan cleaned up."""
 
-    new_partitions: list[str] = field(default_factory=list)
+    new_partitions: list[str] = field(default_factory=list)  # asset ids
+    filenames: dict[str, str] = field(default_factory=dict)  # asset id -> file name, for new partitions
     runs: list[PlannedRun] = field(default_factory=list)
     duplicates: list[tuple[str, str]] = field(default_factory=list)
     unsettled: int = 0
@@ -369,15 +379,16 @@ def plan_runs(
     *,
     settle_seconds: float = 2.0,
     max_files_per_run: int = 100,
-    recover: Iterable[str] = (),
+    recover: Mapping[str, int] | None = None,
     log: Any = None,
 ) -> RunPlan:
     """The one planner for landing → runs, called by the landing sensor and by `dataflux process`.
 
     New files are grouped by priority (most urgent first) into runs of at most `max_files_per_run`,
     so each group is a contiguous range of the dynamic partitions; duplicates and obsolete
-    re-analysis requests are removed from the object store; `recover` names files that already have
-    a partition but whose run never happened or died: they run again, after the new files.
+    re-analysis requests are removed from the object store; `recover` names files (with their attempt
+    counts) that already have a partition but whose run never happened or died: they run again, after
+    the new files, under a run key that changes with the attempt.
     """
     landing = plan_landing(store, catalog, known_partitions, settle_seconds=settle_seconds, log=log)
     drop_duplicates(store, landing)
@@ -392,15 +403,18 @@ def plan_runs(
             chunk = group[start : start + max_files_per_run]
             ids = tuple(p.asset_id for p in chunk)
             plan.new_partitions.extend(ids)
+            plan.filenames.update({p.asset_id: p.filename for p in chunk})
             run_key = hashlib.sha256("\n".join(p.run_key for p in chunk).encode()).hexdigest()[:32]
             plan.runs.append(PlannedRun(ids, priority, run_key))
     for asset_id, priority, request_key in landing.reanalyze:
         plan.runs.append(PlannedRun((asset_id,), priority, request_key, reanalysis_key=request_key))
     planned = {a for r in plan.runs for a in r.asset_ids}
+    recover = recover or {}
     recovered = sorted(set(recover) - planned)
     for start in range(0, len(recovered), max_files_per_run):
         ids = tuple(recovered[start : start + max_files_per_run])
-        run_key = "recover:" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:24]
+        attempts = "\n".join(f"{a}:{recover[a]}" for a in ids)
+        run_key = "recover:" + hashlib.sha256(attempts.encode()).hexdigest()[:24]
         plan.runs.append(PlannedRun(ids, 5, run_key))
     return plan
 

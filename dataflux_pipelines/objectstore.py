@@ -47,6 +47,9 @@ class ObjectStore(Protocol):
     ) -> None: ...
     def get_bytes(self, key: str) -> bytes: ...
     def open_read(self, key: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
+    def open_range(
+        self, key: str, start: int, length: int | None
+    ) -> contextlib.AbstractContextManager[IO[bytes]]: ...
     def local_copy(self, key: str) -> contextlib.AbstractContextManager[Path]: ...
     def head(self, key: str) -> ObjectInfo | None: ...
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
@@ -126,6 +129,13 @@ class LocalObjectStore:
         except FileNotFoundError as exc:
             raise ObjectMissing(key) from exc
         with stream:
+            yield stream
+
+    @contextlib.contextmanager
+    def open_range(self, key: str, start: int, length: int | None) -> Iterator[IO[bytes]]:
+        """A reader positioned at `start` (the caller stops after `length` bytes)."""
+        with self.open_read(key) as stream:
+            stream.seek(start)
             yield stream
 
     @contextlib.contextmanager
@@ -238,6 +248,17 @@ class S3ObjectStore:
     def open_read(self, key: str) -> Iterator[IO[bytes]]:
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        except self.client.exceptions.NoSuchKey as exc:
+            raise ObjectMissing(key) from exc
+        with contextlib.closing(body):
+            yield body
+
+    @contextlib.contextmanager
+    def open_range(self, key: str, start: int, length: int | None) -> Iterator[IO[bytes]]:
+        """Only the requested bytes are fetched (an HTTP Range GET), so seeking a long video is cheap."""
+        span = f"bytes={start}-" if length is None else f"bytes={start}-{start + length - 1}"
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key), Range=span)["Body"]
         except self.client.exceptions.NoSuchKey as exc:
             raise ObjectMissing(key) from exc
         with contextlib.closing(body):

@@ -25,6 +25,7 @@ from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.identity import segment_id_for, sha256_file
 from dataflux_pipelines.landing import sidecar_key
+from dataflux_pipelines.media.sniff import check_claim
 from dataflux_pipelines.media.types import MediaAnalysis, Probe
 from dataflux_pipelines.objectstore import ObjectMissing, ObjectStore, open_object_store
 from dataflux_pipelines.records import SegmentRecord, Status
@@ -228,6 +229,9 @@ class MediaPipeline:
                 )
             with self.decoder() as worker:
                 probe: Probe = worker.call(sniff_and_probe, str(path))
+            warning = check_claim(row.get("filename"), probe.media_type)
+            if warning:
+                probe.extra.setdefault("warnings", []).append(warning)
             key = layout.original_key(asset_id, probe.extension)
             if self.store.head(key) is None:
                 self.store.put_file(key, path)

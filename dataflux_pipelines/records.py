@@ -93,6 +93,7 @@ class AssetRecord:
     height: int | None = column(arrow=INT32)
     segment_count: int | None = column(arrow=INT32)
     confidence_score: float | None = None
+    attempts: int | None = column(arrow=INT32, description="runs that died while processing this file")
     # JSON objects: the technical probe, per-asset summaries (pacing, colour) and the models used
     metadata: dict[str, Any] = column({})
     summary: dict[str, Any] = column({})

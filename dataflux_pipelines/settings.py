@@ -175,6 +175,18 @@ class Settings:
     max_gif_frames: int = setting(
         "DATAFLUX_MAX_GIF_FRAMES", 300, "Most frames read from an animated GIF/WebP", _int(1)
     )
+    max_segments_per_file: int = setting(
+        "DATAFLUX_MAX_SEGMENTS_PER_FILE",
+        1000,
+        "Most segments one file may become; the rest is dropped and the asset marked truncated",
+        _int(1),
+    )
+    max_text_chars: int = setting(
+        "DATAFLUX_MAX_TEXT_CHARS",
+        1_000_000,
+        "Most characters of text read from one document; the rest is dropped and the asset marked truncated",
+        _int(1000),
+    )
     api_host: str = setting("DATAFLUX_API_HOST", "127.0.0.1", "REST API bind address")
     api_port: int = setting("DATAFLUX_API_PORT", 8000, "REST API port", _int(1))
     jwt_secret: str | None = setting(

@@ -30,7 +30,13 @@ from dataflux_pipelines.landing import ingest_paths, plan_landing, sidecar_key
 from dataflux_pipelines.objectstore import LocalObjectStore, open_object_store
 from dataflux_pipelines.orchestration.definitions import defs
 from dataflux_pipelines.orchestration.embedded import process_landing
-from dataflux_pipelines.orchestration.partitions import RANGE_END, RANGE_START, contiguous_ranges, media_files
+from dataflux_pipelines.orchestration.partitions import (
+    RANGE_END,
+    RANGE_START,
+    asset_id_of,
+    contiguous_ranges,
+    media_files,
+)
 from dataflux_pipelines.orchestration.sensors import landing_sensor
 from dataflux_pipelines.settings import Settings
 
@@ -84,7 +90,10 @@ def test_a_sensor_tick_registers_new_files_once_and_honours_the_sidecar(
     rows = {r["filename"]: r for r in catalog.find_assets()}
     assert rows["interview.wav"]["context"] == "podcast take 2"
     assert rows["interview.wav"]["status"] == "queued"
-    assert set(instance.get_dynamic_partitions("media_files")) == {r["id"] for r in rows.values()}
+    keys = instance.get_dynamic_partitions("media_files")
+    # The Dagster UI's partition filter finds a file by its name; the id after `~` is its identity.
+    assert {asset_id_of(k) for k in keys} == {r["id"] for r in rows.values()}
+    assert sorted(k.split("~")[0] for k in keys) == ["a.png", "interview.wav"]
     again = _tick_settled(instance)
     assert not again.run_requests and again.skip_reason is not None
 
@@ -134,11 +143,13 @@ def test_the_same_bytes_under_two_names_are_one_asset(settings: Settings, tmp_pa
 
 def _process(settings: Settings, instance: dg.DagsterInstance):
     report = process_landing(settings, instance, defs)
+    keys = instance.get_dynamic_partitions("media_files")
     statuses = {
-        key: instance.get_status_by_partition(
-            dg.AssetKey(key), instance.get_dynamic_partitions("media_files"), media_files
-        )
-        for key in ("media_file", "segments")
+        asset: {
+            asset_id_of(k): v
+            for k, v in instance.get_status_by_partition(dg.AssetKey(asset), keys, media_files).items()
+        }
+        for asset in ("media_file", "segments")
     }
     return report, statuses
 
@@ -200,6 +211,7 @@ def test_bad_files_fail_their_own_partition_with_a_reason_and_the_rest_carry_on(
     (landing / "empty.mp4").write_bytes(b"")
     make_elf_named_mp4(landing / "binary.mp4")
     make_truncated_mp4(landing / "cut.mp4")
+    (landing / "lie.wav").write_text('{"json": "named like audio"}')
     make_image(landing / "fine.png", "PNG", (40, 30))
     report, statuses = _process(settings, instance)
     catalog = Catalog(settings)
@@ -213,15 +225,16 @@ def test_bad_files_fail_their_own_partition_with_a_reason_and_the_rest_carry_on(
     assert "ELF" in rows["binary.mp4"]["reason_message"]
     assert rows["cut.mp4"]["status"] == "failed"
     assert rows["cut.mp4"]["reason_code"] in ("truncated_media", "corrupt_media")
+    assert (rows["lie.wav"]["status"], rows["lie.wav"]["reason_code"]) == ("failed", "type_mismatch")
     store = open_object_store(settings)
-    for name in ("empty.mp4", "binary.mp4", "cut.mp4"):
+    for name in ("empty.mp4", "binary.mp4", "cut.mp4", "lie.wav"):
         asset_id = rows[name]["id"]
         assert rows[name]["storage_path"] is None and rows[name]["segment_count"] is None
         assert not list(store.list(layout.asset_prefix(asset_id)))  # nothing else written
         assert catalog.segments_for(asset_id) == []
         assert statuses["media_file"][asset_id].value == "FAILED"
     assert statuses["media_file"][rows["fine.png"]["id"]].value == "MATERIALIZED"
-    assert report.failed == 3 and report.completed == 1
+    assert report.failed == 4 and report.completed == 1
 
 
 def test_ingest_process_status_end_to_end_through_the_cli(settings: Settings, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from dataflux_pipelines.models.registry import ModelRegistry
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.orchestration.definitions import defs
 from dataflux_pipelines.orchestration.embedded import process_landing
+from dataflux_pipelines.orchestration.partitions import asset_id_of
 from dataflux_pipelines.orchestration.sensors import stale_embeddings_sensor
 from dataflux_pipelines.settings import Settings
 
@@ -48,7 +49,7 @@ def test_a_new_vision_model_makes_only_visual_files_stale_and_process_stale_re_e
     assert stale_assets(Catalog(changed).db, ModelRegistry(changed)) == [ids["photo.png"]]
 
     tick = stale_embeddings_sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
-    assert [r.partition_key for r in tick.run_requests] == [ids["photo.png"]]
+    assert [asset_id_of(r.partition_key) for r in tick.run_requests] == [ids["photo.png"]]
     assert set(tick.run_requests[0].asset_selection) == {
         dg.AssetKey("segment_embeddings"),
         dg.AssetKey("graph_contributions"),
@@ -56,7 +57,7 @@ def test_a_new_vision_model_makes_only_visual_files_stale_and_process_stale_re_e
 
     report = process_landing(changed, instance, defs, stale=True)
     assert report.files == 1 and report.completed == 1
-    assert [r.tags.get("dagster/partition") for r in _embedding_runs(instance)] == [ids["photo.png"]]
+    assert [asset_id_of(r.tags["dagster/partition"]) for r in _embedding_runs(instance)] == [ids["photo.png"]]
     assert stale_assets(Catalog(changed).db, ModelRegistry(changed)) == []
     models = Catalog(changed).get_asset(ids["photo.png"])["models"]
     assert "tiny-clip" in str(models)

@@ -94,3 +94,46 @@ def test_the_policy_takes_the_web_uis_cookie_when_no_header_is_sent(tmp_path: Pa
         "GET", "/api/v1/assets", {"host": "127.0.0.1:8000", "cookie": f"dataflux_token={token(['search'])}"}
     )
     assert principal is not None and principal.allows("search") and not principal.allows("assets:write")
+
+
+def test_malformed_bodies_get_a_reason_code_never_a_500(client: TestClient) -> None:
+    empty_name = client.post("/api/v1/assets", files={"file": ("", png_bytes(), "image/png")})
+    assert empty_name.status_code == 400 and _code(empty_name) == "invalid_encoding"
+    boundary = b"X"
+    body = (
+        b'--X\r\nContent-Disposition: form-data; name="context"\r\n\r\n\xff\xfe\r\n'
+        b'--X\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" + png_bytes() + b"\r\n--X--\r\n"
+    )
+    latin = client.post(
+        "/api/v1/assets",
+        content=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary.decode()}"},
+    )
+    assert latin.status_code == 400 and _code(latin) == "invalid_encoding"
+    deep = ("[" * 100_000 + "]" * 100_000).encode()
+    nested = client.post("/api/v1/search", content=deep, headers={"Content-Type": "application/json"})
+    assert nested.status_code == 400 and _code(nested) == "invalid_body"
+    for limit in (-1, 0):
+        bad = client.post("/api/v1/search", json={"query": "x", "limit": limit})
+        assert bad.status_code == 422 and bad.json()["error"]["field"] == "limit"
+    assert client.post("/api/v1/search", json={"query": "x", "offset": -1}).status_code == 422
+
+
+def test_date_filters_at_the_edges_of_the_calendar_answer(settings: Settings, client: TestClient) -> None:
+    from graph_support import SegmentSpec, add_asset, picture
+
+    from dataflux_pipelines.catalog import Catalog
+
+    add_asset(Catalog(settings), "night.png", "image", [SegmentSpec(picture(1), {"dark": 0.7})])
+    cases = {
+        ("created_after", "0001-01-01T00:00:00Z"): 1,
+        ("created_before", "0001-01-01T00:00:00Z"): 0,
+        ("created_after", "0001-01-01T00:00:00+05:00"): 1,
+        ("created_after", "9999-12-31T23:59:59Z"): 0,
+        ("created_before", "9999-12-31T23:59:59-05:00"): 1,
+    }
+    for (name, value), total in cases.items():
+        response = client.post("/api/v1/search", json={"query": "dark", "filters": {name: value}})
+        assert response.status_code == 200, (name, value, response.text)
+        assert response.json()["total"] == total, (name, value)

@@ -29,6 +29,7 @@ from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.orchestration.backup import create_backup, restore_backup
 from dataflux_pipelines.orchestration.definitions import defs
 from dataflux_pipelines.orchestration.embedded import execute_runs, process_landing
+from dataflux_pipelines.orchestration.partitions import asset_id_of, keys_by_asset
 from dataflux_pipelines.orchestration.sensors import landing_sensor
 from dataflux_pipelines.settings import REPO_ROOT, Settings
 
@@ -132,12 +133,13 @@ def cluster(s3_server, postgres_server, tmp_path_factory: pytest.TempPathFactory
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
             first = _tick(instance)  # the upload is registered; the fresh PutObject is left to settle
             uploaded_id = asset_id_for_hash(hashlib.sha256(uploaded).hexdigest())
-            (run,) = execute_runs(defs, instance, "process_media", [{"dagster/partition": uploaded_id}])
+            key = keys_by_asset(instance.get_dynamic_partitions("media_files"))[uploaded_id]
+            (run,) = execute_runs(defs, instance, "process_media", [{"dagster/partition": key}])
             second = _tick(instance)  # the run took seconds: the dropped file has settled
             third = _tick(instance)
             report = process_landing(settings, instance, defs)
             fourth = _tick(instance)  # the processed keys are gone from landing
-            partitions = sorted(instance.get_dynamic_partitions("media_files"))
+            partitions = sorted(asset_id_of(k) for k in instance.get_dynamic_partitions("media_files"))
         yield {
             "root": root,
             "env": env,
@@ -171,9 +173,9 @@ def test_the_landing_sensor_turns_a_plain_put_into_one_partition_and_never_reque
 ) -> None:
     first, second, third, fourth = cluster["ticks"]
     uploaded, dropped = cluster["uploaded_id"], cluster["dropped_id"]
-    assert [r.partition_key for r in first.run_requests] == [uploaded]
+    assert [asset_id_of(r.partition_key) for r in first.run_requests] == [uploaded]
     assert '"unsettled": 1' in (first.cursor or "")
-    assert [r.partition_key for r in second.run_requests] == [dropped]
+    assert [asset_id_of(r.partition_key) for r in second.run_requests] == [dropped]
     assert not third.run_requests and not fourth.run_requests
     assert cluster["partitions"] == sorted([uploaded, dropped])
     row = Catalog(cluster["settings"]).get_asset(dropped)

@@ -73,6 +73,8 @@ def test_from_env_reads_every_declared_variable_and_nothing_else(tmp_path: Path)
         "DATAFLUX_DECODE_MEMORY_MB": "1024",
         "DATAFLUX_DECODE_WORKERS": "2",
         "DATAFLUX_MAX_GIF_FRAMES": "5",
+        "DATAFLUX_MAX_SEGMENTS_PER_FILE": "10",
+        "DATAFLUX_MAX_TEXT_CHARS": "5000",
         "DATAFLUX_API_HOST": "0.0.0.0",
         "DATAFLUX_API_PORT": "1",
         "DATAFLUX_JWT_SECRET": "x" * 40,

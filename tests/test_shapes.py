@@ -66,7 +66,10 @@ def test_rest_and_mcp_show_every_public_segment_and_asset_field(tmp_path: Path) 
     assert rest_segment == mcp_segment == segment_fields | links
 
     asset_fields = (
-        {f[0] for f in public_fields(AssetRecord)} | {f[0] for f in schemas.ASSET_LINKS} | {"segments"}
+        {f[0] for f in public_fields(AssetRecord)}
+        | {f[0] for f in schemas.ASSET_LINKS}
+        | {f[0] for f in schemas.SEGMENT_PAGE_FIELDS}
+        | {"segments"}
     )
     # Transport-specific extras: REST keeps the seed contract's processing_status, MCP adds the resource URI.
     assert rest_detail - {"processing_status"} == mcp_detail - {"uri"} == asset_fields

@@ -172,7 +172,14 @@ def _finite(value: float, field_name: str, low: float | None = None, high: float
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        # An offset that moves the calendar's first or last day past its edge: the edge itself.
+        edge = dt.datetime.min if value.year == dt.MINYEAR else dt.datetime.max
+        return edge.replace(tzinfo=dt.UTC)
 
 
 def _media_types(values: Sequence[str], field_name: str) -> tuple[str, ...]:

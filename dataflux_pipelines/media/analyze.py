@@ -48,5 +48,13 @@ def sniff_and_probe(path: str) -> Probe:
 
 
 def analyze_file(path: str, probe: Probe, options: AnalysisOptions) -> MediaAnalysis:
-    """Segments and features of one file, by the media type its probe found."""
-    return analyser_for(probe.media_type)(path, probe, options)
+    """Segments and features of one file, by the media type its probe found, at most `max_segments`."""
+    analysis = analyser_for(probe.media_type)(path, probe, options)
+    if len(analysis.segments) > options.max_segments:
+        analysis.summary["truncated"] = {
+            **analysis.summary.get("truncated", {}),
+            "segments": len(analysis.segments),
+            "kept_segments": options.max_segments,
+        }
+        analysis.segments = analysis.segments[: options.max_segments]
+    return analysis

@@ -196,7 +196,12 @@ def _pdf(path: Path, options: AnalysisOptions) -> MediaAnalysis:
     segments: list[SegmentDraft] = []
     empty_pages = []
     scans: list[TextFrame] = []
+    budget = options.max_text_chars
+    truncated_at = None
     for number in range(1, page_count + 1):
+        if budget <= 0:
+            truncated_at = number
+            break
         try:
             text = reader.pages[number - 1].extract_text() or ""
         except RecursionError as exc:
@@ -215,6 +220,8 @@ def _pdf(path: Path, options: AnalysisOptions) -> MediaAnalysis:
             raise MediaError(
                 Reason.CORRUPT_MEDIA, f"the text of page {number} cannot be extracted: {exc}"
             ) from exc
+        text = text[:budget]
+        budget -= len(text)
         page_segments = _chunk_segments(text, options, SegmentType.PAGE, len(segments), page=number)
         if not page_segments:
             empty_pages.append(number)
@@ -232,6 +239,8 @@ def _pdf(path: Path, options: AnalysisOptions) -> MediaAnalysis:
         "scanned_pages": sorted({f.page for f in scans if f.page is not None}),
         "chunks": len(segments),
     }
+    if truncated_at is not None:
+        summary["truncated"] = {"characters_kept": options.max_text_chars, "first_page_dropped": truncated_at}
     return MediaAnalysis(media_type=MediaType.DOCUMENT, segments=segments, summary=summary, text_frames=scans)
 
 
@@ -252,6 +261,9 @@ def _text_document(path: Path, probe: Probe, options: AnalysisOptions) -> MediaA
         summary["offsets"] = "visible_text"  # char offsets index the visible text, not the HTML source
     elif probe.mime_type == "text/markdown":
         summary["title"] = _markdown_title(text)
+    if len(text) > options.max_text_chars:
+        summary["truncated"] = {"characters": len(text), "kept": options.max_text_chars}
+        text = text[: options.max_text_chars]
     segments = _chunk_segments(text, options, SegmentType.CHUNK, 0)
     if not segments:
         raise MediaError(Reason.NO_TEXT, "the document holds no words")

@@ -74,6 +74,33 @@ def check_iso_boxes(path: Path) -> None:
         )
 
 
+def check_riff_sizes(path: Path) -> None:
+    """A WAV whose header claims far more sample data than the file holds is `truncated_media`.
+
+    Decoders read such a file happily and report the header's duration; a file cut short in transit
+    must not pass as hours of audio.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF":
+            return
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return
+            name, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if name == b"data":
+                held = size - f.tell()
+                if length > 1.5 * held and length - held > 1024 * 1024:
+                    raise MediaError(
+                        Reason.TRUNCATED_MEDIA,
+                        f"the WAV header announces {length} bytes of samples, the file holds {held}",
+                    )
+                return
+            f.seek(length + (length & 1), 1)
+
+
 def _seconds(value: Any, time_base: Fraction | None) -> float | None:
     if value is None or time_base is None:
         return None
@@ -85,6 +112,8 @@ def _probe_av(path: Path, probe: Probe) -> None:
 
     if probe.mime_type in ("video/mp4", "video/quicktime", "audio/mp4"):
         check_iso_boxes(path)
+    if probe.extension == ".wav":
+        check_riff_sizes(path)
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except MemoryError:

@@ -263,3 +263,45 @@ def sniff_media(path: Path) -> tuple[str, str, str]:
     if streams is not None and not streams[0] and streams[1]:
         return (AUDIO, "audio/webm", ".webm") if webm else (AUDIO, "audio/x-matroska", ".mka")
     return (VIDEO, "video/webm", ".webm") if webm else (VIDEO, "video/x-matroska", ".mkv")
+
+
+# What a file name's extension claims (lower case, with the dot). Names with other extensions, or none,
+# claim nothing: the bytes decide.
+_CLAIMS = {
+    **{
+        e: VIDEO
+        for e in (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".wmv", ".flv")
+    },
+    **{
+        e: IMAGE
+        for e in (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".avif")
+    },
+    **{e: AUDIO for e in (".wav", ".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".wma", ".aiff")},
+    **{e: DOCUMENT for e in (".pdf", ".txt", ".md", ".markdown", ".html", ".htm")},
+}
+# Containers that hold audio, video or both: a ".mp4" holding only sound is audio, not a lie.
+_COMPATIBLE = {frozenset({VIDEO, AUDIO})}
+
+
+def claimed_media_type(filename: str | None) -> str | None:
+    """The media type a file name claims by its extension, if it claims one."""
+    if not filename or "." not in filename:
+        return None
+    return _CLAIMS.get("." + filename.rsplit(".", 1)[-1].lower())
+
+
+def check_claim(filename: str | None, media_type: str) -> str | None:
+    """Refuse a file whose name claims a media type its bytes are not (`type_mismatch`).
+
+    A container named for video that holds only audio (or the reverse) is accepted; the returned
+    warning says so, for the asset's metadata.
+    """
+    claimed = claimed_media_type(filename)
+    if claimed is None or claimed == media_type:
+        return None
+    if frozenset({claimed, media_type}) in _COMPATIBLE:
+        return f"the name {filename!r} suggests {claimed}, but the container holds only {media_type}"
+    raise MediaError(
+        Reason.TYPE_MISMATCH,
+        f"the name {filename!r} says {claimed}, but the bytes are {media_type}: rename or re-export the file",
+    )

@@ -110,7 +110,14 @@ class AnalysisOptions:
     chunk_overlap_words: int = 30
     min_audio_segment_s: float = 2.0
     max_audio_segment_s: float = 30.0
+    # Bounded work per file: one hostile file must not hold a run hostage.
+    max_segments: int = 1000
+    max_text_chars: int = 1_000_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AnalysisOptions:
-        return cls(max_gif_frames=settings.max_gif_frames)
+        return cls(
+            max_gif_frames=settings.max_gif_frames,
+            max_segments=settings.max_segments_per_file,
+            max_text_chars=settings.max_text_chars,
+        )

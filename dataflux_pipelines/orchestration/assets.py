@@ -17,7 +17,7 @@ from dataflux_pipelines.analytics.views import open_views, rollup_rows
 from dataflux_pipelines.auto_collections import refresh_auto_collections
 from dataflux_pipelines.embeddings.indexes import maintain_indexes
 from dataflux_pipelines.graph.build import publish_graph, top_concepts_markdown
-from dataflux_pipelines.orchestration.partitions import media_files
+from dataflux_pipelines.orchestration.partitions import asset_id_of, media_files
 from dataflux_pipelines.orchestration.resources import ModelsResource, StoresResource
 from dataflux_pipelines.orchestration.runs import dagster_runs
 from dataflux_pipelines.pipeline import STAGES, MediaPipeline, Outcome
@@ -69,7 +69,8 @@ def _metadata(outcome: Outcome) -> dict[str, Any]:
 def media_pipeline(
     context: dg.AssetExecutionContext, stores: StoresResource, models: ModelsResource
 ) -> Iterator[dg.AssetMaterialization]:
-    asset_ids = list(context.partition_keys)
+    key_of = {asset_id_of(k): k for k in context.partition_keys}
+    asset_ids = list(key_of)
     selected = {key.path[-1] for key in context.selected_asset_keys}
     settings = stores.settings
     failures: dict[str, tuple[str, Outcome]] = {}
@@ -91,7 +92,7 @@ def media_pipeline(
                 outcome = outcomes[asset_id]
                 if outcome.ok:
                     yield dg.AssetMaterialization(
-                        asset_key=stage, partition=asset_id, metadata=_metadata(outcome)
+                        asset_key=stage, partition=key_of[asset_id], metadata=_metadata(outcome)
                     )
                 else:
                     failures[asset_id] = (stage, outcome)
@@ -110,7 +111,11 @@ def media_pipeline(
             metadata={
                 "failed_partitions": dg.MetadataValue.json(
                     {
-                        a: {"stage": s, "reason_code": o.error.reason.value, "message": o.error.message}
+                        key_of[a]: {
+                            "stage": s,
+                            "reason_code": o.error.reason.value,
+                            "message": o.error.message,
+                        }
                         for a, (s, o) in failures.items()
                         if o.error is not None
                     }

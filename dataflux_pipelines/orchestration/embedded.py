@@ -18,7 +18,15 @@ from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.landing import clear_reanalysis_request, plan_runs
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.orchestration.jobs import EMBEDDING_STAGES
-from dataflux_pipelines.orchestration.partitions import MEDIA_PARTITIONS, partition_tag_sets, priority_tags
+from dataflux_pipelines.orchestration.partitions import (
+    MEDIA_PARTITIONS,
+    asset_id_of,
+    keys_by_asset,
+    partition_key,
+    partition_tag_sets,
+    priority_tags,
+)
+from dataflux_pipelines.orchestration.recovery import launch_tags, reconcile
 from dataflux_pipelines.orchestration.resources import shared_registry
 from dataflux_pipelines.records import Status
 from dataflux_pipelines.settings import Settings
@@ -38,6 +46,8 @@ class ProcessReport:
     duplicates: int = 0
     seconds: float = 0.0
     shared_runs: int = 0
+    dead_runs: int = 0  # runs of a killed process, reported failed before planning
+    requeued: int = 0  # their files, queued again
     failures: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -82,7 +92,7 @@ def execute_runs(
     for tags in tag_sets:
         partition_key = tags.get("dagster/partition")
         run_tags = {k: v for k, v in tags.items() if k != "dagster/partition"}
-        run_tags["dataflux/launched_by"] = "dataflux process"
+        run_tags.update(launch_tags())
         results.append(
             job.execute_in_process(
                 instance=instance,
@@ -109,21 +119,38 @@ def process_landing(
     started = time.perf_counter()
     store = open_object_store(settings)
     catalog = Catalog(settings)
+    recovery = reconcile(instance, catalog)
     known = instance.get_dynamic_partitions(MEDIA_PARTITIONS)
-    # Queued files whose partition exists but whose run never happened (a stopped daemon).
-    queued = {row["id"] for row in catalog.find_assets(f"status = '{Status.QUEUED.value}'")}
     plan = plan_runs(
         store,
         catalog,
-        set(known),
+        {asset_id_of(k) for k in known},
         settle_seconds=0,
         max_files_per_run=max_files_per_run,
-        recover=sorted(queued & set(known)),
+        recover=recovery.recoverable,
     )
     if plan.new_partitions:
-        instance.add_dynamic_partitions(MEDIA_PARTITIONS, plan.new_partitions)
+        instance.add_dynamic_partitions(
+            MEDIA_PARTITIONS, [partition_key(a, plan.filenames.get(a)) for a in plan.new_partitions]
+        )
     order = instance.get_dynamic_partitions(MEDIA_PARTITIONS)
-    report = ProcessReport(duplicates=len(plan.duplicates))
+    key_of = keys_by_asset(order)
+    report = ProcessReport(
+        duplicates=len(plan.duplicates),
+        dead_runs=len(recovery.dead_runs),
+        requeued=len(recovery.requeued),
+    )
+    for asset_id in recovery.failed:
+        row = catalog.get_asset(asset_id) or {}
+        report.failures.append(
+            {
+                "id": asset_id,
+                "filename": row.get("filename"),
+                "reason_code": row.get("reason_code"),
+                "message": row.get("reason_message"),
+            }
+        )
+    report.failed += len(recovery.failed)
     batches: list[tuple[list[str], int, list[dg.AssetKey] | None]] = [
         (list(run.asset_ids), run.priority, None) for run in plan.runs
     ]
@@ -131,10 +158,9 @@ def process_landing(
         from dataflux_pipelines.embeddings.stage import stale_assets
         from dataflux_pipelines.text_stage import stale_text_sources
 
-        known_now = set(order)
         registry = shared_registry(settings)
-        reread = [a for a in stale_text_sources(catalog.db, registry) if a in known_now]
-        stale_ids = [a for a in stale_assets(catalog.db, registry) if a in known_now and a not in set(reread)]
+        reread = [a for a in stale_text_sources(catalog.db, registry) if a in key_of]
+        stale_ids = [a for a in stale_assets(catalog.db, registry) if a in key_of and a not in set(reread)]
         if reread:
             batches.append((reread, 5, None))  # transcripts / text from another model: every stage reruns
         if stale_ids:
@@ -144,7 +170,8 @@ def process_landing(
         thread = threading.Thread(target=watcher.run, daemon=True)
         thread.start()
         try:
-            tag_sets = [{**priority_tags(priority), **t} for t in partition_tag_sets(asset_ids, order)]
+            keys = [key_of[a] for a in asset_ids]
+            tag_sets = [{**priority_tags(priority), **t} for t in partition_tag_sets(keys, order)]
             results = execute_runs(defs, instance, "process_media", tag_sets, asset_selection=selection)
         finally:
             watcher.stop.set()
@@ -173,7 +200,7 @@ def process_landing(
         shared = defs.resolve_job_def("refresh_shared")
         result = shared.execute_in_process(
             instance=instance,
-            tags={"dataflux/launched_by": "dataflux process"},
+            tags=launch_tags(),
             raise_on_error=False,
             run_config=CONSOLE_INFO,
         )

@@ -1,8 +1,14 @@
-"""One Dagster partition per media file, keyed by the content-derived asset id, and run tags over them."""
+"""One Dagster partition per media file, and run tags over them.
+
+A partition key is the file's name and its content-derived asset id, `sunset_over_sea.jpg~<uuid>`: the
+Dagster UI's partition filter finds a file by its name, and the id after the last `~` keeps the
+content-hash identity (keys of installs from before names were added are the bare id, and still work).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 
 import dagster as dg
 
@@ -13,6 +19,26 @@ media_files = dg.DynamicPartitionsDefinition(name=MEDIA_PARTITIONS)
 # Tags of a run that carries a range of partitions (many files in one run).
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+
+
+SEPARATOR = "~"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+MAX_NAME = 80
+
+
+def partition_key(asset_id: str, filename: str | None) -> str:
+    """`name~asset_id`; characters Dagster's keys or the UI's filter trip on are replaced."""
+    name = _UNSAFE.sub("_", filename or "").replace("...", "_").strip(" ._")[:MAX_NAME]
+    return f"{name}{SEPARATOR}{asset_id}" if name else asset_id
+
+
+def asset_id_of(key: str) -> str:
+    return key.rsplit(SEPARATOR, 1)[-1]
+
+
+def keys_by_asset(keys: Iterable[str]) -> dict[str, str]:
+    """Asset id -> partition key, for partitions that exist."""
+    return {asset_id_of(key): key for key in keys}
 
 
 def contiguous_ranges(keys: Sequence[str], order: Sequence[str]) -> list[tuple[str, str]]:

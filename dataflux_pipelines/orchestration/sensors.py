@@ -13,21 +13,30 @@ from dataflux_pipelines.orchestration.assets import MAX_PARTITIONS_PER_RUN
 from dataflux_pipelines.orchestration.jobs import EMBEDDING_STAGES, process_media_job, refresh_shared_job
 from dataflux_pipelines.orchestration.partitions import (
     MEDIA_PARTITIONS,
+    asset_id_of,
+    keys_by_asset,
     media_files,
+    partition_key,
     partition_tag_sets,
     priority_tags,
 )
+from dataflux_pipelines.orchestration.recovery import reconcile
 from dataflux_pipelines.orchestration.resources import ModelsResource, StoresResource
+
+
+def new_partition_keys(plan: RunPlan) -> list[str]:
+    return [partition_key(a, plan.filenames.get(a)) for a in plan.new_partitions]
 
 
 def run_requests_for(plan: RunPlan, order: list[str]) -> list[dg.RunRequest]:
     """Dagster run requests for a plan; `order` is the partition order once the new keys are added."""
     requests: list[dg.RunRequest] = []
+    key_of = keys_by_asset(order)
     for run in plan.runs:
         tags = priority_tags(run.priority)
         if run.reanalysis_key:
             tags["dataflux/reanalysis"] = run.reanalysis_key
-        tag_sets = partition_tag_sets(run.asset_ids, order)
+        tag_sets = partition_tag_sets([key_of[a] for a in run.asset_ids], order)
         for i, partition_tags in enumerate(tag_sets):
             run_key = run.run_key if len(tag_sets) == 1 else f"{run.run_key}:{i}"
             partition = partition_tags.pop("dagster/partition", None)
@@ -45,13 +54,23 @@ def run_requests_for(plan: RunPlan, order: list[str]) -> list[dg.RunRequest]:
     "re-analysis requests; adds one partition per new file and requests runs.",
 )
 def landing_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) -> dg.SensorResult:
+    recovery = reconcile(context.instance, stores.catalog)
+    for asset_id in recovery.requeued:
+        context.log.warning(f"{asset_id}: its run died; queued again")
     known = context.instance.get_dynamic_partitions(MEDIA_PARTITIONS)
     plan = plan_runs(
-        stores.store, stores.catalog, set(known), max_files_per_run=MAX_PARTITIONS_PER_RUN, log=context.log
+        stores.store,
+        stores.catalog,
+        {asset_id_of(k) for k in known},
+        max_files_per_run=MAX_PARTITIONS_PER_RUN,
+        # Only files whose run died: a file never attempted is waiting for the run this sensor requested.
+        recover={a: n for a, n in recovery.recoverable.items() if n > 0},
+        log=context.log,
     )
     for key, asset_id in plan.duplicates:
         context.log.info(f"{key}: same bytes as asset {asset_id}; removed from landing")
-    requests = run_requests_for(plan, [*known, *plan.new_partitions])
+    new_keys = new_partition_keys(plan)
+    requests = run_requests_for(plan, [*known, *new_keys])
     for request_key in plan.reanalysis_keys:
         clear_reanalysis_request(stores.store, request_key)
     cursor = json.dumps(
@@ -64,9 +83,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) 
         )
     return dg.SensorResult(
         run_requests=requests,
-        dynamic_partitions_requests=[media_files.build_add_request(plan.new_partitions)]
-        if plan.new_partitions
-        else [],
+        dynamic_partitions_requests=[media_files.build_add_request(new_keys)] if new_keys else [],
         cursor=cursor,
     )
 
@@ -86,13 +103,13 @@ def stale_embeddings_sensor(
 
     settings = stores.settings
     registry = models.registry(settings)
-    known = set(context.instance.get_dynamic_partitions(MEDIA_PARTITIONS))
+    key_of = keys_by_asset(context.instance.get_dynamic_partitions(MEDIA_PARTITIONS))
     db = Catalog(settings, reader=True).db
-    stale = [a for a in stale_assets(db, registry) if a in known]
+    stale = [a for a in stale_assets(db, registry) if a in key_of]
     # Transcripts / on-screen text from another Whisper or OCR model: the whole file reruns.
     from dataflux_pipelines.text_stage import stale_text_sources
 
-    reread = [a for a in stale_text_sources(db, registry) if a in known]
+    reread = [a for a in stale_text_sources(db, registry) if a in key_of]
     stale = [a for a in stale if a not in set(reread)]
     if not stale and not reread:
         return dg.SensorResult(
@@ -107,7 +124,7 @@ def stale_embeddings_sensor(
     requests = [
         dg.RunRequest(
             run_key=f"stale:{asset_id}:{fingerprint}",
-            partition_key=asset_id,
+            partition_key=key_of[asset_id],
             asset_selection=EMBEDDING_STAGES,
             tags={"dataflux/reason": "stale-embeddings"},
         )
@@ -115,7 +132,7 @@ def stale_embeddings_sensor(
     ] + [
         dg.RunRequest(
             run_key=f"reread:{asset_id}:{reread_fingerprint}",
-            partition_key=asset_id,
+            partition_key=key_of[asset_id],
             tags={"dataflux/reason": "stale-transcripts-or-text"},
         )
         for asset_id in reread
