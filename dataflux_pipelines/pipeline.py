@@ -307,7 +307,9 @@ class MediaPipeline:
 
         items = [TextInput(a, path, analysis) for a, (path, analysis) in analyses.items()]
         try:
-            return read_text(items, self.registry, warn=self.log)
+            return read_text(
+                items, self.registry, warn=self.log, max_segments=self.analysis_options().max_segments
+            )
         except Exception as exc:  # a model crash costs the batch its transcripts, not its files
             reason = f"{type(exc).__name__}: {exc}"
             logging.getLogger(__name__).exception("transcripts/OCR failed for %d file(s)", len(items))

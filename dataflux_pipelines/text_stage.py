@@ -40,10 +40,15 @@ def _next_sequence(analysis: MediaAnalysis, segment_type: str) -> int:
 
 
 def read_text(
-    items: list[TextInput], registry: Any, *, warn: Callable[[str], None] | None = None
+    items: list[TextInput],
+    registry: Any,
+    *,
+    warn: Callable[[str], None] | None = None,
+    max_segments: int | None = None,
 ) -> dict[str, MediaError]:
-    """Add transcript and text segments to each analysis; returns the files that must fail (a scanned
-    PDF in which OCR found no text has nothing to be found by)."""
+    """Add transcript and text segments to each analysis (a file keeps at most `max_segments` in all,
+    the rest dropped and the asset marked truncated, as analysis does); returns the files that must
+    fail (a scanned PDF in which OCR found no text has nothing to be found by)."""
     say = warn or (lambda message: None)
     failures: dict[str, MediaError] = {}
     for item in items:
@@ -54,6 +59,13 @@ def read_text(
         _screen_text(items, registry, say)
     for item in items:
         analysis = item.analysis
+        if max_segments is not None and len(analysis.segments) > max_segments:
+            analysis.summary["truncated"] = {
+                **analysis.summary.get("truncated", {}),
+                "segments": len(analysis.segments),
+                "kept_segments": max_segments,
+            }
+            analysis.segments = analysis.segments[:max_segments]
         if analysis.media_type == MediaType.DOCUMENT and not analysis.segments:
             status = analysis.summary.get("screen_text", {})
             why = status.get("reason") or "OCR found no text in the scanned pages"
