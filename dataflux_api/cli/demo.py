@@ -16,7 +16,10 @@ from dataflux_pipelines.settings import Settings
 DEMO_QUERIES = (
     "documents about ocean tides and the harbour",
     '"sourdough starter"',
-    "videos of a dark city at night",
+    # Found by what the files say and show (transcripts and on-screen text), not by their context:
+    "when does the boat to the island depart",
+    "installing solar panels on a roof",
+    "how heavy is the folding bike",
 )
 
 
@@ -29,21 +32,41 @@ def _fmt_span(segment: dict[str, Any]) -> str:
     return segment.get("segment_type") or ""
 
 
+def _fmt_segment(segment: dict[str, Any]) -> str:
+    """The segment's type and its span: "transcript 0.80–6.12 s", "text page 1"."""
+    span, kind = _fmt_span(segment), segment.get("segment_type") or ""
+    return span if span.startswith(kind) or kind == "page" else f"{kind} {span}".strip()
+
+
+def _fmt_matches(matches: list[dict[str, Any]]) -> str:
+    """Matched transcript words with their start times, or matched on-screen lines."""
+    out = []
+    for m in matches[:6]:
+        if "word" in m and m.get("start") is not None:
+            out.append(f"{m['word']}@{float(m['start']):.1f}s")
+        elif m.get("text"):
+            out.append(str(m["text"]))
+    return ", ".join(out)
+
+
 def print_search(console: Console, query: str, response: Any) -> None:
     data = response if isinstance(response, dict) else _to_dict(response)
     table = Table(title=f"search: {query}  ({data.get('total', 0)} result(s), {data.get('took_ms', 0)} ms)")
-    for column in ("asset", "type", "segment", "score", "highlight"):
+    for column in ("asset", "type", "segment", "score", "highlight / matched words"):
         table.add_column(column, overflow="fold")
     for result in data.get("results", [])[:5]:
         meta = result.get("metadata") or {}
         segments = result.get("segments") or [{}]
         highlight = (result.get("highlights") or [""])[0]
+        words = _fmt_matches(segments[0].get("matches") or [])
+        if words:
+            highlight = f"{highlight} [{words}]"
         table.add_row(
             meta.get("filename") or result.get("id", ""),
             result.get("type", ""),
-            _fmt_span(segments[0]),
+            _fmt_segment(segments[0]),
             f"{result.get('score', 0):.3f}",
-            (highlight[:90] + "…") if len(highlight) > 90 else highlight,
+            (highlight[:140] + "…") if len(highlight) > 140 else highlight,
         )
     console.print(table)
 
@@ -79,6 +102,13 @@ def demo(no_search: bool) -> None:
     console.rule("[bold]1. sample media")
     files = write_samples(samples)
     console.print(f"{len(files)} files in {samples}")
+    from dataflux_pipelines.text_samples import espeak_path
+
+    if espeak_path() is None:
+        console.print(
+            "[yellow]espeak-ng is not installed: the spoken samples (ferry_briefing.wav, bicycle_launch.mp4) "
+            "were not generated; install it (apt-get install espeak-ng) to try transcripts[/yellow]"
+        )
     console.rule("[bold]2. ingest")
     store, catalog = open_object_store(settings), Catalog(settings)
     for file in files:

@@ -42,6 +42,8 @@ class SegmentHit(msgspec.Struct, kw_only=True):
     score: float
     text_snippet: str | None
     thumbnail_url: str | None
+    # Transcript words ({word, start, end}) or on-screen lines ({text, box}) that contain a query term.
+    matches: list[dict[str, Any]] = []
 
 
 class SearchResult(msgspec.Struct, kw_only=True):

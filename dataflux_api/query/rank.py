@@ -88,6 +88,30 @@ def highlight_sentences(
     return [_clip(s, max_chars) for _, _, s in scored[:limit]]
 
 
+def matched_words(raw: str | list | None, terms: Sequence[str], limit: int = 20) -> list[dict]:
+    """The transcript words (with times) or on-screen lines (with boxes) of a segment that contain a
+    query term; `raw` is the segment's `words` JSON."""
+    import json
+
+    if not raw or not terms:
+        return []
+    try:
+        items = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError:
+        return []
+    out = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        said = str(item.get("word") or item.get("text") or "")
+        words = _WORD_RE.findall(said.lower())
+        if any(_matches(w, t) for w in words for t in terms):
+            out.append(item)
+            if len(out) >= limit:
+                break
+    return out
+
+
 def _clip(text: str, max_chars: int) -> str:
     text = " ".join(text.split())
     if len(text) <= max_chars:

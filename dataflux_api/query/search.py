@@ -76,6 +76,7 @@ _SEGMENT_COLUMNS = [
     "context",
     "concepts",
     "thumbnail_path",
+    "words",
 ]
 _ASSET_COLUMNS = [
     "id",
@@ -861,6 +862,7 @@ class SearchEngine:
                         thumbnail_url=segment_thumbnail_url(segment_id)
                         if row.get("thumbnail_path")
                         else None,
+                        matches=rank.matched_words(row.get("words"), terms),
                     )
                 )
             if not highlights and segment_hits and segment_hits[0].text_snippet:

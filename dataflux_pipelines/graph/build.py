@@ -123,6 +123,18 @@ def build_graph(conn: kuzu.Connection, inputs: GraphInputs) -> BuildReport:
         nxt.select(pl.col("src").alias("from"), pl.col("dst").alias("to"), pl.col("score").alias("gap")),
     )
 
+    overlaps = edges.filter(pl.col("kind") == "OVERLAPS").join(
+        seg_keys.rename({"id": "dst", "asset": "dst_asset"}), on="dst", how="inner"
+    )
+    overlaps = overlaps.filter(pl.col("src_asset") == pl.col("dst_asset")).unique(["src", "dst"])
+    report.relations["OVERLAPS"] = _copy(
+        conn,
+        "OVERLAPS",
+        overlaps.select(
+            pl.col("src").alias("from"), pl.col("dst").alias("to"), pl.col("score").alias("seconds")
+        ),
+    )
+
     tagged = (
         edges.filter(pl.col("kind") == "TAGGED")
         .group_by("src", "dst", "src_asset")

@@ -84,6 +84,49 @@ def temporal_edges(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return edges
 
 
+_READ_TYPES = ("transcript", "text")  # segments holding what is said or shown
+_SPAN_TYPES = ("shot", "audio", "image")  # segments they are linked to by time
+
+
+def overlap_edges(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OVERLAPS edges: each transcript / text segment to the shots and passages its time span overlaps
+    (score = seconds of overlap); an image's text to its image segment (score None: no time)."""
+    spans = [s for s in segments if s.get("segment_type") in _SPAN_TYPES]
+    edges = []
+    for seg in segments:
+        if seg.get("segment_type") not in _READ_TYPES:
+            continue
+        a, b = seg.get("start_time"), seg.get("end_time")
+        for other in spans:
+            if a is None or b is None:
+                if other.get("segment_type") == "image" and other.get("start_time") is None:
+                    edges.append(
+                        {
+                            "kind": "OVERLAPS",
+                            "src": seg["id"],
+                            "dst": other["id"],
+                            "score": None,
+                            "modality": None,
+                        }
+                    )
+                continue
+            c, d = other.get("start_time"), other.get("end_time")
+            if c is None or d is None:
+                continue
+            shared = min(float(b), float(d)) - max(float(a), float(c))
+            if shared > 0:
+                edges.append(
+                    {
+                        "kind": "OVERLAPS",
+                        "src": seg["id"],
+                        "dst": other["id"],
+                        "score": round(shared, 3),
+                        "modality": None,
+                    }
+                )
+    return edges
+
+
 def _neighbours(
     table: Any, vector_column: str, id_column: str, vector: np.ndarray, asset_id: str, k: int
 ) -> list[tuple[str, float]]:
@@ -171,7 +214,7 @@ def graph_contribution(
     if catalog.get_asset(asset_id) is None:
         store.delete(contrib_key(asset_id))
         return {"asset_id": asset_id, "segments": 0, "edges": {}, "removed": True}
-    edges = temporal_edges(segments)
+    edges = temporal_edges(segments) + overlap_edges(segments)
     for seg in segments:
         for concept, confidence in segment_concepts(seg).items():
             edges.append(

@@ -7,7 +7,7 @@ Every node table keys on `id` (a concept's id is its name), so one parameterised
 from __future__ import annotations
 
 NODE_TYPES = ("Asset", "Segment", "Collection", "Concept")
-REL_TYPES = ("HAS_SEGMENT", "NEXT", "IN_COLLECTION", "SIMILAR_TO", "DUPLICATE_OF", "TAGGED")
+REL_TYPES = ("HAS_SEGMENT", "NEXT", "IN_COLLECTION", "SIMILAR_TO", "DUPLICATE_OF", "TAGGED", "OVERLAPS")
 
 # (from, to) node labels of every relation. Queries name both labels: in Kuzu 0.11.3 an unlabelled
 # node pattern across several relation tables returned nodes of the wrong table.
@@ -18,10 +18,11 @@ REL_PAIRS: dict[str, tuple[tuple[str, str], ...]] = {
     "SIMILAR_TO": (("Segment", "Segment"), ("Asset", "Asset")),
     "DUPLICATE_OF": (("Segment", "Segment"), ("Asset", "Asset")),
     "TAGGED": (("Segment", "Concept"), ("Asset", "Concept")),
+    "OVERLAPS": (("Segment", "Segment"),),
 }
 
 # Relations that per-file contributions carry; the rest come from the catalog rows.
-CONTRIB_KINDS = ("NEXT", "TAGGED", "SIMILAR_TO", "DUPLICATE_OF")
+CONTRIB_KINDS = ("NEXT", "TAGGED", "SIMILAR_TO", "DUPLICATE_OF", "OVERLAPS")
 
 DDL = (
     "CREATE NODE TABLE Asset(id STRING PRIMARY KEY, filename STRING, media_type STRING, "
@@ -38,6 +39,9 @@ DDL = (
     # Asset pairs also say how many segments they share and which (as "src_segment:dst_segment").
     "CREATE REL TABLE DUPLICATE_OF(FROM Segment TO Segment, FROM Asset TO Asset, score DOUBLE, "
     "shared_segments INT64, segment_pairs STRING[])",
+    # A transcript or on-screen text segment and the shot (or audio passage) it overlaps in time;
+    # `seconds` is the length of the overlap.
+    "CREATE REL TABLE OVERLAPS(FROM Segment TO Segment, seconds DOUBLE)",
     "CREATE REL TABLE TAGGED(FROM Segment TO Concept, FROM Asset TO Concept, confidence DOUBLE, segments INT64)",
 )
 

@@ -471,6 +471,58 @@ def passage_samples(path: Path | str, passages: list[Passage], expected: int) ->
         )
 
 
+# --- windows to transcribe (media.transcripts decodes and transcribes them) -------------------
+# Only true silence is skipped: Silero's VAD calls singing over music non-speech, so the energy of
+# the scan decides. A window holds at most 30 s (Whisper's field of view).
+MAX_WINDOW_S = 30.0
+CUT_SEARCH_S = 10.0  # a long run is cut at its quietest frame within the window's last 10 s
+MIN_GAP_S = 1.0  # silence at least this long separates windows
+MIN_AUDIBLE_S = 0.3  # windows with less sound than this are not worth a decoder call
+PAD_S = 0.2  # kept around the audible frames so word onsets and tails are not clipped
+
+
+def audible_frames(rms: np.ndarray) -> np.ndarray:
+    """True for each 20 ms frame above the silence floor (-50 dBFS)."""
+    return np.asarray(rms, dtype=np.float64) >= 10 ** (SILENCE_DBFS / 20)
+
+
+def plan_windows(rms: np.ndarray, duration: float) -> list[tuple[float, float]]:
+    """(start, end) seconds of the windows to transcribe, from per-frame RMS; silence skipped."""
+    loud = audible_frames(rms)
+    if not loud.any():
+        return []
+    gap = max(1, round(MIN_GAP_S / FRAME_S))
+    idx = np.flatnonzero(loud)
+    # Runs of audible frames, bridging silences shorter than MIN_GAP_S.
+    breaks = np.flatnonzero(np.diff(idx) > gap)
+    starts = np.concatenate([[idx[0]], idx[breaks + 1]])
+    ends = np.concatenate([idx[breaks], [idx[-1]]]) + 1
+    per_window = round(MAX_WINDOW_S / FRAME_S)
+    search = round(CUT_SEARCH_S / FRAME_S)
+    pad = round(PAD_S / FRAME_S)
+    db = 20 * np.log10(np.asarray(rms, dtype=np.float64) + 1e-12)
+    windows: list[tuple[int, int]] = []
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        a, b = max(0, a - pad), min(len(rms), b + pad)
+        while b - a > per_window:
+            lo, hi = a + per_window - search, a + per_window
+            cut = lo + int(np.argmin(db[lo:hi]))
+            windows.append((a, cut))
+            a = cut
+        windows.append((a, b))
+    min_loud = round(MIN_AUDIBLE_S / FRAME_S)
+    kept = [(a, b) for a, b in windows if int(loud[a:b].sum()) >= min_loud]
+    # Runs that fit in one window together share it: Whisper pads every window to 30 s anyway, so one
+    # call per 30 s of timeline is cheaper than one per run, and the decoder keeps the context.
+    packed: list[tuple[int, int]] = []
+    for a, b in kept:
+        if packed and b - packed[-1][0] <= per_window:
+            packed[-1] = (packed[-1][0], b)
+        else:
+            packed.append((a, b))
+    return [(round(a * FRAME_S, 3), round(min(b * FRAME_S, duration), 3)) for a, b in packed]
+
+
 def analyze_audio(
     path: Path | str, probe: Probe, options: AnalysisOptions, transcribe: Transcriber | None = None
 ) -> MediaAnalysis:
@@ -517,4 +569,6 @@ def analyze_audio(
             **{f"{label}_ratio": round(share, 4) for label, share in shares.items()},
             **scan.loudness(),
         },
+        # Everything but true silence is transcribed (speech and singing); see media.transcripts.
+        transcript_windows=plan_windows(scan.rms, duration),
     )

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.media.probe import open_pdf, pdf_page_count
-from dataflux_pipelines.media.types import MediaAnalysis, Probe, SegmentDraft
+from dataflux_pipelines.media.screen_text import page_scan_images
+from dataflux_pipelines.media.types import MediaAnalysis, Probe, SegmentDraft, TextFrame
 from dataflux_pipelines.records import MediaType, SegmentType
 
 if TYPE_CHECKING:
@@ -194,6 +195,7 @@ def _pdf(path: Path, options: AnalysisOptions) -> MediaAnalysis:
     page_count = pdf_page_count(reader)
     segments: list[SegmentDraft] = []
     empty_pages = []
+    scans: list[TextFrame] = []
     budget = options.max_text_chars
     truncated_at = None
     for number in range(1, page_count + 1):
@@ -223,20 +225,23 @@ def _pdf(path: Path, options: AnalysisOptions) -> MediaAnalysis:
         page_segments = _chunk_segments(text, options, SegmentType.PAGE, len(segments), page=number)
         if not page_segments:
             empty_pages.append(number)
+            # No text layer: a scan. Its embedded images are read by OCR in the parent process.
+            scans += page_scan_images(reader.pages[number - 1], number)
         segments += page_segments
-    if not segments:
+    if not segments and not scans:
         raise MediaError(
             Reason.NO_TEXT,
-            f"none of the PDF's {page_count} pages has extractable text (scanned pages need OCR, which DataFlux does not run)",
+            f"none of the PDF's {page_count} pages has extractable text or an embedded image to read",
         )
     summary: dict[str, Any] = {
         "page_count": page_count,
         "pages_without_text": empty_pages,
+        "scanned_pages": sorted({f.page for f in scans if f.page is not None}),
         "chunks": len(segments),
     }
     if truncated_at is not None:
         summary["truncated"] = {"characters_kept": options.max_text_chars, "first_page_dropped": truncated_at}
-    return MediaAnalysis(media_type=MediaType.DOCUMENT, segments=segments, summary=summary)
+    return MediaAnalysis(media_type=MediaType.DOCUMENT, segments=segments, summary=summary, text_frames=scans)
 
 
 def _markdown_title(text: str) -> str:

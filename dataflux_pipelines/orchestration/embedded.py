@@ -156,8 +156,13 @@ def process_landing(
     ]
     if stale:
         from dataflux_pipelines.embeddings.stage import stale_assets
+        from dataflux_pipelines.text_stage import stale_text_sources
 
-        stale_ids = [a for a in stale_assets(catalog.db, shared_registry(settings)) if a in key_of]
+        registry = shared_registry(settings)
+        reread = [a for a in stale_text_sources(catalog.db, registry) if a in key_of]
+        stale_ids = [a for a in stale_assets(catalog.db, registry) if a in key_of and a not in set(reread)]
+        if reread:
+            batches.append((reread, 5, None))  # transcripts / text from another model: every stage reruns
         if stale_ids:
             batches.append((stale_ids, 5, EMBEDDING_STAGES))
     for asset_ids, priority, selection in batches:

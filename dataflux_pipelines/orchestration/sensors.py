@@ -93,7 +93,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) 
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Re-embeds exactly the files whose stored vectors came from another model than the "
-    "configured one (a changed DATAFLUX_CLIP_MODEL, a new revision or new weights).",
+    "configured one (a changed DATAFLUX_CLIP_MODEL, a new revision or new weights), and reprocesses "
+    "the files whose transcripts or on-screen text came from another Whisper / OCR model.",
 )
 def stale_embeddings_sensor(
     context: dg.SensorEvaluationContext, stores: StoresResource, models: ModelsResource
@@ -103,13 +104,22 @@ def stale_embeddings_sensor(
     settings = stores.settings
     registry = models.registry(settings)
     key_of = keys_by_asset(context.instance.get_dynamic_partitions(MEDIA_PARTITIONS))
-    stale = [a for a in stale_assets(Catalog(settings, reader=True).db, registry) if a in key_of]
-    if not stale:
+    db = Catalog(settings, reader=True).db
+    stale = [a for a in stale_assets(db, registry) if a in key_of]
+    # Transcripts / on-screen text from another Whisper or OCR model: the whole file reruns.
+    from dataflux_pipelines.text_stage import stale_text_sources
+
+    reread = [a for a in stale_text_sources(db, registry) if a in key_of]
+    stale = [a for a in stale if a not in set(reread)]
+    if not stale and not reread:
         return dg.SensorResult(
             skip_reason=dg.SkipReason("every file's embeddings match the configured models")
         )
     fingerprint = hashlib.sha256(
         json.dumps(registry.model_versions("video"), sort_keys=True).encode()
+    ).hexdigest()[:16]
+    reread_fingerprint = hashlib.sha256(
+        json.dumps(registry.text_source_versions("video"), sort_keys=True).encode()
     ).hexdigest()[:16]
     requests = [
         dg.RunRequest(
@@ -119,6 +129,13 @@ def stale_embeddings_sensor(
             tags={"dataflux/reason": "stale-embeddings"},
         )
         for asset_id in stale
+    ] + [
+        dg.RunRequest(
+            run_key=f"reread:{asset_id}:{reread_fingerprint}",
+            partition_key=key_of[asset_id],
+            tags={"dataflux/reason": "stale-transcripts-or-text"},
+        )
+        for asset_id in reread
     ]
     return dg.SensorResult(run_requests=requests, cursor=fingerprint)
 
