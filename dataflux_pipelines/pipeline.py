@@ -485,7 +485,7 @@ class MediaPipeline:
         if models:
             # Keep what the segments stage recorded (the Whisper / OCR versions) beside the embedders.
             before = {r["id"]: r.get("models") or {} for r in self.catalog.get_assets(list(models))}
-            merged = {a: {**_as_dict(before.get(a)), **json.loads(m)} for a, m in models.items()}
+            merged = {a: {**_as_dict(before.get(a)), **_as_dict(m)} for a, m in models.items()}
             self.catalog.update_assets({a: {"models": m} for a, m in merged.items()})
         return out
 

@@ -50,7 +50,7 @@ class SileroVAD:
         import torch
         from silero_vad import get_speech_timestamps
 
-        out = []
+        out: list[list[tuple[float, float]]] = []
         for window in windows:
             if window.size < 512:
                 out.append([])
