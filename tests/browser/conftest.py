@@ -148,7 +148,9 @@ def auth_server(library: dict[str, Any]) -> Iterator[Server]:
         yield srv
 
 
-@pytest.fixture(scope="session")
+# Package scope: while Playwright's sync API is open an event loop runs in this thread, and later tests
+# that call asyncio.run (the MCP clients) would fail: it stops with the browser test module.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
