@@ -10,6 +10,7 @@ from dataflux_api.cli import backup as backup_cli
 from dataflux_api.cli import mcp as mcp_cli
 from dataflux_api.cli import media as media_cli
 from dataflux_api.cli import pipeline, serve
+from dataflux_api.cli import search as search_cli
 from dataflux_pipelines import __version__
 
 
@@ -27,6 +28,7 @@ backup_cli.register(cli)
 serve.register(cli)
 mcp_cli.register(cli)
 media_cli.register(cli)
+search_cli.register(cli)
 
 
 def main() -> None:

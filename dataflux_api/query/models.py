@@ -26,6 +26,8 @@ class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     limit: int = 20
     offset: int = 0
     include_segments: bool = True
+    # Calibrated relevance cut-off in [0, 1]; None means the default floor, 0 returns weak hits too.
+    min_score: float | None = None
 
 
 class SegmentHit(msgspec.Struct, kw_only=True):
@@ -40,6 +42,8 @@ class SegmentHit(msgspec.Struct, kw_only=True):
     score: float
     text_snippet: str | None
     thumbnail_url: str | None
+    # Which legs matched and how: transcript/on-screen text/context/filename words, labels, similarities.
+    explanation: dict[str, Any] = {}
 
 
 class SearchResult(msgspec.Struct, kw_only=True):
@@ -52,6 +56,7 @@ class SearchResult(msgspec.Struct, kw_only=True):
     segments: list[SegmentHit]
     highlights: list[str]
     concepts: list[str]
+    explanation: dict[str, Any] = {}  # the best segment's explanation
 
 
 class SearchResponse(msgspec.Struct, kw_only=True):

@@ -160,4 +160,12 @@ class EfficientNetLite0:
         )
 
     def embed_images(self, images: Sequence[Image.Image | np.ndarray]) -> np.ndarray:
-        return self.analyse(images).embeddings
+        """Only the embedding (the full-frame view): half the work of `analyse`."""
+        torch = self._torch
+        embs = [np.zeros((0, self.dim), dtype=np.float32)]
+        with torch.inference_mode():
+            for start in range(0, len(images), self.batch_size):
+                full, _ = preprocess(images[start : start + self.batch_size])
+                pooled, _ = self._forward(full)
+                embs.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
+        return np.concatenate(embs).astype(np.float32)

