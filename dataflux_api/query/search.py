@@ -842,12 +842,15 @@ class SearchEngine:
             if row is None:
                 continue
             fields = relevance.segment_fields(row)
-            fields["concepts"] = " ".join(row.get("concepts") or [])
+            labels = relevance.stored_labels(row)
+            # Image labels are judged by the labels leg (with their confidence), not as concept words.
+            label_names = {str(x["name"]) for x in labels}
+            fields["concepts"] = " ".join(c for c in row.get("concepts") or [] if c not in label_names)
             ev = relevance.Evidence(
                 text_cosine=text_sim.get(sid),
                 vision_cosine=vision_sim.get(sid),
                 fields=fields,
-                labels=relevance.stored_labels(row),
+                labels=labels,
             )
             scores[sid], explanations[sid] = relevance.score(terms, query, ev)
         return scores, explanations
