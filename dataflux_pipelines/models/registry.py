@@ -454,9 +454,7 @@ class ModelRegistry:
                 if name == "text":
                     # MiniLM ships inside an installed package: failing to load it is a broken install.
                     raise
-                fallback = {
-                    "clip": "; using visual-offline and EfficientNet-Lite0 (offline pack)",
-                }.get(name, "; this profile is off")
+                fallback = "; using visual-offline" if name == "clip" else "; this profile is off"
                 reason = f"{name}: cannot load {profile.model_id_or_path!r}: {_summary(exc)}{fallback}"
                 self._failed[name] = reason
                 log.warning("model profile degraded: %s", reason)
