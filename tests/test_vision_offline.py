@@ -18,6 +18,7 @@ from tiny_models import jpeg_bytes
 from dataflux_api.app import create_app
 from dataflux_api.mcp_server import build_server
 from dataflux_api.query.models import SearchRequest
+from dataflux_api.query.relevance import RELEVANCE_FLOOR
 from dataflux_api.service import DataFlux
 from dataflux_pipelines import contract
 from dataflux_pipelines import duplicates as dup
@@ -299,7 +300,7 @@ def test_an_absent_query_returns_nothing_but_min_score_zero_returns_weak_hits(
     assert service.search(SearchRequest(query="giraffe")).results == []
     weak = service.search(SearchRequest(query="giraffe", min_score=0.0)).results
     assert weak, "min_score=0 returns the weak matches the floor held back"
-    assert all(0.0 <= r.score < 0.35 for r in weak)
+    assert all(0.0 <= r.score < RELEVANCE_FLOOR for r in weak)
 
 
 def test_scores_and_explanations_are_identical_over_rest_and_mcp(
