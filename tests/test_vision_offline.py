@@ -324,3 +324,67 @@ def test_scores_and_explanations_are_identical_over_rest_and_mcp(
     assert rest["results"][0]["score"] == mcp["results"][0]["score"]
     assert rest["results"][0]["segments"][0]["score"] == mcp["results"][0]["segments"][0]["score"]
     assert rest["results"][0]["explanation"] == mcp["results"][0]["explanation"]
+
+
+def test_graph_duplicate_of_links_a_copied_shot_with_its_spans_and_never_shared_black_intros(
+    tmp_path: Path, frames: dict[str, Image.Image]
+) -> None:
+    from dataflux_pipelines.graph.build import publish_graph
+    from dataflux_pipelines.graph.contrib import graph_contribution
+    from dataflux_pipelines.graph.store import GraphReader
+
+    settings = settings_for(tmp_path / "home")
+    registry = ModelRegistry(settings_for(tmp_path / "registry"))
+    catalog = Catalog(settings)
+    store = LocalObjectStore(tmp_path / "keyframes")
+    size = frames["music560"].size
+    black = Image.new("RGB", size, (0, 0, 0))
+    copy = dup.reencode(dup.crop(frames["music1185"], 0.1), 35)
+    videos = {
+        "a.mp4": [black, frames["music560"], frames["music1185"], black],
+        "b.mp4": [black, frames["music3310"], copy, black],
+        "c.mp4": [black, frames["music4810"], black],
+    }
+    ids = {name: asset_id(name) for name in videos}
+    now = dt.datetime(2026, 3, 10, tzinfo=dt.UTC)
+    catalog.upsert_assets(
+        [
+            {"id": ids[n], "filename": n, "media_type": "video", "status": "completed", "created_at": now}
+            for n in videos
+        ]
+    )
+    for name, keyframes in videos.items():
+        rows = []
+        for n, image in enumerate(keyframes):
+            key = contract.derived_key(ids[name], f"keyframe_{n:04d}.jpg")
+            store.put_bytes(key, jpeg_bytes(image))
+            rows.append(
+                {
+                    "id": segment_id_for(ids[name], "shot", n),
+                    "asset_id": ids[name],
+                    "segment_type": "shot",
+                    "sequence_number": n,
+                    "media_type": "video",
+                    "filename": name,
+                    "start_time": 2.0 * n,
+                    "end_time": 2.0 * n + 2.0,
+                    "keyframe_path": key,
+                    "created_at": now,
+                }
+            )
+        catalog.replace_segments(ids[name], rows)
+    embed_segments(connect(settings), registry, list(ids.values()), store.get_bytes)
+    for aid in ids.values():
+        graph_contribution(settings, catalog, aid)
+    publish_graph(settings, catalog)
+    reader = GraphReader(settings.graph_dir)
+    pairs = reader.query(
+        "MATCH (a:Asset)-[d:DUPLICATE_OF]->(b:Asset) RETURN a.id AS a, b.id AS b, d.segment_pairs AS pairs"
+    )
+    assert [frozenset((p["a"], p["b"])) for p in pairs] == [frozenset((ids["a.mp4"], ids["b.mp4"]))]
+    (shared,) = pairs[0]["pairs"]
+    segs = {s["id"]: s for n in ("a.mp4", "b.mp4") for s in catalog.segments_for(ids[n])}
+    spans = sorted(
+        (segs[s]["asset_id"], segs[s]["start_time"], segs[s]["end_time"]) for s in shared.split(":")
+    )
+    assert spans == sorted([(ids["a.mp4"], 4.0, 6.0), (ids["b.mp4"], 4.0, 6.0)])
