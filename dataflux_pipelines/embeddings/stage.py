@@ -242,6 +242,7 @@ def embed_segments(
 
     # 3. Concepts from measured features, then the text that carries them.
     search_texts: list[str] = []
+    embed_texts: list[str] = []
     for row in all_rows:
         audio = _json_dict(row.get("audio_features"))
         features: dict[str, Any] = dict(pixel_features.get(row["id"], {}))
@@ -265,10 +266,14 @@ def embed_segments(
         # Synonyms and parent words of the ImageNet labels go into the text ("taxi", "cab", "car").
         words = list(dict.fromkeys([label for label, _ in concepts] + search_words(image_labels)))
         search_texts.append(search_text_for(row, words))
+        # The text vector leaves the ImageNet labels out: the labels leg of search judges them with their
+        # calibrated confidence, and MiniLM would turn a wrong low-confidence label into a strong match.
+        label_names = {label.name for label in image_labels}
+        embed_texts.append(search_text_for(row, [c for c, _ in concepts if c not in label_names]))
 
     started = time.perf_counter()
-    to_embed = [i for i, t in enumerate(search_texts) if t]
-    text_vectors = text.embed_texts([search_texts[i] for i in to_embed]) if to_embed else None
+    to_embed = [i for i, t in enumerate(embed_texts) if t]
+    text_vectors = text.embed_texts([embed_texts[i] for i in to_embed]) if to_embed else None
     text_s = time.perf_counter() - started
     for name, vectors in (("text", text_vectors), ("vision", vision_vectors)):
         if vectors is not None and not np.isfinite(vectors).all():
