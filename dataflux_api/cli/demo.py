@@ -31,7 +31,7 @@ def _fmt_span(segment: dict[str, Any]) -> str:
 def print_search(console: Console, query: str, response: Any) -> None:
     data = response if isinstance(response, dict) else _to_dict(response)
     table = Table(title=f"search: {query}  ({data.get('total', 0)} result(s), {data.get('took_ms', 0)} ms)")
-    for column in ("asset", "type", "segment", "score", "highlight"):
+    for column in ("asset", "type", "segment", "score", "highlight", "why"):
         table.add_column(column, overflow="fold")
     for result in data.get("results", [])[:5]:
         meta = result.get("metadata") or {}
@@ -41,8 +41,9 @@ def print_search(console: Console, query: str, response: Any) -> None:
             meta.get("filename") or result.get("id", ""),
             result.get("type", ""),
             _fmt_span(segments[0]),
-            f"{result.get('score', 0):.3f}",
+            f"{result.get('score', 0):.4f}",
             (highlight[:90] + "…") if len(highlight) > 90 else highlight,
+            ", ".join(f"{k} {v}" for k, v in (result.get("explanation") or {}).get("legs", {}).items()),
         )
     console.print(table)
 
@@ -136,8 +137,16 @@ def doctor(as_json: bool) -> None:
     "--type", "media_types", multiple=True, type=click.Choice(["video", "image", "audio", "document"])
 )
 @click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True)
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Relevance cut-off in [0, 1] (default: the calibrated floor; 0 returns weak hits too).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the search response as JSON.")
-def search(query: str, media_types: tuple[str, ...], limit: int, as_json: bool) -> None:
+def search(
+    query: str, media_types: tuple[str, ...], limit: int, min_score: float | None, as_json: bool
+) -> None:
     """Hybrid search over everything processed: what it understood, assets and matching segments."""
     from dataflux_api.cli.pipeline import _settings
     from dataflux_api.errors import DataFluxError
@@ -146,7 +155,7 @@ def search(query: str, media_types: tuple[str, ...], limit: int, as_json: bool) 
 
     try:
         response = DataFlux(_settings()).search(
-            SearchRequest(query=query, media_types=list(media_types), limit=limit)
+            SearchRequest(query=query, media_types=list(media_types), limit=limit, min_score=min_score)
         )
     except DataFluxError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from exc

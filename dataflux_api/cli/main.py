@@ -10,7 +10,6 @@ from dataflux_api.cli import backup as backup_cli
 from dataflux_api.cli import mcp as mcp_cli
 from dataflux_api.cli import media as media_cli
 from dataflux_api.cli import pipeline, serve
-from dataflux_api.cli import search as search_cli
 from dataflux_pipelines import __version__
 
 
@@ -28,7 +27,6 @@ backup_cli.register(cli)
 serve.register(cli)
 mcp_cli.register(cli)
 media_cli.register(cli)
-search_cli.register(cli)
 
 
 def main() -> None:
