@@ -22,7 +22,7 @@ from dataflux_pipelines.models.imagenet_labels import LABEL_FLOOR, PARENTS, labe
 
 # Hits below this relevance are not returned unless the request sets `min_score` (0 returns weak hits too).
 # bench/relevance.py, tune queries: the floor with the best precision@3 + recall@3 among those where at
-# least 90% of absent queries return nothing, lowest on ties (0.35: 1.0 / 0.938 / 1.0 there).
+# least 90% of absent queries return nothing, lowest on ties (0.35: 0.938 / 0.938 / 1.0 there).
 RELEVANCE_FLOOR = 0.35
 # MiniLM cosine -> evidence: unrelated texts score 0.0-0.3 (absent queries against label-rich search
 # text reach 0.36), a paraphrase with no shared word 0.41 ("company earnings increased" / revenue grew).
@@ -104,7 +104,7 @@ def _label_matches(query: str, labels: Sequence[Mapping[str, Any]]) -> list[dict
 
 def label_evidence(confidence: float) -> float:
     """A stored label's confidence as the chance it is right: 0.6 at the floor (label precision on the tune
-    frames at floor 0.15 was 0.62) rising to 1.0 at 0.5 (precision 1.0 there), from bench/labels.py."""
+    frames at floor 0.12 was 0.62) rising to 1.0 at 0.5 (precision 1.0 there), from bench/labels.py."""
     return LABEL_PRECISION_AT_FLOOR + (1 - LABEL_PRECISION_AT_FLOOR) * _ramp(
         confidence, LABEL_FLOOR, LABEL_SURE
     )
