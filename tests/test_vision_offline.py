@@ -314,6 +314,10 @@ def test_scores_and_explanations_are_identical_over_rest_and_mcp(
         app=create_app(service.settings, service=service), raise_server_exceptions=False
     ) as client:
         rest = client.post("/api/v1/search", json={"query": "taxi"}).json()
+        health = client.get("/health").json()
+    # /health names the visual model in use and why (CLIP cannot load here: no model hub).
+    assert health["visual_model"]["model"] == "efficientnet-lite0"
+    assert health["visual_model"]["why"].startswith("offline pack because CLIP could not be loaded: clip:")
 
     async def main() -> Any:
         async with Client(build_server(service)) as c:

