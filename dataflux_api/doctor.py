@@ -246,6 +246,7 @@ def check_models(settings: Settings) -> list[Check]:
             f"text-to-image {'on' if vision.get('text_to_image') else 'off'}); loaded: "
             + ", ".join(name for name, p in status["profiles"].items() if p["loaded"]),
         ),
+        Check("visual model", True, f"{vision.get('model')}: {vision.get('why')}"),
     ]
     for name, label in (("whisper", "transcripts"), ("ocr", "on-screen text")):
         profile = status["profiles"].get(name)

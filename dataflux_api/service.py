@@ -657,6 +657,8 @@ class DataFlux:
         return {
             "status": "degraded" if degraded else "ok",
             "profile": vision.get("profile") or "not loaded yet",
+            # Which model sees the pictures and why (CLIP loaded, or the offline pack and CLIP's error).
+            "visual_model": {"model": vision.get("model") or "not loaded yet", "why": vision.get("why")},
             "device": models.get("device"),
             "stores": stores,
             "models": models,

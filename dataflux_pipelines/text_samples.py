@@ -168,7 +168,9 @@ def sign_photo(text: str, size: tuple[int, int] = (800, 600), *, seed: int = 0) 
     face = font(int(rng.integers(38, 60)), int(rng.integers(0, len(_FONTS))))
     probe = ImageDraw.Draw(img).textbbox((0, 0), text, font=face)
     tw, th = probe[2] - probe[0], probe[3] - probe[1]
-    board = Image.new("RGBA", (int(tw) + 40, int(th) + 40), (*(int(v) for v in rng.integers(180, 256, 3)), 255))
+    board = Image.new(
+        "RGBA", (int(tw) + 40, int(th) + 40), (*(int(v) for v in rng.integers(180, 256, 3)), 255)
+    )
     ImageDraw.Draw(board).text(
         (20, 20 - probe[1]), text, fill=tuple(int(v) for v in rng.integers(0, 60, 3)), font=face
     )

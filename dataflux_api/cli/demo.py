@@ -52,7 +52,7 @@ def _fmt_matches(matches: list[dict[str, Any]]) -> str:
 def print_search(console: Console, query: str, response: Any) -> None:
     data = response if isinstance(response, dict) else _to_dict(response)
     table = Table(title=f"search: {query}  ({data.get('total', 0)} result(s), {data.get('took_ms', 0)} ms)")
-    for column in ("asset", "type", "segment", "score", "highlight / matched words"):
+    for column in ("asset", "type", "segment", "score", "highlight / matched words", "why"):
         table.add_column(column, overflow="fold")
     for result in data.get("results", [])[:5]:
         meta = result.get("metadata") or {}
@@ -65,8 +65,9 @@ def print_search(console: Console, query: str, response: Any) -> None:
             meta.get("filename") or result.get("id", ""),
             result.get("type", ""),
             _fmt_segment(segments[0]),
-            f"{result.get('score', 0):.3f}",
-            (highlight[:140] + "…") if len(highlight) > 140 else highlight,
+            f"{result.get('score', 0):.4f}",
+            (highlight[:120] + "…") if len(highlight) > 120 else highlight,
+            ", ".join(f"{k} {v}" for k, v in (result.get("explanation") or {}).get("legs", {}).items()),
         )
     console.print(table)
 
@@ -166,8 +167,16 @@ def doctor(as_json: bool) -> None:
     "--type", "media_types", multiple=True, type=click.Choice(["video", "image", "audio", "document"])
 )
 @click.option("--limit", type=click.IntRange(1, 100), default=10, show_default=True)
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Relevance cut-off in [0, 1] (default: the calibrated floor; 0 returns weak hits too).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the search response as JSON.")
-def search(query: str, media_types: tuple[str, ...], limit: int, as_json: bool) -> None:
+def search(
+    query: str, media_types: tuple[str, ...], limit: int, min_score: float | None, as_json: bool
+) -> None:
     """Hybrid search over everything processed: what it understood, assets and matching segments."""
     from dataflux_api.errors import DataFluxError
     from dataflux_api.query.models import SearchRequest
@@ -175,7 +184,7 @@ def search(query: str, media_types: tuple[str, ...], limit: int, as_json: bool) 
 
     try:
         response = DataFlux(_settings()).search(
-            SearchRequest(query=query, media_types=list(media_types), limit=limit)
+            SearchRequest(query=query, media_types=list(media_types), limit=limit, min_score=min_score)
         )
     except DataFluxError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from exc

@@ -28,6 +28,8 @@ class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     limit: int = 20
     offset: int = 0
     include_segments: bool = True
+    # Calibrated relevance cut-off in [0, 1]; None means the default floor, 0 returns weak hits too.
+    min_score: float | None = None
 
 
 class SegmentHit(msgspec.Struct, kw_only=True):
@@ -44,6 +46,8 @@ class SegmentHit(msgspec.Struct, kw_only=True):
     thumbnail_url: str | None
     # Transcript words ({word, start, end}) or on-screen lines ({text, box}) that contain a query term.
     matches: list[dict[str, Any]] = []
+    # Which legs matched and how: transcript/on-screen text/context/filename words, labels, similarities.
+    explanation: dict[str, Any] = {}
 
 
 class SearchResult(msgspec.Struct, kw_only=True):
@@ -56,6 +60,7 @@ class SearchResult(msgspec.Struct, kw_only=True):
     segments: list[SegmentHit]
     highlights: list[str]
     concepts: list[str]
+    explanation: dict[str, Any] = {}  # the best segment's explanation
 
 
 class SearchResponse(msgspec.Struct, kw_only=True):

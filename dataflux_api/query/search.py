@@ -20,7 +20,7 @@ from lancedb.query import BooleanQuery, FullTextQuery, MatchQuery, Occur, Phrase
 
 from dataflux_api.errors import NotFound, Unavailable
 from dataflux_api.links import asset_thumbnail_url, segment_thumbnail_url
-from dataflux_api.query import rank
+from dataflux_api.query import rank, relevance
 from dataflux_api.query.cache import ResultCache
 from dataflux_api.query.models import (
     MAX_SEARCH_LIMIT,
@@ -77,6 +77,17 @@ _SEGMENT_COLUMNS = [
     "concepts",
     "thumbnail_path",
     "words",
+]
+# What relevance reads of every candidate (not only the page's): the fields a query can match.
+_EVIDENCE_COLUMNS = [
+    "id",
+    "media_type",
+    "filename",
+    "text",
+    "transcript",
+    "context",
+    "concepts",
+    "semantic_features",
 ]
 _ASSET_COLUMNS = [
     "id",
@@ -532,7 +543,9 @@ class SearchEngine:
         if cached is not None:
             return msgspec.structs.replace(cached, took_ms=_elapsed_ms(started))
         try:
-            response = self._search(snap, parsed, c, limit, req.offset, req.include_segments, understood)
+            response = self._search(
+                snap, parsed, c, limit, req.offset, req.include_segments, understood, req.min_score
+            )
         except _NothingMatches:
             response = SearchResponse(
                 results=[], total=0, took_ms=0, offset=req.offset, limit=limit, understood=understood
@@ -549,6 +562,7 @@ class SearchEngine:
         offset: int,
         include_segments: bool,
         understood: dict[str, Any],
+        min_score: float | None = None,
     ) -> SearchResponse:
         retrievers: list[str] = []
         notes: list[str] = []
@@ -570,6 +584,7 @@ class SearchEngine:
         fts_hits = self._pool.submit(self._fts_hits, segments, parsed, where, k)
         text = parsed.semantic_text
         text_ranked: list[str] | None = None
+        text_sim: dict[str, float] = {}
         if self.registry is None:
             notes.append("semantic search is off: no model registry is loaded, so only full-text search ran")
         else:
@@ -580,8 +595,13 @@ class SearchEngine:
                 query = query.where(where, prefilter=True)
             hits = query.select(["id", "asset_id", "text_vector", "_distance"]).with_row_id(True)
             table = hits.limit(k).to_arrow()
-            kept = [i for i, sim in cosine_ranked(table, vector, "text_vector") if sim >= TEXT_MIN_SIMILARITY]
-            text_ranked = _remember(table, kept, asset_of, rowid_of)
+            scored = [
+                (i, sim)
+                for i, sim in cosine_ranked(table, vector, "text_vector")
+                if sim >= TEXT_MIN_SIMILARITY
+            ]
+            text_ranked = _remember(table, [i for i, _ in scored], asset_of, rowid_of)
+            text_sim = {sid: sim for sid, (_, sim) in zip(text_ranked, scored, strict=True)}
         try:
             fts = fts_hits.result()
         except ValueError as exc:
@@ -598,7 +618,8 @@ class SearchEngine:
         ranked["fts"] = _remember(fts, None, asset_of, rowid_of)
         retrievers.append("full_text")
 
-        self._vision_leg(snap, c, text, k, ranked, asset_of, rowid_of, retrievers, notes)
+        vision_sim: dict[str, float] = {}
+        self._vision_leg(snap, c, text, k, ranked, asset_of, rowid_of, retrievers, notes, vision_sim)
 
         if parsed.phrases:
             # Quoted phrases are requirements: other retrievers only re-rank the rows that contain them.
@@ -606,11 +627,25 @@ class SearchEngine:
             ranked = {name: [i for i in ids if i in required] for name, ids in ranked.items()}
         if self.graph is not None:
             self._graph_leg(snap, c, ranked, asset_of, retrievers)
-        fused = rank.reciprocal_rank_fusion(ranked, {"graph": GRAPH_WEIGHT})
-        groups = rank.group_by_asset(fused, asset_of)
         terms = rank.query_terms(" ".join([parsed.text, *parsed.phrases]))
+        # Calibrated relevance per candidate from its own evidence (rank fusion only orders ties).
+        fused = rank.reciprocal_rank_fusion(ranked, {"graph": GRAPH_WEIGHT})
+        floor = relevance.RELEVANCE_FLOOR if min_score is None else _finite(min_score, "min_score", 0.0, 1.0)
+        understood["min_score"] = floor
+        scores, explanations = self._relevance(
+            snap,
+            list(fused),
+            rowid_of,
+            terms,
+            " ".join([parsed.semantic_text, *parsed.phrases]),
+            text_sim,
+            vision_sim,
+        )
+        kept_scores = {sid: v for sid, v in scores.items() if v >= floor and (v > 0 or floor == 0)}
+        groups = rank.group_by_asset(kept_scores, asset_of)
+        groups.sort(key=lambda g: (-g[1], -fused.get(g[2][0][0], 0.0), g[0]))
         results = self._results(
-            snap, groups, rowid_of, offset, limit, include_segments, terms, parsed.phrases
+            snap, groups, rowid_of, offset, limit, include_segments, terms, parsed.phrases, explanations
         )
         return SearchResponse(
             results=results, total=len(groups), took_ms=0, offset=offset, limit=limit, understood=understood
@@ -652,6 +687,7 @@ class SearchEngine:
         rowid_of: dict[str, int],
         retrievers: list[str],
         notes: list[str],
+        vision_sim: dict[str, float] | None = None,
     ) -> None:
         if self.registry is None:
             return
@@ -674,7 +710,10 @@ class SearchEngine:
             query = query.where(where, prefilter=True)
         hits = query.select(["segment_id", "asset_id", "vector", "_distance"]).limit(k).to_arrow()
         found = hits.column("segment_id").to_pylist()
-        ids = [found[i] for i, _ in cosine_ranked(hits, vector, "vector")]
+        pairs = cosine_ranked(hits, vector, "vector")
+        ids = [found[i] for i, _ in pairs]
+        if vision_sim is not None:
+            vision_sim.update({found[i]: sim for i, sim in pairs})
         # A vector whose segment row is gone (deleted or reprocessed) is not a result.
         present = self._locate_segments(snap, ids, asset_of, rowid_of)
         ranked["vision"] = [sid for sid in ids if sid in present]
@@ -789,6 +828,42 @@ class SearchEngine:
             _remember(found, None, asset_of, rowid_of)
         return {sid for sid in segment_ids if sid in rowid_of}
 
+    def _relevance(
+        self,
+        snap: _Snapshot,
+        candidates: list[str],
+        rowid_of: dict[str, int],
+        terms: list[str],
+        query: str,
+        text_sim: dict[str, float],
+        vision_sim: dict[str, float],
+    ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+        """Relevance and explanation of every candidate segment, from its own row and leg similarities."""
+        segments = snap.get(layout.SEGMENTS_TABLE)
+        row_ids = [rowid_of[sid] for sid in candidates if sid in rowid_of]
+        if segments is None or not row_ids:
+            return {}, {}
+        rows = {r["id"]: r for r in segments.take_row_ids(row_ids).select(_EVIDENCE_COLUMNS).to_list()}
+        scores: dict[str, float] = {}
+        explanations: dict[str, dict[str, Any]] = {}
+        for sid in candidates:
+            row = rows.get(sid)
+            if row is None:
+                continue
+            fields = relevance.segment_fields(row)
+            labels = relevance.stored_labels(row)
+            # Image labels are judged by the labels leg (with their confidence), not as concept words.
+            label_names = {str(x["name"]) for x in labels}
+            fields["concepts"] = " ".join(c for c in row.get("concepts") or [] if c not in label_names)
+            ev = relevance.Evidence(
+                text_cosine=text_sim.get(sid),
+                vision_cosine=vision_sim.get(sid),
+                fields=fields,
+                labels=labels,
+            )
+            scores[sid], explanations[sid] = relevance.score(terms, query, ev)
+        return scores, explanations
+
     @staticmethod
     def _segment_rows(snap: _Snapshot, row_ids: list[int]) -> dict[str, dict[str, Any]]:
         """Segment rows by id, read by row id from the version the candidates came from."""
@@ -821,6 +896,7 @@ class SearchEngine:
         include_segments: bool,
         terms: list[str],
         phrases: Sequence[str],
+        explanations: dict[str, dict[str, Any]] | None = None,
     ) -> list[SearchResult]:
         page = groups[offset : offset + limit]
         if not page or snap.get(layout.ASSETS_TABLE) is None:
@@ -857,12 +933,13 @@ class SearchEngine:
                         start_time=row.get("start_time"),
                         end_time=row.get("end_time"),
                         page=row.get("page"),
-                        score=round(seg_score, 6),
+                        score=round(seg_score, 4),
                         text_snippet=found_sentences[0] if found_sentences else rank.snippet(body),
                         thumbnail_url=segment_thumbnail_url(segment_id)
                         if row.get("thumbnail_path")
                         else None,
                         matches=rank.matched_words(row.get("words"), terms),
+                        explanation=(explanations or {}).get(segment_id, {}),
                     )
                 )
             if not highlights and segment_hits and segment_hits[0].text_snippet:
@@ -872,11 +949,12 @@ class SearchEngine:
                 SearchResult(
                     id=asset_id,
                     type=asset.get("media_type") or "unknown",
-                    score=round(score, 6),
+                    score=round(score, 4),
                     metadata=_asset_metadata(asset),
                     segments=segment_hits if include_segments else [],
                     highlights=highlights,
                     concepts=concepts[:20],
+                    explanation=(explanations or {}).get(hits[0][0], {}),
                 )
             )
         return results

@@ -23,12 +23,14 @@ from PIL import Image, UnidentifiedImageError
 
 from dataflux_pipelines import layout, records
 from dataflux_pipelines.catalog import table_names
+from dataflux_pipelines.duplicates import signature as image_signature
 from dataflux_pipelines.embeddings.indexes import VECTOR_TABLE_PREFIXES, ensure_tables
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.lance_sql import in_list, literal, uuid_literal
 from dataflux_pipelines.models.concepts import feature_concepts, merge_concepts, zero_shot_concepts
+from dataflux_pipelines.models.imagenet_labels import Label, labels_for, search_words
 from dataflux_pipelines.models.registry import ModelRegistry
-from dataflux_pipelines.models.visual import measure_pixels
+from dataflux_pipelines.models.visual import describe_images, measure_pixels
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +159,14 @@ def embed_segments(
     started = time.perf_counter()
     vision = registry.vision  # loads the models on first use: once per registry, i.e. once per run
     text = registry.text
+    image_model = registry.image_model  # EfficientNet-Lite0: labels + learned embedding (None if absent)
     load_s = time.perf_counter() - started
     tables = ensure_tables(db, vision.dim, vision.space)
     vision_table_name = layout.vector_table_name("vision", vision.space)
+    learned_table_name = None
+    if image_model is not None:
+        learned_table_name = layout.vector_table_name("vision", image_model.space)
+        tables.update(ensure_tables(db, image_model.dim, image_model.space))
     clip = registry.clip
 
     outcomes = {a: EmbedOutcome(asset_id=a) for a in ids}
@@ -174,14 +181,26 @@ def embed_segments(
     vector_of: dict[str, np.ndarray] = {}
     zero_shot_of: dict[str, list[tuple[str, float]]] = {}
     pixel_features: dict[str, dict[str, float]] = {}
+    learned_of: dict[str, np.ndarray] = {}
+    labels_of: dict[str, list[Label]] = {}
+    hashes_of: dict[str, dict[str, Any]] = {}
     image_rows: list[dict[str, Any]] = []
 
     def flush() -> None:
         if not pending:
             return
         started = time.perf_counter()
-        vectors = vision.embed_images([image for _, image in pending])
+        images = [image for _, image in pending]
+        vectors = vision.embed_images(images)
         labels = zero_shot_concepts(registry, vectors) if clip is not None else []
+        if image_model is not None:
+            analysis = image_model.analyse(images)
+            # The descriptor is what the vision table holds offline; with CLIP it is computed for hashing.
+            descriptors = vectors if clip is None else describe_images(images)
+            for i, (row, image) in enumerate(pending):
+                learned_of[row["id"]] = analysis.embeddings[i]
+                labels_of[row["id"]] = labels_for(analysis.probabilities[i])
+                hashes_of[row["id"]] = image_signature(image, analysis.embeddings[i], descriptors[i]).hashes()
         elapsed = time.perf_counter() - started
         for i, (row, _) in enumerate(pending):
             vector_of[row["id"]] = vectors[i]
@@ -223,6 +242,7 @@ def embed_segments(
 
     # 3. Concepts from measured features, then the text that carries them.
     search_texts: list[str] = []
+    embed_texts: list[str] = []
     for row in all_rows:
         audio = _json_dict(row.get("audio_features"))
         features: dict[str, Any] = dict(pixel_features.get(row["id"], {}))
@@ -236,15 +256,24 @@ def embed_segments(
                 "confidence", audio.get("audio_class_confidence", 1.0)
             )
         features["text"] = " ".join(p for p in (row.get("text"), row.get("transcript")) if p)
+        image_labels = labels_of.get(row["id"], [])
         concepts = merge_concepts(
-            zero_shot_of.get(row["id"], []), feature_concepts(features, row.get("media_type") or "")
+            zero_shot_of.get(row["id"], []),
+            [(label.name, label.confidence) for label in image_labels],
+            feature_concepts(features, row.get("media_type") or ""),
         )
         outcomes[row["asset_id"]].concepts[row["id"]] = concepts
-        search_texts.append(search_text_for(row, [label for label, _ in concepts]))
+        # Synonyms and parent words of the ImageNet labels go into the text ("taxi", "cab", "car").
+        words = list(dict.fromkeys([label for label, _ in concepts] + search_words(image_labels)))
+        search_texts.append(search_text_for(row, words))
+        # The text vector leaves the ImageNet labels out: the labels leg of search judges them with their
+        # calibrated confidence, and MiniLM would turn a wrong low-confidence label into a strong match.
+        label_names = {label.name for label in image_labels}
+        embed_texts.append(search_text_for(row, [c for c, _ in concepts if c not in label_names]))
 
     started = time.perf_counter()
-    to_embed = [i for i, t in enumerate(search_texts) if t]
-    text_vectors = text.embed_texts([search_texts[i] for i in to_embed]) if to_embed else None
+    to_embed = [i for i, t in enumerate(embed_texts) if t]
+    text_vectors = text.embed_texts([embed_texts[i] for i in to_embed]) if to_embed else None
     text_s = time.perf_counter() - started
     for name, vectors in (("text", text_vectors), ("vision", vision_vectors)):
         if vectors is not None and not np.isfinite(vectors).all():
@@ -277,6 +306,7 @@ def embed_segments(
                                 label: round(float(conf), 4)
                                 for label, conf in outcomes[r["asset_id"]].concepts[r["id"]]
                             },
+                            **_image_label_fields(r["id"], labels_of, hashes_of, image_model),
                         },
                         sort_keys=True,
                     )
@@ -304,10 +334,32 @@ def embed_segments(
 
     started = time.perf_counter()
     vision_rows = [r for r in image_rows if r["asset_id"] in ok]
+    keep = {vision_table_name} | ({learned_table_name} if learned_table_name else set())
     if ok_ids:
         _replace_vision_rows(
-            db, tables[vision_table_name], vision_table_name, ok_ids, vision_rows, vector_of, vision, now
+            db,
+            tables[vision_table_name],
+            vision_table_name,
+            ok_ids,
+            vision_rows,
+            vector_of,
+            vision,
+            now,
+            keep,
         )
+        if learned_table_name is not None:
+            learned_rows = [r for r in vision_rows if r["id"] in learned_of]
+            _replace_vision_rows(
+                db,
+                tables[learned_table_name],
+                learned_table_name,
+                ok_ids,
+                learned_rows,
+                learned_of,
+                image_model,
+                now,
+                keep,
+            )
     vision_write_s = time.perf_counter() - started
 
     # 5. Per-asset figures: batched model and write time is shared out by segment and image counts.
@@ -322,6 +374,8 @@ def embed_segments(
         outcome.vision_vectors = n_img
         outcome.text_model = text.version
         outcome.models = {"text": text.version}
+        if n_img and image_model is not None:
+            outcome.models["image-labels"] = image_model.version
         if n_img:
             outcome.models["vision"] = vision.version
             outcome.vision_model = vision.version
@@ -344,8 +398,9 @@ def _replace_vision_rows(
     vector_of: dict[str, np.ndarray],
     vision: Any,
     now: dt.datetime,
+    keep: set[str] | None = None,
 ) -> None:
-    """Exactly these rows for these assets in the current space; none of theirs in any other vision space."""
+    """Exactly these rows for these assets in this space; none of theirs in vision spaces not in `keep`."""
     where = in_list("asset_id", asset_ids, uuids=True)
     if rows:
         data = pa.Table.from_pydict(
@@ -355,7 +410,7 @@ def _replace_vision_rows(
                 "media_type": [r.get("media_type") for r in rows],
                 "segment_type": [r.get("segment_type") for r in rows],
                 "vector": [vector_of[r["id"]].tolist() for r in rows],
-                "model": [vision.profile.model_id_or_path] * len(rows),
+                "model": [_model_name(vision)] * len(rows),
                 "model_version": [vision.version] * len(rows),
                 "created_at": [now] * len(rows),
             },
@@ -371,10 +426,33 @@ def _replace_vision_rows(
     elif tbl.count_rows(where):
         tbl.delete(where)
     for name in table_names(db):
-        if layout.is_vector_table(name) and name != table_name:
+        if layout.is_vector_table(name) and name != table_name and name not in (keep or set()):
             other = db.open_table(name)
             if other.count_rows(where):
                 other.delete(where)
+
+
+def _model_name(model: Any) -> str:
+    profile = getattr(model, "profile", None)
+    return profile.model_id_or_path if profile is not None else model.space
+
+
+def _image_label_fields(
+    segment_id: str, labels_of: dict[str, list[Label]], hashes_of: dict[str, dict[str, Any]], model: Any
+) -> dict[str, Any]:
+    """ImageNet labels (name, confidence, classes) and perceptual hashes, for `semantic_features`."""
+    if segment_id not in labels_of:
+        return {}
+    return {
+        "labels": [
+            # A parent word ("car", "animal") covers many classes: it is marked, not enumerated.
+            {"name": label.name, "confidence": label.confidence}
+            | ({"class": label.classes[0]} if len(label.classes) == 1 else {"parent": True})
+            for label in labels_of[segment_id]
+        ],
+        "label_model": model.version,
+        "image_hashes": hashes_of.get(segment_id, {}),
+    }
 
 
 def delete_asset_vectors(db: lancedb.DBConnection, asset_id: str) -> dict[str, int]:
@@ -422,9 +500,27 @@ def stale_assets(db: lancedb.DBConnection, registry: ModelRegistry) -> list[str]
             .to_arrow()["segment_id"]
             .to_pylist()
         )
+    image_model = registry.image_model
+    current_learned: set[str] | None = None
+    if image_model is not None:
+        learned_name = layout.vector_table_name("vision", image_model.space)
+        current_learned = set()
+        if learned_name in names:
+            current_learned = set(
+                db.open_table(learned_name)
+                .search()
+                .where(f"model_version = {literal(image_model.version)}")
+                .select(["segment_id"])
+                .limit(None)
+                .to_arrow()["segment_id"]
+                .to_pylist()
+            )
     stale: set[str] = set()
     for row in rows:
         needs_vision = row["media_type"] in _VISUAL_MEDIA and bool(row.get("keyframe_path"))
-        if row["text_model"] != text_version or (needs_vision and row["id"] not in current_vision):
+        missing_learned = current_learned is not None and row["id"] not in current_learned
+        if row["text_model"] != text_version or (
+            needs_vision and (row["id"] not in current_vision or missing_learned)
+        ):
             stale.add(row["asset_id"])
     return sorted(stale)

