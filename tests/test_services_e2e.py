@@ -219,7 +219,7 @@ def test_runs_events_and_partitions_of_the_real_definitions_are_stored_in_postgr
         )
     }
     assert materialized == {cluster["uploaded_id"], cluster["dropped_id"]}
-    stored = {r[0] for r in _rows(dsn, "SELECT partition FROM dynamic_partitions")}
+    stored = {asset_id_of(r[0]) for r in _rows(dsn, "SELECT partition FROM dynamic_partitions")}
     assert stored == set(cluster["partitions"])
 
 

@@ -131,10 +131,13 @@ class WebPages(Controller):
                 created_before=view.parse_day(before, "before", end=True),
             )
             per_page = view.SEARCH_PAGE_SIZE
-            # From the top every time: weak hits are judged against the best score of the query.
+            # Weak hits are asked for too (min_score 0) and split at the calibrated relevance floor,
+            # so the page can say how many it hides.
             fetch = min(MAX_SEARCH_LIMIT, page * per_page + 1)
             response = service.search(
-                SearchRequest(query=q, media_types=types, filters=filters, limit=fetch, offset=0)
+                SearchRequest(
+                    query=q, media_types=types, filters=filters, limit=fetch, offset=0, min_score=0.0
+                )
             )
             strong, weak_hits = view.split_weak(response.results)
             shown = response.results if weak else strong

@@ -12,11 +12,8 @@ from urllib.parse import urlencode
 from markupsafe import Markup, escape
 
 from dataflux_api.query.rank import query_terms
+from dataflux_api.query.relevance import RELEVANCE_FLOOR
 
-# A hit scoring below this fraction of the best hit is "weak": found by one retriever far down its
-# list. Scores are normalised reciprocal-rank fusion (1 = first in every retriever), so a relative
-# cut keeps the meaning whatever the number of retrievers that ran.
-WEAK_FRACTION = 0.5
 SEARCH_PAGE_SIZE = 24
 LIBRARY_PAGE_SIZE = 24
 # Segment types whose text is what was said, and those whose text is what was shown on screen.
@@ -85,13 +82,11 @@ def with_version(url: str | None, version: str) -> str | None:
     return f"{url}{'&' if '?' in url else '?'}v={version}"
 
 
-def split_weak(results: Sequence[Any], fraction: float = WEAK_FRACTION) -> tuple[list[Any], list[Any]]:
-    """Strong and weak hits (best first); weak ones score below `fraction` of the best."""
-    if not results:
-        return [], []
-    top = max(r.score for r in results)
-    strong = [r for r in results if r.score >= fraction * top]
-    weak = [r for r in results if r.score < fraction * top]
+def split_weak(results: Sequence[Any], floor: float = RELEVANCE_FLOOR) -> tuple[list[Any], list[Any]]:
+    """Strong and weak hits (best first): scores are calibrated relevance, weak ones fall under the
+    same floor the API applies when a request does not lower it (`min_score`)."""
+    strong = [r for r in results if r.score >= floor]
+    weak = [r for r in results if r.score < floor]
     return strong, weak
 
 

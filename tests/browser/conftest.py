@@ -11,6 +11,7 @@ import dataclasses
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -88,6 +89,10 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
             mp.setenv(name, value)
         settings = Settings.from_env()
         files = write_samples(root / "samples")
+        # A re-encoded, half-size copy of a demo video: a real near-duplicate for the asset page.
+        files.append(
+            _reencoded_copy(root / "samples" / "coast_and_city.mp4", root / "samples" / "coast_copy.mp4")
+        )
         store, catalog = open_object_store(settings), Catalog(settings)
         for file in files:
             list(ingest_paths(store, catalog, [file], context=SAMPLE_CONTEXT.get(file.name)))
@@ -104,6 +109,26 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         "env": child_env,
         "transcript": transcript,
     }
+
+
+def _reencoded_copy(src: Path, dst: Path) -> Path:
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        stream_in = inp.streams.video[0]
+        stream = out.add_stream("libx264", rate=stream_in.average_rate or 24)
+        stream.width, stream.height = (
+            stream_in.codec_context.width // 2 // 2 * 2,
+            stream_in.codec_context.height // 2 // 2 * 2,
+        )
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": "30", "preset": "ultrafast"}
+        for frame in inp.decode(stream_in):
+            small = frame.reformat(width=stream.width, height=stream.height, format="yuv420p")
+            small.pts = None
+            out.mux(stream.encode(small))
+        out.mux(stream.encode(None))
+    return dst
 
 
 def _add_transcript(settings: Any, asset_id: str) -> dict[str, Any]:

@@ -159,7 +159,7 @@ def test_the_asset_page_shows_segments_transcript_labels_and_duplicates(
     )
     assert page.locator(".chips .chip").count() >= 1  # labels and concepts
 
-    # The coast video shares shots with the sunset and city stills: duplicates with their spans.
+    # A re-encoded half-size copy of the coast video is its near-duplicate, shot by shot, with spans.
     page.goto(f"{server.url}/assets/{library['ids']['coast_and_city.mp4']}")
     duplicates = page.locator("section[aria-labelledby=dup-title] .related > li")
     assert duplicates.count() >= 1
