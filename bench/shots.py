@@ -123,7 +123,9 @@ def decode_48x27(path: Path) -> np.ndarray:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        return np.stack([f.reformat(width=48, height=27, format="rgb24").to_ndarray() for f in container.decode(stream)])
+        return np.stack(
+            [f.reformat(width=48, height=27, format="rgb24").to_ndarray() for f in container.decode(stream)]
+        )
 
 
 _REFERENCE: list = []
@@ -185,7 +187,9 @@ def aggregate(rows: list[dict]) -> dict:
     return {"precision": p, "recall": r, "f1": f1, "per": per, **total}
 
 
-def run_set(name: str, items: list[tuple[Path, Truth, list]], methods: dict, verbose: bool) -> tuple[str, dict]:
+def run_set(
+    name: str, items: list[tuple[Path, Truth, list]], methods: dict, verbose: bool
+) -> tuple[str, dict]:
     frames = sum(t.frames for _, t, _ in items)
     rows: dict[str, list[dict]] = {m: [] for m in methods}
     elapsed = dict.fromkeys(methods, 0.0)
@@ -288,7 +292,8 @@ def main() -> None:
             corpus = generate_corpus(args.corpus / f"seed{seed}", count=args.videos, seed=seed)
             items = [(p, t, []) for p, t in corpus]
             kinds = {
-                k: sum(1 for _, t in corpus for g in t.transitions if g["type"] == k) for k in ("cut", "dissolve", "fade")
+                k: sum(1 for _, t in corpus for g in t.transitions if g["type"] == k)
+                for k in ("cut", "dissolve", "fade")
             }
             n_frames = sum(t.frames for _, t in corpus)
             desc = (

@@ -150,7 +150,12 @@ class Shot:
         elif kind == "handheld":
             self.vel = (rng.uniform(-0.8, 0.8), rng.uniform(-0.3, 0.3))
             self.shake = [
-                (rng.uniform(1.5, 6.0), rng.uniform(1.0, 4.0), rng.uniform(0.5, 3.5), rng.uniform(0, 2 * np.pi))
+                (
+                    rng.uniform(1.5, 6.0),
+                    rng.uniform(1.0, 4.0),
+                    rng.uniform(0.5, 3.5),
+                    rng.uniform(0, 2 * np.pi),
+                )
                 for _ in range(3)
             ]
         elif kind == "lighting":
@@ -196,7 +201,10 @@ class Shot:
             img = np.clip(np.mean(subs, axis=0), 0, 255).astype(np.uint8)
         elif self.motion == "fast_pan":
             # A fast pan blurs along its direction: two sub-frame renders.
-            subs = [self.scene.render(self.cam_at(t + k / 3), objs, self.zoom_at(t)).astype(np.float32) for k in range(3)]
+            subs = [
+                self.scene.render(self.cam_at(t + k / 3), objs, self.zoom_at(t)).astype(np.float32)
+                for k in range(3)
+            ]
             img = np.clip(np.mean(subs, axis=0), 0, 255).astype(np.uint8)
         else:
             img = self.scene.render(self.cam_at(t), objs, self.zoom_at(t))

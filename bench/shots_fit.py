@@ -31,7 +31,10 @@ def evidence_of(path: Path) -> sf.Evidence:
     cache = path.with_suffix(".evidence.npz")
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
-        classical = [Transition(str(t), int(a), int(b), float(c)) for t, a, b, c in zip(z["ct"], z["ca"], z["cb"], z["cc"], strict=True)]
+        classical = [
+            Transition(str(t), int(a), int(b), float(c))
+            for t, a, b, c in zip(z["ct"], z["ca"], z["cb"], z["cc"], strict=True)
+        ]
         return sf.Evidence(z["single"], z["many"], z["pair"], z["motion"], z["mean"], classical)
     det = None
     for fps, batch, small in decode_batches(path, ANALYSIS_SIZE, 256, also=(48, 27)):
@@ -56,7 +59,9 @@ def evidence_of(path: Path) -> sf.Evidence:
     return ev
 
 
-def labelled(ev: sf.Evidence, truth: Truth) -> tuple[list[np.ndarray], list[int], list[np.ndarray], list[int]]:
+def labelled(
+    ev: sf.Evidence, truth: Truth
+) -> tuple[list[np.ndarray], list[int], list[np.ndarray], list[int]]:
     cuts = [g["start_frame"] for g in truth.transitions if g["type"] == "cut"]
     grads = [(g["start_frame"], g["end_frame"]) for g in truth.transitions if g["type"] != "cut"]
     xc, yc, xg, yg = [], [], [], []
@@ -85,7 +90,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=TUNING_SEED)
     ap.add_argument("--videos", type=int, default=12)
-    ap.add_argument("--corpus", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "dataflux_shots_corpus")
+    ap.add_argument(
+        "--corpus", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "dataflux_shots_corpus"
+    )
     ap.add_argument("--l2", type=float, default=1.0)
     args = ap.parse_args()
     if args.seed != TUNING_SEED:
@@ -102,7 +109,9 @@ def main() -> None:
     wc = sf.fit_logistic(xc_, yc_, l2=args.l2)
     wg = sf.fit_logistic(xg_, yg_, l2=args.l2)
     np.set_printoptions(precision=4, suppress=True)
-    print(f"cut candidates {len(yc_)} ({int(yc_.sum())} true), gradual candidates {len(yg_)} ({int(yg_.sum())} true)")
+    print(
+        f"cut candidates {len(yc_)} ({int(yc_.sum())} true), gradual candidates {len(yg_)} ({int(yg_.sum())} true)"
+    )
     print("features", sf.CUT_FEATURES, "+ intercept")
     print("CUT_WEIGHTS = np.array(" + np.array2string(wc, separator=", ") + ")")
     print("features", sf.GRADUAL_FEATURES, "+ intercept")

@@ -30,6 +30,7 @@ class AnalysisOptions:
     chunk_overlap_words: int = 30
     min_audio_segment_s: float = 2.0
     max_audio_segment_s: float = 30.0
+    shot_detector: str = "fused"  # "fused" | "learned" | "classical" (fused/learned fall back to classical)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AnalysisOptions:

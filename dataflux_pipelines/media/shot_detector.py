@@ -34,7 +34,9 @@ LEARNED_SIZE = (48, 27)
 # The pipeline streams: shorter learned windows than the batch default keep the frames waiting for a
 # decision (keyframe candidates) fewer; 200-frame windows still compute each frame 1.33x, not 2x.
 STREAM_WINDOW = 200
-DECISION_LAG = 64  # frames: longer than the longest dissolve the blend fits look for, plus the fusion's context
+DECISION_LAG = (
+    64  # frames: longer than the longest dissolve the blend fits look for, plus the fusion's context
+)
 _warned: set[str] = set()
 
 
@@ -57,7 +59,9 @@ def detector_status(device: str = "cpu") -> dict[str, Any]:
     from dataflux_pipelines.models.transnet import transnet_status
 
     status = transnet_status(device)
-    status["shot_detector"] = "fused" if status["available"] else "classical (fallback: TransNetV2 unavailable)"
+    status["shot_detector"] = (
+        "fused" if status["available"] else "classical (fallback: TransNetV2 unavailable)"
+    )
     return status
 
 
@@ -199,7 +203,9 @@ def detect_video(
         raise MediaError(Reason.MISSING_SOURCE, f"video {path} does not exist")
     det: FusedShotDetector | None = None
     with torch_threads(torch.device(device), threads):
-        for item in decode_batches(path, ANALYSIS_SIZE, window, also=LEARNED_SIZE if detector != "classical" else None):
+        for item in decode_batches(
+            path, ANALYSIS_SIZE, window, also=LEARNED_SIZE if detector != "classical" else None
+        ):
             fps, batch = item[0], item[1]
             if det is None:
                 det = FusedShotDetector(fps, device=device, detector=detector)

@@ -219,8 +219,8 @@ def fuse(
 
 
 def learned_only(single: np.ndarray, many: np.ndarray, threshold: float = 0.5) -> list[Transition]:
-    """TransNetV2 alone: a run of single-frame probability above `threshold` is one boundary (a cut when at
-    most 2 frames long, else a dissolve over the run); confidence is the peak probability."""
+    """TransNetV2 alone: a run of single-frame probability above `threshold` is one boundary; it is a dissolve over
+    the many-hot run around it when that run is longer than 3 frames, else a cut. Confidence: the peak probability."""
     above = single > threshold
     out: list[Transition] = []
     t, n = 0, len(single)
@@ -231,14 +231,21 @@ def learned_only(single: np.ndarray, many: np.ndarray, threshold: float = 0.5) -
         a = t
         while t + 1 < n and above[t + 1]:
             t += 1
-        peak = float(single[a : t + 1].max())
-        if t - a + 1 <= 2:
+        peak_at = a + int(np.argmax(single[a : t + 1]))
+        peak = float(single[peak_at])
+        lo = hi = peak_at
+        while lo - 1 >= 0 and many[lo - 1] > threshold:
+            lo -= 1
+        while hi + 1 < n and many[hi + 1] > threshold:
+            hi += 1
+        lo, hi = min(lo, a), max(hi, t)
+        if hi - lo + 1 <= 3:
             # TransNetV2 marks the last frame of the old shot: the new shot starts one frame later.
-            f = a + int(np.argmax(single[a : t + 1])) + 1
-            out.append(Transition("cut", min(f, n - 1), min(f, n - 1), peak))
+            f = min(peak_at + 1, n - 1)
+            out.append(Transition("cut", f, f, peak))
         else:
-            out.append(Transition("dissolve", a, t + 1 if t + 1 < n else t, peak))
-        t += 1
+            out.append(Transition("dissolve", lo, min(hi + 1, n - 1), peak))
+        t = max(t, hi) + 1
     return out
 
 

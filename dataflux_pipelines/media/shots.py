@@ -229,7 +229,13 @@ class ShotDetector:
         self._motion_from = 0  # motion accumulated into _motion_sum for frames before this
         # Per-frame evidence kept for the fused detector (a few floats a frame, for the whole video).
         self.record_evidence = False
-        self._evidence: dict[str, list[np.ndarray]] = {"pair": [], "motion": [], "mean": [], "std": [], "hist": []}
+        self._evidence: dict[str, list[np.ndarray]] = {
+            "pair": [],
+            "motion": [],
+            "mean": [],
+            "std": [],
+            "hist": [],
+        }
 
     @property
     def closed_shots(self) -> list[Shot]:

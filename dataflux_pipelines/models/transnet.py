@@ -94,9 +94,7 @@ class TransNetV2Model:
         ref = _reference_module()
         ref.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         ref.eval()
-        self.version = (
-            f"transnetv2@{DISTRIBUTION}=={metadata.version(DISTRIBUTION)}#{_weights_sha(weights)}"
-        )
+        self.version = f"transnetv2@{DISTRIBUTION}=={metadata.version(DISTRIBUTION)}#{_weights_sha(weights)}"
         self.source = str(weights)
         dev, dt = torch.device(self.device), self.dtype
         self._stacks: list[list[_Block]] = []
@@ -154,7 +152,9 @@ class TransNetV2Model:
         half = (self._lookup - 1) // 2
         padded = F.pad(sim, [half, half])
         t = sim.shape[1]
-        idx = torch.arange(t, device=sim.device)[:, None] + torch.arange(self._lookup, device=sim.device)[None]
+        idx = (
+            torch.arange(t, device=sim.device)[:, None] + torch.arange(self._lookup, device=sim.device)[None]
+        )
         return padded.gather(2, idx.expand(sim.shape[0], t, self._lookup))
 
     @torch.inference_mode()
