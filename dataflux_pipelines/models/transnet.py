@@ -100,7 +100,7 @@ class TransNetV2Model:
         self._stacks: list[list[_Block]] = []
         for stack in ref.SDDCNN:
             blocks = []
-            for i, block in enumerate(stack.DDCNN):
+            for block in stack.DDCNN:
                 branches = [block.Conv3D_1, block.Conv3D_2, block.Conv3D_4, block.Conv3D_8]
                 bn = block.bn
                 scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
