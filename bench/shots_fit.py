@@ -106,17 +106,22 @@ def main() -> None:
         xg += c
         yg += d
     xc_, yc_, xg_, yg_ = np.array(xc), np.array(yc, float), np.array(xg), np.array(yg, float)
-    wc = sf.fit_logistic(xc_, yc_, l2=args.l2)
+    wl = sf.fit_logistic(xc_[:, :1], yc_, l2=args.l2)
+    wcl = sf.fit_logistic(xc_[:, 1:], yc_, l2=args.l2)
+    prior = float(yc_.mean())
     wg = sf.fit_logistic(xg_, yg_, l2=args.l2)
     np.set_printoptions(precision=4, suppress=True)
     print(
         f"cut candidates {len(yc_)} ({int(yc_.sum())} true), gradual candidates {len(yg_)} ({int(yg_.sum())} true)"
     )
     print("features", sf.CUT_FEATURES, "+ intercept")
-    print("CUT_WEIGHTS = np.array(" + np.array2string(wc, separator=", ") + ")")
+    print("CUT_LEARNED_WEIGHTS = np.array(" + np.array2string(wl, separator=", ") + ")")
+    print("CUT_CLASSICAL_WEIGHTS = np.array(" + np.array2string(wcl, separator=", ") + ")")
+    print(f"CUT_PRIOR = {prior:.4f}")
     print("features", sf.GRADUAL_FEATURES, "+ intercept")
     print("GRADUAL_WEIGHTS = np.array(" + np.array2string(wg, separator=", ") + ")")
-    print("reliability (tuning set, in-sample), cuts:\n" + reliability(sf._score(xc_, wc), yc_))
+    pc = sf.cut_probability(xc_, wl, wcl, prior)
+    print("reliability (tuning set, in-sample), cuts:\n" + reliability(pc, yc_))
     print("gradual:\n" + reliability(sf._score(xg_, wg), yg_))
 
 

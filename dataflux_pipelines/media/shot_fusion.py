@@ -1,8 +1,14 @@
 """Fusion of TransNetV2's per-frame probabilities with the classical shot evidence: candidates, features, calibrated scores.
 
 Pure numpy. Every candidate boundary (a learned peak, a structure/colour spike, a learned many-hot run or a
-classical blend/fade fit) gets a feature vector; a logistic model fitted on the tuning corpus (seed 7,
-`bench/shots_fit.py`) turns it into a calibrated probability, which is the transition's confidence.
+classical blend/fade fit) gets a feature vector; logistic models fitted on the tuning corpus (seed 7,
+`bench/shots_fit.py`) turn it into a probability, which is the transition's confidence.
+
+Cuts combine two experts, each calibrated on its own: the learned one (TransNetV2's peak) and the classical one
+(step, isolation, flash test, motion), as naive Bayes: logit p = logit p_learned + logit p_classical - logit prior.
+A joint fit would not do: on the generated corpus the classical features alone separate the cuts, so it would
+give the learned signal almost no weight, and a cut the classical distances cannot see (two look-alike shots)
+could never be found however sure TransNetV2 is.
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ GRADUAL_FEATURES = (
 
 # Fitted by `bench/shots_fit.py --videos 12 --l2 1` on the tuning seed 7 only (intercept last), 2026-12-01:
 # 289 cut candidates (42 true), 49 gradual candidates (26 true). Feature order: CUT_FEATURES, GRADUAL_FEATURES.
-CUT_WEIGHTS = np.array([0.5008, -0.3153, 2.5302, 3.8838, -0.1808, -8.5529])
+CUT_LEARNED_WEIGHTS = np.array([0.9475, -1.471])  # on CUT_FEATURES[0]
+CUT_CLASSICAL_WEIGHTS = np.array([0.5164, 2.9162, 4.8761, -0.0115, -10.9702])  # on CUT_FEATURES[1:]
+CUT_PRIOR = 0.1453  # share of true cuts among the tuning candidates
 GRADUAL_WEIGHTS = np.array([-0.3391, 0.2809, 2.3149, 0.8614, 3.4089, 0.571, 0.7533, 0.2977, -5.1407])
 
 
@@ -185,11 +193,22 @@ def _score(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return _sigmoid(x @ w[:-1] + w[-1])
 
 
+def cut_probability(
+    x: np.ndarray,
+    learned: np.ndarray = CUT_LEARNED_WEIGHTS,
+    classical: np.ndarray = CUT_CLASSICAL_WEIGHTS,
+    prior: float = CUT_PRIOR,
+) -> np.ndarray:
+    """Naive-Bayes combination of the learned and the classical cut experts for feature rows x (N, 5)."""
+    x = np.atleast_2d(x)
+    z = (x[:, :1] @ learned[:-1] + learned[-1]) + (x[:, 1:] @ classical[:-1] + classical[-1])
+    return _sigmoid(z - float(_logit(prior)))
+
+
 def fuse(
     ev: Evidence,
     lo: int = 0,
     hi: int | None = None,
-    cut_weights: np.ndarray = CUT_WEIGHTS,
     gradual_weights: np.ndarray = GRADUAL_WEIGHTS,
     threshold: float = THRESHOLD,
 ) -> list[Transition]:
@@ -203,7 +222,7 @@ def fuse(
             out.append(Transition("fade" if dark else "dissolve", a, b, p))
     cuts = cut_candidates(ev, lo, hi)
     if cuts:
-        probs = _score(np.stack([cut_features(ev, t) for t in cuts]), cut_weights)
+        probs = cut_probability(np.stack([cut_features(ev, t) for t in cuts]))
         taken: list[Transition] = []
         for i in np.argsort(-probs):
             t, p = cuts[i], float(probs[i])
