@@ -43,7 +43,7 @@ GRADUAL_FEATURES = (
 # Fitted by `bench/shots_fit.py --videos 12 --l2 1` on the tuning seed 7 only (intercept last), 2026-12-01:
 # 289 cut candidates (42 true), 49 gradual candidates (26 true). Feature order: CUT_FEATURES, GRADUAL_FEATURES.
 CUT_LEARNED_WEIGHTS = np.array([0.9475, -1.471])  # on CUT_FEATURES[0]
-CUT_CLASSICAL_WEIGHTS = np.array([0.5164, 2.9162, 4.8761, -0.0115, -10.9702])  # on CUT_FEATURES[1:]
+CUT_CLASSICAL_WEIGHTS = np.array([-0.004, 3.2302, 6.3016, 0.282, -9.9869])  # on CUT_FEATURES[1:]
 CUT_PRIOR = 0.1453  # share of true cuts among the tuning candidates
 GRADUAL_WEIGHTS = np.array([-0.3391, 0.2809, 2.3149, 0.8614, 3.4089, 0.571, 0.7533, 0.2977, -5.1407])
 
@@ -95,13 +95,16 @@ def _window(x: np.ndarray, a: int, b: int) -> np.ndarray:
 
 
 def _returns(ev: Evidence, t: int) -> float:
-    """Flash test: the smallest distance from across t back to the content before it, over the step (1.5 if unknown)."""
+    """Flash test: the smallest distance from across t back to the content before it, over the step.
+
+    1.0 (what a clean cut gives) where the classical detector computed no longer lags: it does so only around
+    one-step changes big enough to be a cut, so there is nothing to return from."""
     pair, n = ev.pair, len(ev.pair)
     vals = [pair[t - 1 + k, k - 1] for k in range(2, 5) if 0 <= t - 1 + k < n and t >= 1]
     vals += [pair[t, k - 1] for k in range(2, 5) if t - k >= 0]
     vals = [v for v in vals if np.isfinite(v)]
     if not vals or ev.step[t] < 1e-3:
-        return 1.5
+        return 1.0
     return float(min(min(vals) / ev.step[t], 1.5))
 
 
