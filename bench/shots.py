@@ -270,7 +270,19 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma-separated substrings of method names")
     ap.add_argument("--no-append", action="store_true")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument(
+        "--append-parts",
+        action="store_true",
+        help="append one BENCHMARKS.md section from the tables that per-set runs (--sets X --no-append) wrote",
+    )
     args = ap.parse_args()
+    if args.append_parts:
+        parts = [args.corpus / f"shots_bench_tables_{name}.md" for name in ("tuning", "heldout", "real")]
+        missing = [p.name for p in parts if not p.exists()]
+        if missing:
+            raise SystemExit(f"missing per-set tables: {', '.join(missing)}")
+        append_section(_section_header(len(parts)) + "".join(p.read_text() for p in parts) + "\n")
+        return
     methods = METHODS
     if args.only:
         keep = args.only.lower().split(",")
@@ -322,19 +334,27 @@ def main() -> None:
         "".join(sections) + extra
     )
     if not args.no_append:
-        machine = (
-            f"{platform.machine()}, {os.cpu_count()} cores shared with other work (timings are rough), "
-            f"{platform.python_implementation()} {platform.python_version()}"
-        )
-        append_section(
-            f"\n## Shot detection: TransNetV2 fused with the classical detector ({dt.date.today().isoformat()}, bench/shots.py)\n\n"
-            f"Machine: {machine}. Every method ran on the same files in the same process, taking turns per file; "
-            f"a cut matches within +-{CUT_TOLERANCE} frames, a gradual transition matches a detection overlapping its range; "
-            "detections inside a ground truth `ignore` range are not counted. Fusion weights were fitted on the tuning "
-            "seed only (bench/shots_fit.py). frames/s is wall clock including decoding.\n"
-            + "".join(sections)
-            + (f"\n{extra}\n" if extra else "")
-        )
+        append_section(_section_header(1) + "".join(sections) + (f"\n{extra}\n" if extra else ""))
+
+
+def _section_header(processes: int) -> str:
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} cores shared with other work (load ~10: timings are rough), "
+        f"{platform.python_implementation()} {platform.python_version()}"
+    )
+    where = (
+        "in the same process"
+        if processes == 1
+        else "in the same process per set (the three sets ran as three concurrent processes)"
+    )
+    return (
+        f"\n## Shot detection: TransNetV2 fused with the classical detector ({dt.date.today().isoformat()}, bench/shots.py)\n\n"
+        f"Machine: {machine}. Every method ran on the same files {where}, taking turns per file; "
+        f"a cut matches within +-{CUT_TOLERANCE} frames, a gradual transition matches a detection overlapping its range; "
+        "detections inside a ground truth `ignore` range are not counted. Fusion weights were fitted on the tuning "
+        "seed only (bench/shots_fit.py). frames/s is wall clock including decoding; 'vs TransNetV2 reference' is the "
+        "ratio to the reference's frames/s in the same process.\n"
+    )
 
 
 if __name__ == "__main__":
