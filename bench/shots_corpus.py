@@ -1,4 +1,6 @@
-"""Synthetic shot-detection corpus with exact ground truth: textured moving scenes, cuts, dissolves, fades, flashes, whip pans."""
+"""Synthetic shot-detection corpus with exact ground truth: textured moving scenes, cuts, dissolves, fades, flashes,
+whip pans, and sustained camera motion inside shots (slow/fast pans, zoom, pan-and-zoom, hand-held shake, lighting
+changes, large foreground objects) that must never produce a boundary."""
 
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ class Truth:
     fast_motion: list[list[int]] = field(
         default_factory=list
     )  # [first, last] frame of fast motion / whip pan
+    # [first, last, kind]: a shot body with sustained camera motion, lighting change or a big foreground object
+    camera_motion: list[list] = field(default_factory=list)
     description: str = ""
 
 
@@ -71,16 +75,23 @@ class Scene:
             make_sprite(rng, int(rng.integers(h // 6, h // 3))) for _ in range(int(rng.integers(1, 4)))
         ]
 
-    def render(self, cam: tuple[float, float], objects: list[tuple[int, float, float]]) -> np.ndarray:
-        """Crop the texture at the camera position (wrapping) and paste the objects."""
+    def render(
+        self, cam: tuple[float, float], objects: list[tuple[int, float, float]], zoom: float = 1.0
+    ) -> np.ndarray:
+        """Crop the texture at the camera position (wrapping) and paste the objects; zoom > 1 magnifies."""
         th, tw = self.tex.shape[:2]
+        cw, ch = (self.w, self.h) if abs(zoom - 1.0) < 1e-3 else (int(self.w / zoom), int(self.h / zoom))
+        ch = min(ch, th - 2)
         x0 = int(np.round(cam[0])) % tw
         # Vertical camera position bounces at the texture's edges: wrapping would be a hidden cut.
-        period = 2 * (th - self.h)
+        period = 2 * (th - ch)
         yy = int(np.round(cam[1])) % period
-        y0 = yy if yy <= th - self.h else period - yy
-        xs = (np.arange(self.w) + x0) % tw
-        frame = self.tex[y0 : y0 + self.h][:, xs].copy()
+        y0 = yy if yy <= th - ch else period - yy
+        xs = (np.arange(cw) + x0) % tw
+        frame = self.tex[y0 : y0 + ch][:, xs]
+        if (cw, ch) != (self.w, self.h):
+            frame = np.asarray(Image.fromarray(frame).resize((self.w, self.h), Image.BILINEAR))
+        frame = frame.copy()
         for idx, ox, oy in objects:
             spr, mask = self.sprites[idx % len(self.sprites)]
             s = spr.shape[0]
@@ -116,10 +127,59 @@ class Shot:
         ]
         self.whip: tuple[int, int, float] | None = None  # start, length, px/frame
         self.fast: tuple[int, int, float] | None = None
+        self.motion = "plain"
+        self.zoom_rate = 0.0  # log-zoom change per frame
+        self.shake: list[tuple[float, float, float, float]] = []  # (amp x, amp y, Hz, phase) components
+        self.light: tuple[int, int, np.ndarray] | None = None  # start, length, final per-channel gain
+        self.big: tuple[int, float, float, float] | None = None  # foreground disc: start, x speed, y, size
+
+    def set_motion(self, rng: np.random.Generator, kind: str) -> None:
+        """Sustained camera motion (or change within the shot) over the whole take."""
+        self.motion = kind
+        direction = rng.uniform(0, 2 * np.pi)
+        if kind == "slow_pan":
+            speed = rng.uniform(0.8, 3.0)
+            self.vel = (speed * np.cos(direction), 0.5 * speed * np.sin(direction))
+        elif kind == "fast_pan":
+            speed = rng.uniform(7.0, 16.0)
+            self.vel = (speed * np.sign(np.cos(direction)), rng.uniform(-1.0, 1.0))
+        elif kind in ("zoom", "pan_zoom"):
+            self.zoom_rate = float(rng.choice([-1, 1]) * rng.uniform(0.004, 0.012))
+            speed = rng.uniform(1.0, 4.0) if kind == "pan_zoom" else rng.uniform(0.0, 0.3)
+            self.vel = (speed * np.cos(direction), 0.4 * speed * np.sin(direction))
+        elif kind == "handheld":
+            self.vel = (rng.uniform(-0.8, 0.8), rng.uniform(-0.3, 0.3))
+            self.shake = [
+                (
+                    rng.uniform(1.5, 6.0),
+                    rng.uniform(1.0, 4.0),
+                    rng.uniform(0.5, 3.5),
+                    rng.uniform(0, 2 * np.pi),
+                )
+                for _ in range(3)
+            ]
+        elif kind == "lighting":
+            start = int(rng.integers(5, max(6, self.length // 3)))
+            gain = rng.uniform(0.45, 1.35, 3) if rng.random() < 0.5 else np.full(3, rng.uniform(0.45, 1.4))
+            self.light = (start, int(rng.integers(15, 45)), gain.astype(np.float32))
+        elif kind == "foreground":
+            self.big = (
+                int(rng.integers(0, max(1, self.length // 3))),
+                float(rng.choice([-1, 1]) * rng.uniform(4, 9)),
+                rng.uniform(0.0, self.scene.h * 0.4),
+                rng.uniform(0.6, 0.95) * self.scene.h,
+            )
+
+    def zoom_at(self, t: float) -> float:
+        # Bounded between 0.75x and 1.9x (the texture is only so large).
+        return float(np.clip(np.exp(self.zoom_rate * t) * (1.15 if self.zoom_rate < 0 else 1.0), 0.75, 1.9))
 
     def cam_at(self, t: float) -> tuple[float, float]:
         x = self.cam0[0] + self.vel[0] * t
         y = self.cam0[1] + self.vel[1] * t
+        for ax, ay, hz, ph in self.shake:
+            x += ax * np.sin(2 * np.pi * hz * t / FPS + ph)
+            y += ay * np.sin(2 * np.pi * hz * 1.3 * t / FPS + 2 * ph)
         if self.whip is not None:
             start, n, speed = self.whip
             # Smooth (raised-cosine) velocity profile, like a real whip pan.
@@ -135,11 +195,37 @@ class Shot:
             if start <= t < start + n:
                 objs.append((0, -60 + speed * (t - start), self.scene.h * 0.3))
         blur = self.whip is not None and self.whip[0] - 1 <= t <= self.whip[0] + self.whip[1]
-        if not blur:
-            return self.scene.render(self.cam_at(t), objs)
-        # Motion blur: average sub-frame renders along the pan.
-        subs = [self.scene.render(self.cam_at(t + k / 6), objs).astype(np.float32) for k in range(6)]
-        return np.clip(np.mean(subs, axis=0), 0, 255).astype(np.uint8)
+        if blur:
+            # Motion blur: average sub-frame renders along the pan.
+            subs = [self.scene.render(self.cam_at(t + k / 6), objs).astype(np.float32) for k in range(6)]
+            img = np.clip(np.mean(subs, axis=0), 0, 255).astype(np.uint8)
+        elif self.motion == "fast_pan":
+            # A fast pan blurs along its direction: two sub-frame renders.
+            subs = [
+                self.scene.render(self.cam_at(t + k / 3), objs, self.zoom_at(t)).astype(np.float32)
+                for k in range(3)
+            ]
+            img = np.clip(np.mean(subs, axis=0), 0, 255).astype(np.uint8)
+        else:
+            img = self.scene.render(self.cam_at(t), objs, self.zoom_at(t))
+        if self.light is not None:
+            start, n, gain = self.light
+            k = float(np.clip((t - start) / n, 0.0, 1.0))
+            img = np.clip(img.astype(np.float32) * (1 + (gain - 1) * k), 0, 255).astype(np.uint8)
+        if self.big is not None:
+            start, vx, y, size = self.big
+            x = -size + vx * (t - start) if vx > 0 else self.scene.w + vx * (t - start)
+            spr, mask = self.scene.sprites[0]
+            s = int(size)
+            big = np.asarray(Image.fromarray(spr).resize((s, s), Image.BILINEAR))
+            bmask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((s, s))) > 127
+            ix, iy = int(x), int(y)
+            fx0, fy0 = max(ix, 0), max(iy, 0)
+            fx1, fy1 = min(ix + s, self.scene.w), min(iy + s, self.scene.h)
+            if fx0 < fx1 and fy0 < fy1:
+                sub = bmask[fy0 - iy : fy1 - iy, fx0 - ix : fx1 - ix]
+                img[fy0:fy1, fx0:fx1][sub] = big[fy0 - iy : fy1 - iy, fx0 - ix : fx1 - ix][sub]
+        return img
 
 
 def write_video(path: Path, frames, fps: int = FPS, crf: int = 20) -> None:
@@ -156,8 +242,12 @@ def write_video(path: Path, frames, fps: int = FPS, crf: int = 20) -> None:
             out.mux(packet)
 
 
-def build_video(seed: int, seconds: float) -> tuple[list[np.ndarray], Truth]:
-    """Render one video: a random sequence of shots joined by cuts, similar-scene cuts, dissolves and fades."""
+MOTIONS = ("slow_pan", "fast_pan", "zoom", "pan_zoom", "handheld", "lighting", "foreground")
+
+
+def build_video(seed: int, seconds: float, camera_motion: float = 0.6) -> tuple[list[np.ndarray], Truth]:
+    """Render one video: a random sequence of shots joined by cuts, similar-scene cuts, dissolves and fades;
+    a `camera_motion` share of the shots has sustained camera motion or a change within the take."""
     rng = np.random.default_rng(seed)
     scenes = [Scene(rng) for _ in range(4)]
     total = int(seconds * FPS)
@@ -170,6 +260,8 @@ def build_video(seed: int, seconds: float) -> tuple[list[np.ndarray], Truth]:
     while len(frames) < total:
         length = int(rng.integers(60, 160))
         shot = Shot(rng, scenes[scene_idx], cam, length)
+        if rng.random() < camera_motion:
+            shot.set_motion(rng, str(rng.choice(MOTIONS)))
         kind = (
             "cut" if prev_shot is None else str(rng.choice(["cut", "dissolve", "fade"], p=[0.56, 0.24, 0.2]))
         )
@@ -213,7 +305,10 @@ def build_video(seed: int, seconds: float) -> tuple[list[np.ndarray], Truth]:
         body = len(frames) - offset  # global index of shot-local frame 0
         # Events inside the shot, away from its ends so they cannot mix with transitions.
         lo, hi = offset + 12, length - 30
-        roll = rng.random()
+        if shot.motion != "plain":
+            # Scored away from the shot's ends: a boundary there belongs to the transitions.
+            truth.camera_motion.append([body + offset + 3, body + length - 4, shot.motion])
+        roll = rng.random() if shot.motion in ("plain", "slow_pan", "lighting") else 1.0
         if hi - lo > 10 and roll < 0.3:
             shot.whip = (
                 int(rng.integers(lo, hi)),
@@ -247,19 +342,25 @@ def build_video(seed: int, seconds: float) -> tuple[list[np.ndarray], Truth]:
     return frames, truth
 
 
-def generate_corpus(folder: Path, count: int = 12, seed: int = 7) -> list[tuple[Path, Truth]]:
-    """Write `count` videos of 20-60 s with ground-truth JSON beside each; reuses files already there."""
+CORPUS_VERSION = 2  # bump when the generator changes: cached files of another version are rebuilt
+
+
+def generate_corpus(
+    folder: Path, count: int = 8, seed: int = 7, seconds: tuple[float, float] = (18, 34)
+) -> list[tuple[Path, Truth]]:
+    """Write `count` videos (length drawn from `seconds`) with ground-truth JSON beside each; reuses files there."""
+    folder = folder / f"v{CORPUS_VERSION}"
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     out = []
     for i in range(count):
-        seconds = float(rng.uniform(20, 52))  # the last shot may run up to 6 s past this
+        seconds_i = float(rng.uniform(*seconds))  # the last shot may run up to 6 s past this
         path = folder / f"shots_{i:02d}.mp4"
         truth_path = path.with_suffix(".json")
         if path.exists() and truth_path.exists():
             truth = Truth(**json.loads(truth_path.read_text()))
         else:
-            frames, truth = build_video(seed * 1000 + i, seconds)
+            frames, truth = build_video(seed * 1000 + i, seconds_i)
             write_video(path, frames)
             truth_path.write_text(json.dumps(asdict(truth)))
         out.append((path, truth))

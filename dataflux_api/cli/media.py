@@ -22,15 +22,29 @@ def _timecode(seconds: float) -> str:
 @click.option(
     "--device", default="cpu", show_default=True, help='Torch device for the analysis, e.g. "cpu" or "cuda".'
 )
-def shots(video: Path, as_json: bool, device: str) -> None:
+@click.option(
+    "--detector",
+    type=click.Choice(["fused", "learned", "classical"]),
+    default="fused",
+    show_default=True,
+    help="TransNetV2 fused with the classical detector, TransNetV2 alone, or the classical detector alone.",
+)
+def shots(video: Path, as_json: bool, device: str, detector: str) -> None:
     """Detect the shots and transitions (cuts, dissolves, fades) of VIDEO."""
     from dataflux_pipelines.errors import MediaError
-    from dataflux_pipelines.media.shots import detect_shots
+    from dataflux_pipelines.media.shot_detector import detect_video
 
     try:
-        detection = detect_shots(video, device=device)
+        detection = detect_video(video, detector=detector, device=device)
     except MediaError as exc:
         raise click.ClickException(str(exc)) from exc
+    if detection.detector != detector:
+        # Said on stderr so that --json output stays the same shape.
+        click.echo(
+            f"warning: the {detector} detector is unavailable ({detection.fallback_reason}); "
+            "used the classical detector",
+            err=True,
+        )
     if as_json:
         click.echo(json.dumps(detection.to_json_dict(), indent=2))
         return

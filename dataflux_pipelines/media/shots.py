@@ -77,6 +77,9 @@ class ShotDetection:
     frames: int
     shots: list[Shot] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
+    # Which detector produced this ("classical", "fused", "learned") and, after a fallback, why.
+    detector: str = "classical"
+    fallback_reason: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -224,6 +227,15 @@ class ShotDetector:
         self._shot_start = 0
         self._motion_sum = 0.0
         self._motion_from = 0  # motion accumulated into _motion_sum for frames before this
+        # Per-frame evidence kept for the fused detector (a few floats a frame, for the whole video).
+        self.record_evidence = False
+        self._evidence: dict[str, list[np.ndarray]] = {
+            "pair": [],
+            "motion": [],
+            "mean": [],
+            "std": [],
+            "hist": [],
+        }
 
     @property
     def closed_shots(self) -> list[Shot]:
@@ -234,6 +246,11 @@ class ShotDetector:
     def settled_frames(self) -> int:
         """Frames before this index get no new boundary: each lies in a closed shot or the open one."""
         return self._final_upto
+
+    @property
+    def transitions(self) -> list[Transition]:
+        """Transitions final so far."""
+        return self._emitted
 
     @torch.inference_mode()
     def push(self, batch: np.ndarray | torch.Tensor) -> list[Transition]:
@@ -299,6 +316,9 @@ class ShotDetector:
         )
         for name, val in fit.items():
             self._scores.append(**{name: val})
+        if self.record_evidence:
+            for name in self._evidence:
+                self._evidence[name].append(self._scores.data[name][-n_new:].copy())
         keep = max(GRAM_LAG, PAIR_LAGS) + 1
         self._tail = allf.tail(keep)
         self._spiky_tail = spiky[-keep:]
@@ -410,6 +430,16 @@ class ShotDetector:
             )
         )
         self._shot_start, self._motion_sum = boundary, 0.0
+
+    def evidence(self) -> dict[str, np.ndarray]:
+        """Per-frame classical evidence so far (`record_evidence` must be set before the first push):
+        pair (N, 4) distances d(t-k, t), motion, luma mean/std, colour-histogram step."""
+        out = {}
+        for k, v in self._evidence.items():
+            if len(v) > 1:
+                v[:] = [np.concatenate(v)]  # compact: repeated calls do not re-join every batch
+            out[k] = v[0] if v else np.zeros((0, PAIR_LAGS) if k == "pair" else 0, np.float32)
+        return out
 
     def finish(self) -> ShotDetection:
         """Flush the last frames and return the whole detection."""
@@ -606,9 +636,12 @@ def _video_fps(stream: Any) -> float:
 
 
 def decode_batches(
-    path: str | Path, size: tuple[int, int] | None, window: int
-) -> Iterator[tuple[float, np.ndarray]]:
+    path: str | Path, size: tuple[int, int] | None, window: int, also: tuple[int, int] | None = None
+) -> Iterator[tuple[float, np.ndarray]] | Iterator[tuple[float, np.ndarray, np.ndarray]]:
     """Yield (fps, NHWC uint8 RGB batch of up to `window` frames) in order; `size` (w, h) or None for the source size.
+
+    With `also` (w, h), each decoded frame is scaled a second time by the decoder to that size and the
+    items are (fps, batch, small batch): one decode feeds two consumers (e.g. TransNetV2's 48x27).
 
     Decodes sequentially with PyAV in one background thread that is at most two batches ahead: decord's
     reader keeps decoding ahead of a slow consumer, so its memory grew with the video's length."""
@@ -624,8 +657,10 @@ def decode_batches(
         # One reformatter for the whole video keeps its scaler context (a fresh one per frame is 4x slower);
         # bicubic as in decord's scale filter: the same detections on both benchmark corpora.
         scaler = VideoReformatter()
+        small_scaler = VideoReformatter()
         w, h = size if size is not None else (stream.codec_context.width, stream.codec_context.height)
         batch: np.ndarray | None = None
+        small: np.ndarray | None = None
         k = decoded = 0
         try:
             for frame in container.decode(stream):
@@ -638,18 +673,27 @@ def decode_batches(
                 )
                 if batch is None:
                     batch, k = np.empty((window, h, w, 3), np.uint8), 0
+                    if also is not None:
+                        small = np.empty((window, also[1], also[0], 3), np.uint8)
                 batch[k] = rgb.to_ndarray()
+                if also is not None and small is not None:
+                    # The scaler's default interpolation, as in the reference `frame.reformat(width=48, height=27)`.
+                    small[k] = small_scaler.reformat(
+                        frame, width=also[0], height=also[1], format="rgb24", threads=1
+                    ).to_ndarray()
                 k += 1
                 decoded += 1
                 if k == window:
-                    out.put(("batch", (fps, batch)))
+                    out.put(("batch", (fps, batch) if also is None else (fps, batch, small)))
                     batch = None
         except av.FFmpegError as exc:
             raise MediaError(
                 Reason.TRUNCATED_MEDIA, f"video {path.name} stops decoding at frame {decoded}: {exc}"
             ) from exc
         if batch is not None:
-            out.put(("batch", (fps, batch[:k])))
+            out.put(
+                ("batch", (fps, batch[:k]) if also is None or small is None else (fps, batch[:k], small[:k]))
+            )
         claimed = int(stream.frames or 0)
         if claimed and decoded < claimed - max(2, claimed // 100):
             raise MediaError(
@@ -725,7 +769,7 @@ def detect_shots(
         raise MediaError(Reason.MISSING_SOURCE, f"video {path} does not exist")
     det: ShotDetector | None = None
     with torch_threads(torch.device(device), threads):
-        for fps, batch in decode_batches(path, analysis_size, window):
+        for fps, batch, *_ in decode_batches(path, analysis_size, window):
             if det is None:
                 det = ShotDetector(fps, device=device, analysis_size=analysis_size)
             det.push(batch)

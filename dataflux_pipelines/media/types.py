@@ -110,6 +110,7 @@ class AnalysisOptions:
     chunk_overlap_words: int = 30
     min_audio_segment_s: float = 2.0
     max_audio_segment_s: float = 30.0
+    shot_detector: str = "fused"  # "fused" | "learned" | "classical" (fused/learned fall back to classical)
     # Bounded work per file: one hostile file must not hold a run hostage.
     max_segments: int = 1000
     max_text_chars: int = 1_000_000

@@ -13,7 +13,8 @@ import torch
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.media.features import dominant_palette, encode_jpeg, style_labels, visual_features
 from dataflux_pipelines.media.screen_text import ChangeSampler, shot_text_frames
-from dataflux_pipelines.media.shots import Shot, ShotDetector, decode_batches, torch_threads
+from dataflux_pipelines.media.shot_detector import LEARNED_SIZE, STREAM_WINDOW, FusedShotDetector
+from dataflux_pipelines.media.shots import Shot, decode_batches, torch_threads
 from dataflux_pipelines.media.types import MediaAnalysis, Probe, SegmentDraft
 from dataflux_pipelines.records import MediaType, SegmentType
 
@@ -164,7 +165,8 @@ def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
     window = int(getattr(options, "video_window", 64))
     width, height = _decode_size(probe, keyframe_side)
     size = (width, height) if width > 0 and height > 0 else None
-    detector: ShotDetector | None = None
+    shot_detector = str(getattr(options, "shot_detector", "fused") or "fused")
+    detector: FusedShotDetector | None = None
     picker = _KeyframePicker()
     sampler: ChangeSampler | None = None  # pictures to read for on-screen text (media.screen_text)
     pictures: list[_ShotPicture] = []
@@ -187,19 +189,25 @@ def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
             )
 
     # One sequential decode pass in windows: only a couple of batches, the detector's look-ahead and
-    # the open shot's sampled frames are held, whatever the video's length.
-    with torch_threads(torch.device(device), 1):
-        for batch_fps, batch in decode_batches(path, size, window):
+    # the open shot's sampled frames are held, whatever the video's length. The decoder scales each
+    # frame twice: to the keyframe size and to TransNetV2's 48x27 (no full-size RGB for the learned pass).
+    also = None if shot_detector == "classical" else LEARNED_SIZE
+    # The classical detector's small per-batch tensors run fastest on one torch thread; TransNetV2's
+    # convolutions use the process's threads.
+    threads = 1 if shot_detector == "classical" else None
+    with torch_threads(torch.device(device), threads):
+        for item in decode_batches(path, size, window, also=also):
+            batch_fps, batch = item[0], item[1]
             if detector is None:
                 fps = batch_fps or float(probe.fps or 25.0)
-                detector = ShotDetector(fps, device=device)
+                detector = FusedShotDetector(fps, device=device, detector=shot_detector, window=STREAM_WINDOW)
                 sampler = ChangeSampler(fps)
             start = detector.frames
             assert sampler is not None
             for k, frame in enumerate(batch):
                 picker.offer(start + k, frame)
                 sampler.offer(start + k, frame)
-            detector.push(batch)
+            detector.push(batch, item[2] if len(item) > 2 else None)
             collect(detector.closed_shots, detector.settled_frames)
         if detector is None:
             raise MediaError(Reason.CORRUPT_MEDIA, "the video has no frames")
@@ -260,6 +268,7 @@ def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
             k: sum(1 for t in detection.transitions if t.type == k) for k in ("cut", "dissolve", "fade")
         },
         "palette": dominant_palette(mosaic, k=6),
+        "shot_detector": detection.detector,
         "has_audio": any(a is not None for a in audio),
     }
     return MediaAnalysis(

@@ -330,11 +330,16 @@ class ModelRegistry:
                 for name, p in self.profiles.items()
             }
             degraded = list(self._failed.values())
+        # The shot-boundary model (TransNetV2): loaded once per process by its own module.
+        from dataflux_pipelines.models.transnet import transnet_status
+
+        shots = transnet_status(self.device) if load else {"name": "transnetv2", "role": "shot boundaries"}
         return {
             "device": self.device,
             "dtype": self.dtype,
             "profiles": profiles,
             "vision": vision,
+            "shots": shots,
             "degraded": degraded,
             "ok": not degraded,
         }

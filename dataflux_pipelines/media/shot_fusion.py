@@ -1,0 +1,288 @@
+"""Fusion of TransNetV2's per-frame probabilities with the classical shot evidence: candidates, features, calibrated scores.
+
+Pure numpy. Every candidate boundary (a learned peak, a structure/colour spike, a learned many-hot run or a
+classical blend/fade fit) gets a feature vector; logistic models fitted on the tuning corpus (seed 7,
+`bench/shots_fit.py`) turn it into a probability, which is the transition's confidence.
+
+Cuts combine two experts, each calibrated on its own: the learned one (TransNetV2's peak) and the classical one
+(step, isolation, flash test, motion), as naive Bayes: logit p = logit p_learned + logit p_classical - logit prior.
+A joint fit would not do: on the generated corpus the classical features alone separate the cuts, so it would
+give the learned signal almost no weight, and a cut the classical distances cannot see (two look-alike shots)
+could never be found however sure TransNetV2 is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dataflux_pipelines.media.shots import Transition
+
+THRESHOLD = 0.5  # a transition is reported when its calibrated probability reaches this
+CUT_NMS = 3  # frames: of two cut candidates this close, the likelier one stands for both
+CONTEXT = 25  # frames either side a decision looks at (the streaming detector waits for them)
+LEARNED_PEAK_FLOOR = 0.01  # learned single-frame peaks below this are not candidates
+STEP_PEAK_FLOOR = 0.2  # classical one-step distances below this are not candidates
+MANY_RUN = 0.2  # many-hot probability that makes a frame part of a learned gradual run
+
+# The classical detector's own cut decision is not a feature: it is a thresholded function of the step
+# features, and on the tuning corpus it separates the cuts so cleanly that a fit would trust nothing else.
+CUT_FEATURES = ("learned", "step_rel", "isolation", "returns", "motion")
+GRADUAL_FEATURES = (
+    "learned",
+    "learned_many",
+    "many_share",
+    "classical",
+    "classical_found",
+    "dark",
+    "length",
+    "learned_cut",
+)
+
+# Fitted by `bench/shots_fit.py --videos 12 --l2 1` on the tuning seed 7 only (intercept last), 2026-12-01:
+# 289 cut candidates (42 true), 49 gradual candidates (26 true). Feature order: CUT_FEATURES, GRADUAL_FEATURES.
+CUT_LEARNED_WEIGHTS = np.array([0.9475, -1.471])  # on CUT_FEATURES[0]
+CUT_CLASSICAL_WEIGHTS = np.array([-0.004, 3.2302, 6.3016, 0.282, -9.9869])  # on CUT_FEATURES[1:]
+CUT_PRIOR = 0.1453  # share of true cuts among the tuning candidates
+GRADUAL_WEIGHTS = np.array([-0.3391, 0.2809, 2.3149, 0.8614, 3.4089, 0.571, 0.7533, 0.2977, -5.1407])
+
+
+@dataclass
+class Evidence:
+    """Per-frame signals of frames [0, n): learned probabilities as TransNetV2 gives them (a boundary is
+    marked on the last frame of the old shot) and the classical detector's distances and brightness."""
+
+    single: np.ndarray
+    many: np.ndarray
+    pair: np.ndarray  # (n, 4): d(t-k, t) for k = 1..4 (inf where not computed)
+    motion: np.ndarray
+    mean: np.ndarray
+    classical: list[Transition] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.pair)
+        # Re-index the learned heads so that index t means "a boundary before frame t", like `step`.
+        self.ls = np.zeros(n, np.float32)
+        self.lm = np.zeros(n, np.float32)
+        m = min(n, len(self.single) + 1)
+        self.ls[1:m] = self.single[: m - 1]
+        self.lm[1:m] = self.many[: m - 1]
+        step = self.pair[:, 0].copy() if n else np.zeros(0, np.float32)
+        step[~np.isfinite(step)] = 0.0
+        if n:
+            step[0] = 0.0
+        self.step = step
+
+
+def _logit(p: np.ndarray | float) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-4, 1 - 1e-4)
+    return np.log(p / (1 - p))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+
+def _local_max(x: np.ndarray, floor: float) -> np.ndarray:
+    left = np.r_[-np.inf, x[:-1]]
+    right = np.r_[x[1:], -np.inf]
+    return np.flatnonzero((x >= floor) & (x >= left) & (x > right))
+
+
+def _window(x: np.ndarray, a: int, b: int) -> np.ndarray:
+    return x[max(0, a) : max(0, min(len(x), b))]
+
+
+def _returns(ev: Evidence, t: int) -> float:
+    """Flash test: the smallest distance from across t back to the content before it, over the step.
+
+    1.0 (what a clean cut gives) where the classical detector computed no longer lags: it does so only around
+    one-step changes big enough to be a cut, so there is nothing to return from."""
+    pair, n = ev.pair, len(ev.pair)
+    vals = [pair[t - 1 + k, k - 1] for k in range(2, 5) if 0 <= t - 1 + k < n and t >= 1]
+    vals += [pair[t, k - 1] for k in range(2, 5) if t - k >= 0]
+    vals = [v for v in vals if np.isfinite(v)]
+    if not vals or ev.step[t] < 1e-3:
+        return 1.0
+    return float(min(min(vals) / ev.step[t], 1.5))
+
+
+def cut_candidates(ev: Evidence, lo: int = 0, hi: int | None = None) -> list[int]:
+    """Frames t in [lo, hi) that may start a new shot: learned peaks and classical one-step spikes."""
+    hi = len(ev.step) if hi is None else hi
+    found = set(int(t) for t in _local_max(ev.ls, LEARNED_PEAK_FLOOR))
+    found |= set(int(t) for t in _local_max(ev.step, STEP_PEAK_FLOOR))
+    found |= {c.start_frame for c in ev.classical if c.type == "cut"}
+    return sorted(t for t in found if lo <= t < hi and t > 0)
+
+
+def cut_features(ev: Evidence, t: int) -> np.ndarray:
+    step = ev.step
+    s = float(step[t])
+    neigh = max(float(step[t - 1]) if t >= 1 else 0.0, float(step[t + 1]) if t + 1 < len(step) else 0.0)
+    around = np.r_[_window(step, t - CONTEXT, t - 1), _window(step, t + 2, t + CONTEXT + 1)]
+    med = float(np.median(around)) if len(around) else 0.0
+    motion = _window(ev.motion, t - 12, t + 13)
+    return np.array(
+        [
+            float(_logit(_window(ev.ls, t - 1, t + 2).max())),
+            np.log((s + 0.01) / (med + 0.01)),
+            np.log((s + 0.01) / (neigh + 0.01)),
+            _returns(ev, t),
+            np.log(float(np.median(motion)) + 1e-3) if len(motion) else np.log(1e-3),
+        ]
+    )
+
+
+def gradual_candidates(ev: Evidence, lo: int = 0, hi: int | None = None) -> list[tuple[int, int, float]]:
+    """Ranges [a, b] that may be a dissolve or fade, with the classical detector's confidence (-1 if it has none):
+    learned many-hot runs (pieces of one long dissolve joined) and classical blend/fade fits, overlapping ones merged."""
+    hi = len(ev.step) if hi is None else hi
+    runs: list[list[float]] = []
+    on = ev.lm > MANY_RUN
+    t = lo
+    while t < hi:
+        if not on[t]:
+            t += 1
+            continue
+        a = t
+        while t + 1 < hi and on[t + 1]:
+            t += 1
+        if t - a + 1 >= 3:
+            # A long dissolve is often marked as two or three pieces: join a piece to the last one when the
+            # many-hot head never drops to background in between.
+            if runs and a - runs[-1][1] <= 8 and ev.lm[int(runs[-1][1]) : a].min() > 0.03:
+                runs[-1][1] = t
+            else:
+                runs.append([a, t, -1.0])
+        t += 1
+    for c in ev.classical:
+        if c.type != "cut" and lo <= c.start_frame < hi:
+            runs.append([c.start_frame, c.end_frame, c.confidence])
+    runs.sort()
+    merged: list[list[float]] = []
+    for start, end, conf in runs:
+        if merged and start <= merged[-1][1] + 3:
+            merged[-1][1] = max(merged[-1][1], end)
+            merged[-1][2] = max(merged[-1][2], conf)  # -1 (learned only) loses to any classical fit
+        else:
+            merged.append([start, end, conf])
+    return [(int(a), int(b), float(c)) for a, b, c in merged]
+
+
+def gradual_features(ev: Evidence, a: int, b: int, classical: float) -> np.ndarray:
+    many = _window(ev.lm, a, b + 1)
+    mean = _window(ev.mean, a - 2, b + 3)
+    ls = _window(ev.ls, a - 1, b + 2)
+    # A sharp single-frame peak with little around it is a cut the many-hot head smeared, not a blend.
+    learned_cut = float(ls.max() > 0.5 and (ls > 0.2).sum() <= 2) if len(ls) else 0.0
+    return np.array(
+        [
+            float(_logit(ls.max() if len(ls) else 0.0)),
+            float(_logit(many.max() if len(many) else 0.0)),
+            float((many > 0.5).mean()) if len(many) else 0.0,
+            max(classical, 0.0),
+            float(classical >= 0.0),
+            float(len(mean) > 0 and mean.min() < 0.1),
+            np.log(b - a + 1.0),
+            learned_cut,
+        ]
+    )
+
+
+def _score(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    x = np.atleast_2d(x)
+    return _sigmoid(x @ w[:-1] + w[-1])
+
+
+def cut_probability(
+    x: np.ndarray,
+    learned: np.ndarray = CUT_LEARNED_WEIGHTS,
+    classical: np.ndarray = CUT_CLASSICAL_WEIGHTS,
+    prior: float = CUT_PRIOR,
+) -> np.ndarray:
+    """Naive-Bayes combination of the learned and the classical cut experts for feature rows x (N, 5)."""
+    x = np.atleast_2d(x)
+    z = (x[:, :1] @ learned[:-1] + learned[-1]) + (x[:, 1:] @ classical[:-1] + classical[-1])
+    return _sigmoid(z - float(_logit(prior)))
+
+
+def fuse(
+    ev: Evidence,
+    lo: int = 0,
+    hi: int | None = None,
+    gradual_weights: np.ndarray = GRADUAL_WEIGHTS,
+    threshold: float = THRESHOLD,
+) -> list[Transition]:
+    """Transitions starting in [lo, hi), each with its calibrated probability as confidence."""
+    hi = len(ev.step) if hi is None else hi
+    out: list[Transition] = []
+    for a, b, conf in gradual_candidates(ev, lo, hi):
+        p = float(_score(gradual_features(ev, a, b, conf), gradual_weights)[0])
+        if p >= threshold:
+            dark = len(_window(ev.mean, a, b + 1)) and _window(ev.mean, a, b + 1).min() < 0.1
+            out.append(Transition("fade" if dark else "dissolve", a, b, p))
+    cuts = cut_candidates(ev, lo, hi)
+    if cuts:
+        probs = cut_probability(np.stack([cut_features(ev, t) for t in cuts]))
+        taken: list[Transition] = []
+        for i in np.argsort(-probs):
+            t, p = cuts[i], float(probs[i])
+            if p < threshold:
+                break
+            if any(abs(c.start_frame - t) <= CUT_NMS for c in taken):
+                continue
+            if any(g.start_frame - 3 <= t <= g.end_frame + 3 for g in out):
+                continue  # the edge of a gradual transition
+            taken.append(Transition("cut", t, t, p))
+        out += taken
+    return sorted(out, key=lambda t: t.start_frame)
+
+
+def learned_only(single: np.ndarray, many: np.ndarray, threshold: float = 0.5) -> list[Transition]:
+    """TransNetV2 alone: a run of single-frame probability above `threshold` is one boundary; it is a dissolve over
+    the many-hot run around it when that run is longer than 3 frames, else a cut. Confidence: the peak probability."""
+    above = single > threshold
+    out: list[Transition] = []
+    t, n = 0, len(single)
+    while t < n:
+        if not above[t]:
+            t += 1
+            continue
+        a = t
+        while t + 1 < n and above[t + 1]:
+            t += 1
+        peak_at = a + int(np.argmax(single[a : t + 1]))
+        peak = float(single[peak_at])
+        lo = hi = peak_at
+        while lo - 1 >= 0 and many[lo - 1] > threshold:
+            lo -= 1
+        while hi + 1 < n and many[hi + 1] > threshold:
+            hi += 1
+        lo, hi = min(lo, a), max(hi, t)
+        if hi - lo + 1 <= 3:
+            # TransNetV2 marks the last frame of the old shot: the new shot starts one frame later.
+            f = min(peak_at + 1, n - 1)
+            out.append(Transition("cut", f, f, peak))
+        else:
+            out.append(Transition("dissolve", lo, min(hi + 1, n - 1), peak))
+        t = max(t, hi) + 1
+    return out
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1.0, iters: int = 50) -> np.ndarray:
+    """L2-regularised logistic regression by Newton's method on standardised features; weights (intercept last)
+    in the original feature units."""
+    mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
+    z = np.c_[(x - mu) / sd, np.ones(len(x))]
+    w = np.zeros(z.shape[1])
+    reg = np.full(z.shape[1], l2)
+    reg[-1] = 0.0
+    for _ in range(iters):
+        p = _sigmoid(z @ w)
+        grad = z.T @ (p - y) + reg * w
+        hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(reg + 1e-9)
+        w -= np.linalg.solve(hess, grad)
+    scale = w[:-1] / sd
+    return np.r_[scale, w[-1] - float((w[:-1] * mu / sd).sum())]

