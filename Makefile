@@ -63,6 +63,11 @@ bench: setup ## Run the benchmarks (appends tables to BENCHMARKS.md)
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/duplicates.py
+	$(BIN)/python bench/labels.py --append
+	$(BIN)/python bench/relevance.py --append
+	$(BIN)/python bench/transcripts.py
+	$(BIN)/python bench/ocr.py
+	$(BIN)/python bench/text_retrieval.py
 
 lock: ## Re-freeze requirements.lock from the current .venv
 	$(BIN)/pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' | grep -v '^-e ' > requirements.lock
