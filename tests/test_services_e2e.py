@@ -210,7 +210,7 @@ def test_runs_events_and_partitions_of_the_real_definitions_are_stored_in_postgr
     runs = dict(_rows(dsn, "SELECT run_id, status FROM runs WHERE pipeline_name = %s", "process_media"))
     assert runs.get(cluster["run"].run_id) == "SUCCESS" and len(runs) == 2
     materialized = {
-        row[0]
+        asset_id_of(row[0])
         for row in _rows(
             dsn,
             "SELECT partition FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' "

@@ -194,9 +194,11 @@ def test_view_helpers() -> None:
     assert str(view.mark_terms("City <lights> at night", "city night")) == (
         "<mark>City</mark> &lt;lights&gt; at <mark>night</mark>"
     )
-    hits = [SimpleNamespace(score=s) for s in (1.0, 0.6, 0.49, 0.2)]
-    strong, weak = view.split_weak(hits)
-    assert [h.score for h in strong] == [1.0, 0.6] and [h.score for h in weak] == [0.49, 0.2]
+    # Scores are calibrated relevance: weak hits fall under the API's own floor, whatever the best score.
+    hits = [SimpleNamespace(score=s) for s in (1.0, 0.6, 0.36, 0.34, 0.2)]
+    strong, weak = view.split_weak(hits, floor=0.35)
+    assert [h.score for h in strong] == [1.0, 0.6, 0.36] and [h.score for h in weak] == [0.34, 0.2]
+    assert view.split_weak([SimpleNamespace(score=0.3)])[0] == []  # the default is the API's floor
     assert view.moment_url("a", 12.345) == "/assets/a?t=12.35#t=12.35"
     assert view.moment_url("a", None, 3) == "/assets/a#page-3"
     for bad in ("//evil.example", "https://evil.example", "\\\\evil", None, ""):
