@@ -11,6 +11,7 @@ import dataclasses
 import os
 import shutil
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -116,16 +117,17 @@ def _reencoded_copy(src: Path, dst: Path) -> Path:
 
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         stream_in = inp.streams.video[0]
-        stream = out.add_stream("libx264", rate=stream_in.average_rate or 24)
+        rate = round(stream_in.average_rate or 24)
+        stream = out.add_stream("libx264", rate=rate)
         stream.width, stream.height = (
             stream_in.codec_context.width // 2 // 2 * 2,
             stream_in.codec_context.height // 2 // 2 * 2,
         )
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "30", "preset": "ultrafast"}
-        for frame in inp.decode(stream_in):
+        for index, frame in enumerate(inp.decode(stream_in)):
             small = frame.reformat(width=stream.width, height=stream.height, format="yuv420p")
-            small.pts = None
+            small.pts, small.time_base = index, Fraction(1, rate)  # one tick per frame keeps the duration
             out.mux(stream.encode(small))
         out.mux(stream.encode(None))
     return dst
