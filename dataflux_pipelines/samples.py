@@ -7,7 +7,6 @@ import io
 import math
 import wave
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -106,19 +105,9 @@ def _write_video(
         seg = slice(k * per, (k + 1) * per)
         audio[seg] = 0.3 * np.sin(2 * np.pi * hz * t[seg]) if hz else 0.0
     audio += 0.01 * rng.standard_normal(len(t))
-    samples = (audio * 32767).astype(np.int16)
-    pts = 0
-    for start in range(0, len(samples), 1024):
-        chunk = samples[start : start + 1024]
-        aframe = av.AudioFrame.from_ndarray(chunk[None, :], format="s16", layout="mono")
-        aframe.sample_rate = rate
-        aframe.pts = pts
-        aframe.time_base = Fraction(1, rate)
-        pts += len(chunk)
-        for packet in astream.encode(aframe):
-            container.mux(packet)
-    for packet in astream.encode():
-        container.mux(packet)
+    from dataflux_pipelines.text_samples import mux_mono_s16
+
+    mux_mono_s16(container, astream, (audio * 32767).astype(np.int16), rate)
     container.close()
 
 

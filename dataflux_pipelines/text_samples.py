@@ -11,6 +11,7 @@ import wave
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -280,18 +281,24 @@ def write_video(
     for packet in vstream.encode():
         container.mux(packet)
     if astream is not None and audio is not None:
-        samples = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
-        pts = 0
-        for start in range(0, len(samples), 1024):
-            chunk = samples[start : start + 1024]
-            aframe = av.AudioFrame.from_ndarray(chunk[None, :], format="s16", layout="mono")
-            aframe.sample_rate = RATE
-            aframe.pts = pts
-            aframe.time_base = Fraction(1, RATE)
-            pts += len(chunk)
-            for packet in astream.encode(aframe):
-                container.mux(packet)
-        for packet in astream.encode():
-            container.mux(packet)
+        mux_mono_s16(container, astream, (np.clip(audio, -1, 1) * 32767).astype(np.int16), RATE)
     container.close()
     return Path(path)
+
+
+def mux_mono_s16(container: Any, stream: Any, samples: np.ndarray, rate: int) -> None:
+    """Encode mono int16 samples into an audio stream of an open PyAV container, and flush it."""
+    import av
+
+    pts = 0
+    for start in range(0, len(samples), 1024):
+        chunk = samples[start : start + 1024]
+        frame = av.AudioFrame.from_ndarray(chunk[None, :], format="s16", layout="mono")
+        frame.sample_rate = rate
+        frame.pts = pts
+        frame.time_base = Fraction(1, rate)
+        pts += len(chunk)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
