@@ -3,7 +3,6 @@ sound, images, a WAV of bursts and silences, a PDF and a Markdown document."""
 
 from __future__ import annotations
 
-import io
 import math
 import wave
 from collections.abc import Callable
@@ -182,18 +181,9 @@ def pdf_bytes(pages: list[str]) -> bytes:
         )
         objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(f"{number} 0 obj\n".encode() + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
-    for offset in offsets:
-        out.write(f"{offset:010d} 00000 n \n".encode())
-    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
-    return out.getvalue()
+    from dataflux_pipelines.text_samples import pdf_from_objects
+
+    return pdf_from_objects(objects)
 
 
 TIDES_PDF = [

@@ -225,18 +225,7 @@ def scan_pdf_bytes(pages: Sequence[np.ndarray], *, seed: int = 0, quality: int =
         )
         ops = b"q 612 0 0 792 0 0 cm /Im0 Do Q"
         objects.append(b"<< /Length %d >>\nstream\n" % len(ops) + ops + b"\nendstream")
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(f"{number} 0 obj\n".encode() + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
-    for offset in offsets:
-        out.write(f"{offset:010d} 00000 n \n".encode())
-    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
-    return out.getvalue()
+    return pdf_from_objects(objects)
 
 
 def page_picture(lines: Sequence[str], size: tuple[int, int] = (1275, 1650), *, seed: int = 0) -> np.ndarray:
@@ -302,3 +291,19 @@ def mux_mono_s16(container: Any, stream: Any, samples: np.ndarray, rate: int) ->
             container.mux(packet)
     for packet in stream.encode():
         container.mux(packet)
+
+
+def pdf_from_objects(objects: Sequence[bytes]) -> bytes:
+    """A PDF file from its numbered object bodies (object 1 is the catalog), with its xref table."""
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(f"{number} 0 obj\n".encode() + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
+    for offset in offsets:
+        out.write(f"{offset:010d} 00000 n \n".encode())
+    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
+    return out.getvalue()
