@@ -124,6 +124,15 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
             413,
             "file" if is_upload else None,
         )
+    if status == 400 and exc.detail == "Request Entity Too Large":
+        # Litestar's multipart parser hit a limit (a part's headers, or the number of parts), as a 400.
+        return _error_response(
+            "form_limit_exceeded",
+            "a multipart part's headers (for example a file name of thousands of characters) or the "
+            "number of parts exceed the upload form's limits",
+            400,
+            "file",
+        )
     return _error_response(_HTTP_CODES.get(status, "bad_request"), exc.detail, status)
 
 

@@ -15,6 +15,14 @@ from services import postgres_database, postgres_server, s3_bucket, s3_server  #
 from dataflux_pipelines.settings import REPO_ROOT, Settings
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reliability-report",
+        action="store_true",
+        help="append the reliability suite's table to BENCHMARKS.md (bench/reliability.py sets it)",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Nothing may reach a model hub from the test suite; CLIP then runs on the offline profile.
     os.environ["HF_HUB_OFFLINE"] = "1"
