@@ -38,6 +38,7 @@ from dataflux_api.metrics import CONTENT_TYPE, Metrics
 from dataflux_api.policy import PolicyGuard, RequestPolicy
 from dataflux_api.query.models import SearchRequest, SearchResponse
 from dataflux_api.service import DataFlux, MediaObject
+from dataflux_pipelines.objectstore import ObjectStoreUnavailable
 from dataflux_pipelines.settings import Settings, get_settings
 
 log = logging.getLogger("dataflux_api")
@@ -149,6 +150,13 @@ def _too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[
     if request.url.path.startswith(API_PREFIX):
         return _error_response("invalid_body", "the request body is nested too deeply to read", 400)
     return _unhandled(request, exc)
+
+
+def _store_unavailable(
+    request: Request[Any, Any, Any], exc: ObjectStoreUnavailable
+) -> Response[dict[str, Any]]:
+    log.error("object store unavailable on %s %s: %s", request.method, request.url.path, exc.message)
+    return _error_response(exc.reason.value, f"the object store is not answering: {exc.message}", 503)
 
 
 def _unhandled(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
@@ -510,6 +518,7 @@ def create_app(settings: Settings | None = None, *, service: DataFlux | None = N
             HTTPException: _http_error,
             UnicodeDecodeError: _undecodable,
             RecursionError: _too_deep,
+            ObjectStoreUnavailable: _store_unavailable,
             Exception: _unhandled,
         },
         openapi_config=openapi,

@@ -21,6 +21,7 @@ class Reason(StrEnum):
     STORE_ERROR = "store_error"
     INTERNAL_ERROR = "internal_error"
     TYPE_MISMATCH = "type_mismatch"  # the name says one media type, the bytes are another
+    OBJECT_STORE_UNAVAILABLE = "object_store_unavailable"  # S3 kept failing after the retries
     RUN_DIED = "run_died"  # the run processing the file died (killed, rebooted) too many times
 
 

@@ -5,18 +5,90 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import logging
 import os
+import random
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
+from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.settings import Settings
 
 _CHUNK = 1024 * 1024
+_MAX_BACKOFF_S = 8.0
+_T = TypeVar("_T")
+log = logging.getLogger(__name__)
+
+
+class ObjectStoreUnavailable(MediaError):
+    """The object store kept failing (5xx, timeouts, dropped connections) after every retry."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Reason.OBJECT_STORE_UNAVAILABLE, message)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with exponential backoff and full jitter for transient object-store faults."""
+
+    attempts: int = 5
+    base_s: float = 0.25
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(settings.s3_max_attempts, settings.s3_retry_base_s)
+
+    def call(self, what: str, fn: Callable[[], _T]) -> _T:
+        """`fn()`, tried again after a transient fault; `ObjectStoreUnavailable` once the tries are spent."""
+        started = time.monotonic()
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return fn()
+            except Exception as exc:
+                fault = transient_fault(exc)
+                if fault is None:
+                    raise
+                if attempt == self.attempts:
+                    raise ObjectStoreUnavailable(
+                        f"{what} failed {attempt} time(s) in {time.monotonic() - started:.1f} s; "
+                        f"last: {fault}"
+                    ) from exc
+                delay = random.uniform(0, min(_MAX_BACKOFF_S, self.base_s * 2 ** (attempt - 1)))
+                log.warning(
+                    "%s: %s (try %d of %d), again in %.2f s", what, fault, attempt, self.attempts, delay
+                )
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def transient_fault(exc: BaseException) -> str | None:
+    """A sentence for a fault worth retrying (a 5xx, throttling, a timeout, a dropped connection)."""
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, IncompleteReadError
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        code = str(error.get("Code", ""))
+        if status >= 500 or code in ("SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable"):
+            return f"HTTP {status or '?'} {code}".strip()
+        return None
+    if isinstance(exc, ConnectionError | HTTPClientError | IncompleteReadError):
+        return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, S3UploadFailedError):
+        # boto3's managed upload folds the HTTP error into its message.
+        text = str(exc)
+        if any(f"({c})" in text or f" {c} " in text for c in ("500", "502", "503", "504")) or any(
+            word in text for word in ("SlowDown", "InternalError", "ServiceUnavailable", "timeout", "Timeout")
+        ):
+            return text
+    return None
 
 
 class ObjectExists(Exception):
@@ -201,12 +273,23 @@ class LocalObjectStore:
 class S3ObjectStore:
     """Objects under `s3://bucket/prefix`, through boto3 (works with MinIO and moto's server)."""
 
-    def __init__(self, bucket: str, prefix: str, client: Any, url: str, scratch: Path) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        client: Any,
+        url: str,
+        scratch: Path,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.client = client
         self.url = url
         self.scratch = scratch
+        # Every call goes through one retry policy (botocore's own retries are off, see `s3_client`);
+        # a PUT is whole or absent, so a retried or failed write never leaves half an object.
+        self.retry = retry or RetryPolicy()
 
     def _key(self, key: str) -> str:
         return self.prefix + _check_key(key)
@@ -218,7 +301,10 @@ class S3ObjectStore:
         if if_absent:
             extra["IfNoneMatch"] = "*"
         try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra)
+            self.retry.call(
+                f"PUT {key}",
+                lambda: self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **extra),
+            )
         except self.client.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
@@ -229,25 +315,33 @@ class S3ObjectStore:
         self, key: str, path: Path, *, if_absent: bool = False, metadata: dict[str, str] | None = None
     ) -> None:
         if not if_absent:
-            self.client.upload_file(
-                str(path), self.bucket, self._key(key), ExtraArgs={"Metadata": metadata or {}}
+            self.retry.call(
+                f"upload {key}",
+                lambda: self.client.upload_file(
+                    str(path), self.bucket, self._key(key), ExtraArgs={"Metadata": metadata or {}}
+                ),
             )
             return
         # Conditional multipart uploads are not universally supported; a single PUT is.
         self.put_bytes(key, path.read_bytes(), if_absent=True, metadata=metadata)
 
     def get_bytes(self, key: str) -> bytes:
-        try:
+        def read() -> bytes:
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            with contextlib.closing(body):
+                return body.read()  # a stall mid-body is retried whole
+
+        try:
+            return self.retry.call(f"GET {key}", read)
         except self.client.exceptions.NoSuchKey as exc:
             raise ObjectMissing(key) from exc
-        with contextlib.closing(body):
-            return body.read()
 
     @contextlib.contextmanager
     def open_read(self, key: str) -> Iterator[IO[bytes]]:
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            body = self.retry.call(
+                f"GET {key}", lambda: self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+            )
         except self.client.exceptions.NoSuchKey as exc:
             raise ObjectMissing(key) from exc
         with contextlib.closing(body):
@@ -258,7 +352,10 @@ class S3ObjectStore:
         """Only the requested bytes are fetched (an HTTP Range GET), so seeking a long video is cheap."""
         span = f"bytes={start}-" if length is None else f"bytes={start}-{start + length - 1}"
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=self._key(key), Range=span)["Body"]
+            body = self.retry.call(
+                f"GET {key} {span}",
+                lambda: self.client.get_object(Bucket=self.bucket, Key=self._key(key), Range=span)["Body"],
+            )
         except self.client.exceptions.NoSuchKey as exc:
             raise ObjectMissing(key) from exc
         with contextlib.closing(body):
@@ -272,7 +369,9 @@ class S3ObjectStore:
         os.close(fd)
         try:
             try:
-                self.client.download_file(self.bucket, self._key(key), name)
+                self.retry.call(
+                    f"download {key}", lambda: self.client.download_file(self.bucket, self._key(key), name)
+                )
             except self.client.exceptions.ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
                     raise ObjectMissing(key) from exc
@@ -283,7 +382,9 @@ class S3ObjectStore:
 
     def head(self, key: str) -> ObjectInfo | None:
         try:
-            resp = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            resp = self.retry.call(
+                f"HEAD {key}", lambda: self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            )
         except self.client.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -297,8 +398,12 @@ class S3ObjectStore:
         )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+        token: str | None = None
+        while True:
+            args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
+            if token:
+                args["ContinuationToken"] = token
+            page = self.retry.call(f"LIST {prefix}", lambda args=args: self.client.list_objects_v2(**args))
             for obj in page.get("Contents", []):
                 yield ObjectInfo(
                     obj["Key"][len(self.prefix) :],
@@ -306,15 +411,25 @@ class S3ObjectStore:
                     obj["ETag"].strip('"'),
                     obj["LastModified"],
                 )
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        self.retry.call(
+            f"DELETE {key}", lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        )
 
     def delete_prefix(self, prefix: str) -> int:
         keys = [info.key for info in self.list(prefix)]
         for start in range(0, len(keys), 1000):
             batch = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
-            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            self.retry.call(
+                f"DELETE {len(batch)} under {prefix}",
+                lambda batch=batch: self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                ),
+            )
         return len(keys)
 
 
@@ -328,7 +443,13 @@ def s3_client(settings: Settings) -> Any:
         region_name=settings.s3_region,
         aws_access_key_id=settings.s3_access_key_id,
         aws_secret_access_key=settings.s3_secret_access_key,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}),
+        # One attempt per botocore call: `RetryPolicy` retries (bounded by DATAFLUX_S3_MAX_ATTEMPTS).
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=settings.s3_timeout_s,
+            read_timeout=settings.s3_timeout_s,
+        ),
     )
 
 
@@ -339,6 +460,11 @@ def open_object_store(settings: Settings) -> LocalObjectStore | S3ObjectStore:
         return LocalObjectStore(Path(parsed.path))
     if parsed.scheme == "s3":
         return S3ObjectStore(
-            parsed.netloc, parsed.path, s3_client(settings), settings.object_store_url, settings.scratch_dir
+            parsed.netloc,
+            parsed.path,
+            s3_client(settings),
+            settings.object_store_url,
+            settings.scratch_dir,
+            RetryPolicy.from_settings(settings),
         )
     raise ValueError(f"unsupported object store URL {settings.object_store_url!r}")

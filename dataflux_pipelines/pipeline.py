@@ -27,7 +27,12 @@ from dataflux_pipelines.identity import segment_id_for, sha256_file
 from dataflux_pipelines.landing import sidecar_key
 from dataflux_pipelines.media.sniff import check_claim
 from dataflux_pipelines.media.types import MediaAnalysis, Probe
-from dataflux_pipelines.objectstore import ObjectMissing, ObjectStore, open_object_store
+from dataflux_pipelines.objectstore import (
+    ObjectMissing,
+    ObjectStore,
+    ObjectStoreUnavailable,
+    open_object_store,
+)
 from dataflux_pipelines.records import SegmentRecord, Status
 from dataflux_pipelines.settings import Settings
 
@@ -195,13 +200,19 @@ class MediaPipeline:
 
         for asset_id, outcome in out.items():
             landing = rows[asset_id].get("landing_key") if asset_id in rows else None
-            if outcome.ok and landing:
-                # The canonical copy and its catalog row are safe; landing is an inbox, so empty it.
-                self.store.delete(landing)
-                self.store.delete(sidecar_key(landing))
-            if outcome.ok:
+            if not outcome.ok:
+                continue
+            try:
+                if landing:
+                    # The canonical copy and its catalog row are safe; landing is an inbox, so empty it.
+                    self.store.delete(landing)
+                    self.store.delete(sidecar_key(landing))
                 # A re-upload of deleted bytes is stored again: readers must stop hiding it.
                 clear_tombstone(self.store, asset_id)
+            except ObjectStoreUnavailable as exc:
+                # The copy and its catalog row are whole; the file fails with the reason, and a
+                # re-analysis once the store answers again resumes it.
+                out[asset_id] = Outcome(asset_id, exc, outcome.metadata)
         return out
 
     def _commit(self, outcomes: dict[str, Outcome], write: Callable[[], None]) -> None:

@@ -128,6 +128,25 @@ class Settings:
     s3_secret_access_key: str | None = setting(
         "DATAFLUX_S3_SECRET_ACCESS_KEY", None, "S3 secret key", secret=True
     )
+    s3_max_attempts: int = setting(
+        "DATAFLUX_S3_MAX_ATTEMPTS",
+        5,
+        "Tries of one object-store call that meets a 5xx, a timeout or a dropped connection before the "
+        "file fails with `object_store_unavailable`",
+        _int(1),
+    )
+    s3_retry_base_s: float = setting(
+        "DATAFLUX_S3_RETRY_BASE_S",
+        0.25,
+        "First backoff between object-store tries, doubled per try (with jitter, at most 8 s)",
+        _float,
+    )
+    s3_timeout_s: float = setting(
+        "DATAFLUX_S3_TIMEOUT_S",
+        30.0,
+        "Connect and read timeout of one object-store request: a stalled endpoint is retried after it",
+        _float,
+    )
     clip_model: str = setting(
         "DATAFLUX_CLIP_MODEL",
         "openai/clip-vit-base-patch32",
@@ -158,6 +177,12 @@ class Settings:
     )
     device: str = setting(
         "DATAFLUX_DEVICE", "auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1 or mps"
+    )
+    max_run_attempts: int = setting(
+        "DATAFLUX_MAX_RUN_ATTEMPTS",
+        3,
+        "Runs a file may see die (killed, rebooted) before it ends `failed` with `run_died`",
+        _int(1),
     )
     batch_size: int = setting("DATAFLUX_BATCH_SIZE", 32, "Inference batch size", _int(1))
     decode_timeout_s: float = setting(

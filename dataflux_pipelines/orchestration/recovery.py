@@ -6,7 +6,8 @@ STARTED and the catalog keeps its files `processing`, forever. `reconcile` runs 
 - a run launched in-process by `dataflux process` on this host whose process is gone is reported
   failed to Dagster (daemon-launched runs are watched by Dagster's run monitoring, in dagster.yaml);
 - a file still `processing` that no live run covers goes back to `queued` with one more attempt, so
-  the planner's recovery runs pick it up; after `MAX_ATTEMPTS` deaths it ends `failed` (`run_died`).
+  the planner's recovery runs pick it up; after `max_run_attempts` deaths (DATAFLUX_MAX_RUN_ATTEMPTS)
+  it ends `failed` (`run_died`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataflux_pipelines.errors import Reason
 from dataflux_pipelines.orchestration.partitions import MEDIA_PARTITIONS, RANGE_END, RANGE_START, asset_id_of
 from dataflux_pipelines.records import Status
 
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 3  # the default of DATAFLUX_MAX_RUN_ATTEMPTS
 PID_TAG = "dataflux/pid"
 HOST_TAG = "dataflux/host"
 LAUNCHED_BY_TAG = "dataflux/launched_by"
@@ -40,7 +41,7 @@ _ACTIVE = [
 class RecoveryReport:
     dead_runs: list[str] = field(default_factory=list)  # run ids reported failed
     requeued: list[str] = field(default_factory=list)  # asset ids queued again
-    failed: list[str] = field(default_factory=list)  # asset ids that died MAX_ATTEMPTS times
+    failed: list[str] = field(default_factory=list)  # asset ids that died max_run_attempts times
     recoverable: dict[str, int] = field(default_factory=dict)  # queued, partitioned, no live run: attempts
 
 
@@ -107,7 +108,7 @@ def reconcile(instance: dg.DagsterInstance, catalog: Catalog) -> RecoveryReport:
         if row["id"] in covered:
             continue
         attempts = int(row.get("attempts") or 0) + 1
-        if attempts >= MAX_ATTEMPTS:
+        if attempts >= catalog.settings.max_run_attempts:
             updates[row["id"]] = {
                 "status": Status.FAILED.value,
                 "attempts": attempts,
