@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.dataflux-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-browser screenshots test-slow test-reliability test-all lint format typecheck up api mcp doctor bench lock clean
+.PHONY: help setup demo test test-core test-browser screenshots test-slow test-reliability test-all lint format typecheck hooks release up api mcp doctor bench lock lock-check clean
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ demo: setup ## Sample media in, pipeline, catalog and searches printed (embedded
 test: setup ## Run the default test suite (what CI runs; browser tests whenever /usr/bin/chromium exists)
 	$(BIN)/pytest -q
 
+test-core: setup ## The default suite without the browser tests (CI runs those as their own job)
+	$(BIN)/pytest -q -m "not slow and not gpu and not model and not browser"
+
 test-browser: setup ## Only the web UI tests in Debian's Chromium (apt-get install chromium)
 	$(BIN)/pytest -q tests/browser
 
@@ -47,6 +50,9 @@ lint: setup ## ruff (lint + format check) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+hooks: setup ## Install the pre-commit hooks (ruff, mypy, import cycles) into .git/hooks
+	$(BIN)/pre-commit install
 
 format: setup ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
@@ -71,6 +77,20 @@ bench: setup ## Run the benchmarks (appends tables to BENCHMARKS.md)
 
 lock: ## Re-freeze requirements.lock from the current .venv
 	$(BIN)/pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' | grep -v '^-e ' > requirements.lock
+
+lock-check: setup ## Fail when .venv differs from requirements.lock (what `make lock` would change)
+	@diff <($(BIN)/pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' | grep -v '^-e ' | sort -f) \
+	      <(grep -vE '^\s*(#|$$)' requirements.lock | sort -f) \
+	  && echo "requirements.lock matches .venv"
+
+release: setup ## Check a release: clean tree, changelog entry, lock file matches, lint and tests pass
+	@test -z "$$(git status --porcelain)" || { echo "release: the working tree is not clean"; git status --short; exit 1; }
+	@awk '/^## Unreleased/{u=1;next} /^## /{u=0} u && /^- /{n++} END{exit n==0}' CHANGELOG.md \
+	  || { echo "release: CHANGELOG.md has nothing under Unreleased"; exit 1; }
+	$(MAKE) lock-check
+	$(MAKE) lint
+	$(MAKE) test
+	@echo "release $$($(BIN)/dataflux --version | awk '{print $$NF}') is ready: move Unreleased under a version heading, tag it v<version>"
 
 clean: ## Remove local data (.dataflux) and Dagster run history (keeps .venv)
 	rm -rf .dataflux

@@ -96,3 +96,13 @@ def test_from_env_reads_every_declared_variable_and_nothing_else(tmp_path: Path)
     custom = Settings.from_env(changed)
     for doc in declared():
         assert getattr(custom, doc.field) != getattr(defaults, doc.field), doc.env
+
+
+def test_settings_check_passes_on_the_repository() -> None:
+    from click.testing import CliRunner
+
+    from dataflux_api.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["settings", "--check"])
+    assert result.exit_code == 0, result.output
+    assert "up to date" in result.output

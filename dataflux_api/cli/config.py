@@ -38,8 +38,18 @@ def generated_docs(root: Path = REPO_ROOT) -> dict[Path, str]:
 @click.command("settings")
 @click.option("--json", "as_json", is_flag=True, help="Print the declaration as JSON.")
 @click.option("--write", is_flag=True, help="Regenerate the settings in .env.example and README.md.")
-def settings_command(as_json: bool, write: bool) -> None:
+@click.option(
+    "--check", is_flag=True, help="Exit 1 when .env.example or README.md lag the declared settings."
+)
+def settings_command(as_json: bool, write: bool, check: bool) -> None:
     """Every DataFlux setting: environment variable, default and meaning."""
+    if check:
+        stale = [path for path, text in generated_docs().items() if path.read_text() != text]
+        if stale:
+            names = ", ".join(str(p.relative_to(REPO_ROOT)) for p in stale)
+            raise click.ClickException(f"{names} out of date: run `dataflux settings --write`")
+        click.echo("settings docs are up to date")
+        return
     if write:
         for path, text in generated_docs().items():
             path.write_text(text)
