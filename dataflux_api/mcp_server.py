@@ -823,9 +823,16 @@ def _version() -> str:
 
 
 def http_app(
-    server: MCPServer, settings: Settings, host: str, *, allowed_origins: Iterable[str] = ()
+    server: MCPServer,
+    settings: Settings,
+    host: str,
+    *,
+    allowed_origins: Iterable[str] = (),
+    service: DataFlux | None = None,
 ) -> ASGIApp:
-    """The streamable-HTTP ASGI app (path /mcp) behind DataFlux's request policy (hosts, origins, tokens)."""
+    """The streamable-HTTP ASGI app (path /mcp) behind DataFlux's request policy (hosts, origins, tokens).
+
+    With `service`, it also answers `GET /metrics` (Prometheus; `admin` when a secret is set)."""
     policy = RequestPolicy.for_server(settings, host, extra_origins=allowed_origins)
     origins = sorted(policy.allowed_origins)
     security = None
@@ -843,4 +850,8 @@ def http_app(
             + origins,
         )
     app = server.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host)
+    if service is not None:
+        from dataflux_api.metrics import Metrics, serve_metrics
+
+        app = serve_metrics(app, Metrics(service))
     return PolicyGuard(app, policy)

@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import math
 import mimetypes
+import shutil
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -611,6 +612,37 @@ class DataFlux:
             },
             "segments": {"total": segments.count_rows(), "by_type": by_type},
             "queue_depth": by_status.get(Status.QUEUED.value, 0) + by_status.get(Status.PROCESSING.value, 0),
+        }
+
+    def operations(self) -> dict[str, Any]:
+        """What an operator alerts on: failures by reason code, the age of the oldest waiting file,
+        free space where the data lives, and this process's model load and inference times."""
+        assets = self.catalog.assets
+
+        def column(where: str, name: str) -> list[Any]:
+            rows = assets.search().where(where).select([name]).limit(max(assets.count_rows(), 1)).to_list()
+            return [row[name] for row in rows]
+
+        failed: dict[str, int] = {}
+        for reason in column(f"status = {literal(Status.FAILED.value)}", "reason_code"):
+            failed[reason or "unknown"] = failed.get(reason or "unknown", 0) + 1
+        waiting = f"status IN ({literal(Status.QUEUED.value)}, {literal(Status.PROCESSING.value)})"
+        stamps = [stamp for stamp in column(waiting, "updated_at") if stamp is not None]
+        oldest = 0.0
+        if stamps:
+            first = min(stamps)
+            first = first if first.tzinfo else first.replace(tzinfo=dt.UTC)
+            oldest = max(0.0, (dt.datetime.now(dt.UTC) - first).total_seconds())
+        home = self.settings.home
+        home.mkdir(parents=True, exist_ok=True)
+        disk = shutil.disk_usage(home)
+        with self._lock:
+            registry = self._registry
+        return {
+            "failed_by_reason": failed,
+            "oldest_waiting_seconds": oldest,
+            "disk": {"path": str(home), "free_bytes": disk.free, "total_bytes": disk.total},
+            "models": registry.timings() if registry is not None else {},
         }
 
     def stats(self) -> dict[str, Any]:

@@ -247,6 +247,12 @@ class Settings:
         _paths,
         example="",
     )
+    dagster_metrics_port: int = setting(
+        "DATAFLUX_DAGSTER_METRICS_PORT",
+        0,
+        "Port of the Dagster code location's Prometheus exporter (runs, daemon heartbeats, stage durations); 0 = off",
+        _int(0),
+    )
     dagster_port: int = setting(
         "DATAFLUX_DAGSTER_PORT", 3000, "Dagster webserver port for `dataflux up`", _int(1)
     )

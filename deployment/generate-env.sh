@@ -15,7 +15,7 @@ template="$root/.env.example"
 
 # The variables docker-compose.yml requires with ${VAR:?...}; each gets a generated value.
 secrets=(POSTGRES_PASSWORD MINIO_ROOT_USER MINIO_ROOT_PASSWORD DATAFLUX_S3_ACCESS_KEY_ID
-  DATAFLUX_S3_SECRET_ACCESS_KEY DATAFLUX_JWT_SECRET)
+  DATAFLUX_S3_SECRET_ACCESS_KEY DATAFLUX_JWT_SECRET GRAFANA_ADMIN_PASSWORD)
 
 random_hex() {
   # $1 = number of random bytes; hex keeps the values safe in URLs, YAML and shell.

@@ -6,6 +6,8 @@ import contextlib
 import dataclasses
 import datetime as dt
 import io
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from dataflux_pipelines import layout, records
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.identity import asset_id_for_hash, segment_id_for, sha256_chunks
 from dataflux_pipelines.objectstore import open_object_store
-from dataflux_pipelines.settings import Settings
+from dataflux_pipelines.settings import REPO_ROOT, Settings
 
 SECRET = "test-secret-" + "k" * 56  # 68 bytes: long enough for HS512 too
 
@@ -35,6 +37,19 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "DATAFLUX_LANCE_READ_CONSISTENCY_S": "0",
     }
     return dataclasses.replace(Settings.from_env(env), **overrides)
+
+
+def private_homes(mp: Any, root: Path) -> Settings:
+    """Export a fresh DataFlux home and Dagster home under `root` (through a pytest MonkeyPatch), as
+    module-scoped fixtures need; every other DATAFLUX_ variable of the caller's shell is dropped."""
+    mp.setenv("DATAFLUX_HOME", str(root / "home"))
+    mp.setenv("DAGSTER_HOME", str(root / "dagster_home"))
+    for name in list(os.environ):
+        if name.startswith("DATAFLUX_") and name != "DATAFLUX_HOME":
+            mp.delenv(name)
+    (root / "dagster_home").mkdir()
+    shutil.copyfile(REPO_ROOT / "dagster_home" / "dagster.yaml", root / "dagster_home" / "dagster.yaml")
+    return Settings.from_env()
 
 
 def token(permissions: list[str], *, secret: str = SECRET, ttl: int = 600, subject: str = "tester") -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 import dagster as dg
 import lancedb
 import pytest
+from api_support import private_homes
 from click.testing import CliRunner
 from media_factory import make_image, make_markdown, make_text
 
@@ -25,7 +24,7 @@ from dataflux_pipelines.graph.store import live_snapshot
 from dataflux_pipelines.landing import ingest_paths
 from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.orchestration.backup import MANIFEST, BackupError, create_backup, restore_backup
-from dataflux_pipelines.settings import REPO_ROOT, Settings
+from dataflux_pipelines.settings import Settings
 
 GRAPH_STATE = ("graph/contrib/", "control/tombstones/")
 QUERIES = ("hostile files fail their own partition", "segment offsets point at the exact passage")
@@ -62,14 +61,7 @@ def processed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
     """Three small files processed once in a private home; the tests below back it up and restore it."""
     root = tmp_path_factory.mktemp("backup")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DATAFLUX_HOME", str(root / "home"))
-        mp.setenv("DAGSTER_HOME", str(root / "dagster_home"))
-        for name in list(os.environ):
-            if name.startswith("DATAFLUX_") and name != "DATAFLUX_HOME":
-                mp.delenv(name)
-        (root / "dagster_home").mkdir()
-        shutil.copyfile(REPO_ROOT / "dagster_home" / "dagster.yaml", root / "dagster_home" / "dagster.yaml")
-        settings = Settings.from_env()
+        settings = private_homes(mp, root)
         inbox = root / "inbox"
         inbox.mkdir()
         make_markdown(inbox / "notes.md")

@@ -24,7 +24,7 @@ COMPOSE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}; `$${...}` is a literal `$`.
 _REFERENCE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
-_ONE_SHOT = {"minio-init", "dagster-init"}
+_ONE_SHOT = {"minio-init", "dagster-init", "metrics-token"}
 _SECRET_WORDS = ("PASSWORD", "SECRET", "ROOT_USER", "ACCESS_KEY")
 
 
@@ -66,6 +66,9 @@ def test_compose_runs_every_service_the_cluster_needs(compose: dict[str, Any]) -
         "dagster-daemon",
         "api",
         "mcp",
+        "metrics-token",
+        "prometheus",
+        "grafana",
     }
 
 
@@ -85,6 +88,7 @@ def test_every_dataflux_service_uses_the_one_image_from_deployment_dockerfile(
         "dagster-daemon",
         "api",
         "mcp",
+        "metrics-token",
     }
     images = {svc["image"] for svc in services.values()}
     builds = {(svc["build"]["context"], svc["build"]["dockerfile"]) for svc in services.values()}
@@ -139,7 +143,7 @@ def test_bind_mounted_files_exist(compose: dict[str, Any]) -> None:
         for mount in svc.get("volumes", []):
             source = mount.split(":", 1)[0]
             if source.startswith("."):
-                assert (REPO_ROOT / source).is_file(), source
+                assert (REPO_ROOT / source).exists(), source
 
 
 def test_service_commands_match_the_ports_and_workspace(compose: dict[str, Any]) -> None:
@@ -157,7 +161,14 @@ def test_service_commands_match_the_ports_and_workspace(compose: dict[str, Any])
     assert services["api"]["command"][:2] == ["dataflux", "api"]
     assert services["mcp"]["command"][:3] == ["dataflux", "mcp", "--http"]
     published = {name: svc["ports"][0].rsplit(":", 1)[1] for name, svc in services.items() if "ports" in svc}
-    assert published == {"minio": "9000", "dagster-webserver": "3000", "api": "8000", "mcp": "8004"}
+    assert published == {
+        "minio": "9000",
+        "dagster-webserver": "3000",
+        "api": "8000",
+        "mcp": "8004",
+        "prometheus": "9090",
+        "grafana": "3000",
+    }
     for name, svc in services.items():
         for port in svc.get("ports", []):
             assert port.startswith("${PUBLISH_ADDRESS:-127.0.0.1}:"), (name, port)

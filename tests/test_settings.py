@@ -89,6 +89,7 @@ def test_from_env_reads_every_declared_variable_and_nothing_else(tmp_path: Path)
         "DATAFLUX_MCP_PORT": "2",
         "DATAFLUX_MCP_ALLOWED_ROOTS": str(tmp_path / "r"),
         "DATAFLUX_DAGSTER_PORT": "3",
+        "DATAFLUX_DAGSTER_METRICS_PORT": "9464",
         "DATAFLUX_LANCE_READ_CONSISTENCY_S": "0.5",
         "DATAFLUX_PUBLISHED_POLL_S": "0.25",
     }

@@ -23,12 +23,14 @@ from dataflux_pipelines.settings import SettingsError
 def mcp(use_http: bool, host: str | None, port: int | None, allowed_origins: tuple[str, ...]) -> None:
     """Serve DataFlux to AI agents over MCP (stdio by default; logs go to stderr)."""
     from dataflux_api.mcp_server import build_server, http_app
+    from dataflux_api.service import DataFlux
 
     settings = load_settings()
     settings = dataclasses.replace(
         settings, mcp_host=host or settings.mcp_host, mcp_port=port or settings.mcp_port
     )
-    server = build_server(settings=settings)
+    service = DataFlux(settings)
+    server = build_server(service=service)
     if not use_http:
         # stdout carries the protocol: nothing else may write there (the SDK diverts fd 1 while serving).
         server.run("stdio")
@@ -36,7 +38,7 @@ def mcp(use_http: bool, host: str | None, port: int | None, allowed_origins: tup
     import uvicorn
 
     try:
-        app = http_app(server, settings, settings.mcp_host, allowed_origins=allowed_origins)
+        app = http_app(server, settings, settings.mcp_host, allowed_origins=allowed_origins, service=service)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     auth = "bearer token required" if settings.jwt_secret else "no token (loopback only, no secret set)"

@@ -118,6 +118,8 @@ class ModelRegistry:
         self._failed: dict[str, str] = {}
         self._memo: dict[str, Any] = {}
         self.load_seconds: dict[str, float] = {}
+        # Per model: [calls, items, seconds] of inference through this registry (Prometheus reads it).
+        self.inference: dict[str, list[float]] = {}
 
     # --- loading ------------------------------------------------------------------------
     def _load(self, name: str) -> Any:
@@ -210,13 +212,28 @@ class ModelRegistry:
             return list(self._failed.values())
 
     # --- inference ----------------------------------------------------------------------
+    def _timed(self, name: str, items: int, call: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return call()
+        finally:
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                calls = self.inference.setdefault(name, [0, 0, 0.0])
+                calls[0] += 1
+                calls[1] += items
+                calls[2] += elapsed
+
     def embed_images(self, images: Sequence[ImageInput]) -> np.ndarray:
         """Unit vectors (N, vision dim) in the current vision space."""
-        return self.vision.embed_images(images)
+        vision = self.vision
+        name = "clip" if self._loaded.get("clip") is vision else "visual-offline"
+        return self._timed(name, len(images), lambda: vision.embed_images(images))
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """MiniLM unit vectors (N, 384)."""
-        return self.text.embed_texts(texts)
+        text = self.text
+        return self._timed("text", len(texts), lambda: text.embed_texts(texts))
 
     def embed_query_for_vision(self, text: str) -> np.ndarray:
         """A text query as a vector in CLIP's image space, (D,); only when CLIP is loaded."""
@@ -225,13 +242,27 @@ class ModelRegistry:
             raise RuntimeError(
                 "text-to-image search needs CLIP, which is not loaded: " + "; ".join(self.degraded)
             )
-        return clip.embed_texts([text])[0]
+        return self._timed("clip", 1, lambda: clip.embed_texts([text])[0])
 
     def transcribe(self, samples: np.ndarray, sample_rate: int) -> str:
         speech = self.speech
         if speech is None:
             raise RuntimeError("no speech model: set DATAFLUX_SPEECH_MODEL (or see status()['degraded'])")
-        return speech.transcribe(samples, sample_rate)
+        return self._timed("speech", 1, lambda: speech.transcribe(samples, sample_rate))
+
+    def timings(self) -> dict[str, dict[str, float]]:
+        """Load seconds and inference totals per model of this registry (for /metrics)."""
+        with self._lock:
+            names = set(self.load_seconds) | set(self.inference)
+            return {
+                name: {
+                    "load_seconds": self.load_seconds.get(name, 0.0),
+                    "calls": self.inference.get(name, [0, 0, 0.0])[0],
+                    "items": self.inference.get(name, [0, 0, 0.0])[1],
+                    "seconds": self.inference.get(name, [0, 0, 0.0])[2],
+                }
+                for name in sorted(names)
+            }
 
     # --- versions and status ------------------------------------------------------------
     def model_versions(self, media_type: str) -> dict[str, str]:
