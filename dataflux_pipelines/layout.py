@@ -15,6 +15,7 @@ ASSETS_TABLE = "assets"
 SEGMENTS_TABLE = "segments"
 COLLECTIONS_TABLE = "collections"
 FEEDBACK_TABLE = "feedback"
+SHOT_FRAMES_TABLE = "shot_frames"  # frames sampled per shot for near-duplicates (records.ShotFrameRecord)
 SEARCH_PARAMS_TABLE = "search_params"  # tuned ANN parameters, one row per vector column
 
 # Vectors live in one table per modality and embedding space, so a model with another dimension gets
@@ -61,6 +62,11 @@ def derived_key(asset_id: str, name: str) -> str:
 
 def keyframe_key(asset_id: str, sequence_number: int) -> str:
     return derived_key(asset_id, f"keyframes/{sequence_number:05d}.jpg")
+
+
+def sample_frame_key(asset_id: str, sequence_number: int, k: int) -> str:
+    """The k-th other sampled frame of a shot (beside its keyframe), compared for near-duplicates."""
+    return derived_key(asset_id, f"frames/{sequence_number:05d}-{k}.jpg")
 
 
 def segment_thumbnail_key(asset_id: str, sequence_number: int) -> str:

@@ -390,6 +390,8 @@ class MediaPipeline:
             if draft.thumbnail_jpeg:
                 thumb = layout.segment_thumbnail_key(asset_id, draft.sequence_number)
                 self.store.put_bytes(thumb, draft.thumbnail_jpeg)
+            for k, jpeg in enumerate(draft.sample_frames_jpeg):
+                self.store.put_bytes(layout.sample_frame_key(asset_id, draft.sequence_number, k), jpeg)
             record = SegmentRecord(
                 id=segment_id,
                 asset_id=asset_id,

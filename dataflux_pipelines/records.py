@@ -192,6 +192,24 @@ class VectorRecord:
     created_at: dt.datetime | None = None
 
 
+@dataclasses.dataclass(kw_only=True)
+class ShotFrameRecord:
+    """One frame sampled from a video shot (its keyframe or another), as the near-duplicate check compares
+    it: the learned vector, the visual-offline descriptor and the signature (hashes, grey thumbnails, flat)."""
+
+    id: str = column(nullable=False)  # "{segment_id}:{frame}"
+    segment_id: str = column(nullable=False)
+    asset_id: str = column(nullable=False)
+    frame: int | None = None
+    time: float | None = None
+    # the learned space's dimension: `shot_frames_schema(dim)` sets it
+    vector: list[float] | None = column(arrow=pa.list_(pa.float32()))
+    descriptor: list[float] | None = column(arrow=pa.list_(pa.float32()))
+    signature: dict[str, Any] = column({})
+    model_version: str | None = None
+    created_at: dt.datetime | None = None
+
+
 # --- derived shapes -----------------------------------------------------------------------
 
 
@@ -268,6 +286,12 @@ def public_fields(record: type) -> list[tuple[str, Any, Any]]:
 
 def vector_table_schema(dim: int) -> pa.Schema:
     schema = arrow_schema(VectorRecord)
+    index = schema.get_field_index("vector")
+    return schema.set(index, pa.field("vector", pa.list_(pa.float32(), dim)))
+
+
+def shot_frames_schema(dim: int) -> pa.Schema:
+    schema = arrow_schema(ShotFrameRecord)
     index = schema.get_field_index("vector")
     return schema.set(index, pa.field("vector", pa.list_(pa.float32(), dim)))
 

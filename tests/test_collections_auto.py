@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from graph_support import SegmentSpec, add_asset, picture
+from picture_edits import crop, resize
 
 from dataflux_pipelines import layout, records
 from dataflux_pipelines.auto_collections import cluster_assets, refresh_auto_collections
 from dataflux_pipelines.catalog import Catalog
-from dataflux_pipelines.duplicates import crop, resize
 from dataflux_pipelines.settings import Settings
 
 GROUPS = {"beach": 100, "forest": 200, "night": 300}

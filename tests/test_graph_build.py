@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 from graph_support import SegmentSpec, add_asset, delete_vectors, picture, text_vector
+from picture_edits import crop, resize
 
 from dataflux_pipelines import layout, records
 from dataflux_pipelines.catalog import Catalog
-from dataflux_pipelines.duplicates import crop, resize
 from dataflux_pipelines.graph.build import publish_graph
 from dataflux_pipelines.graph.contrib import graph_contribution
 from dataflux_pipelines.graph.store import (

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 from graph_support import picture
+from picture_edits import duplicate_pairs, near_duplicate_variants, precision_recall
 
-from dataflux_pipelines.duplicates import (
-    duplicate_groups,
-    duplicate_pairs,
-    duplicate_threshold,
-    near_duplicate_variants,
-    precision_recall,
-    shared_segments,
-)
+from dataflux_pipelines.duplicates import duplicate_groups, duplicate_threshold, shared_segments
 from dataflux_pipelines.models.visual import VISUAL_OFFLINE_SPACE, describe_images
 
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import picture_edits as pe
 import pytest
 import real_media
 from litestar.testing import TestClient
@@ -80,7 +81,7 @@ def test_the_learned_embedding_finds_a_cropped_and_reencoded_copy(
     model: EfficientNetLite0, frames: dict[str, Image.Image]
 ) -> None:
     originals = list(frames.values())
-    copy = dup.reencode(dup.resize(dup.crop(frames["taxi"], 0.12), 0.6), 35)
+    copy = pe.reencode(pe.resize(pe.crop(frames["taxi"], 0.12), 0.6), 35)
     emb = model.embed_images([*originals, copy])
     sims = emb[:-1] @ emb[-1]
     assert int(sims.argmax()) == 0  # the taxi frame, not the other street or music-video frames
@@ -132,16 +133,16 @@ def test_videos_sharing_a_black_intro_and_title_card_are_not_duplicates_but_a_co
     sigs = signatures(model, [s[4] for s in shots])
     assert [s.flat for s in sigs] == [True, True, False, False, True] * 2
     found = dup.shot_duplicates(
-        [dup.Shot(s[0], s[1], s[2], s[3], g) for s, g in zip(shots, sigs, strict=True)]
+        [dup.Shot(s[0], s[1], s[2], s[3], (g,)) for s, g in zip(shots, sigs, strict=True)]
     )
     assert found == []
     # The same shot re-encoded and cropped inside a third video is found, with both spans.
-    copy = dup.reencode(dup.crop(frames["music1185"], 0.1), 35)
+    copy = pe.reencode(pe.crop(frames["music1185"], 0.1), 35)
     c = _video("C", [("intro", 1.0, black), ("other", 2.0, frames["music2810"]), ("copy", 1.5, copy)])
     shots += c
     sigs += signatures(model, [s[4] for s in c])
     found = dup.shot_duplicates(
-        [dup.Shot(s[0], s[1], s[2], s[3], g) for s, g in zip(shots, sigs, strict=True)]
+        [dup.Shot(s[0], s[1], s[2], s[3], (g,)) for s, g in zip(shots, sigs, strict=True)]
     )
     assert [(m.segment_a, m.span_a, m.segment_b, m.span_b) for m in found] == [
         ("A:s2", (6.0, 8.5), "C:copy", (3.0, 4.5))
@@ -345,7 +346,7 @@ def test_graph_duplicate_of_links_a_copied_shot_with_its_spans_and_never_shared_
     store = LocalObjectStore(tmp_path / "keyframes")
     size = frames["music560"].size
     black = Image.new("RGB", size, (0, 0, 0))
-    copy = dup.reencode(dup.crop(frames["music1185"], 0.1), 35)
+    copy = pe.reencode(pe.crop(frames["music1185"], 0.1), 35)
     videos = {
         "a.mp4": [black, frames["music560"], frames["music1185"], black],
         "b.mp4": [black, frames["music3310"], copy, black],

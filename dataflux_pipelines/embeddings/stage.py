@@ -24,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from dataflux_pipelines import layout, records
 from dataflux_pipelines.catalog import table_names
 from dataflux_pipelines.duplicates import signature as image_signature
-from dataflux_pipelines.embeddings.indexes import VECTOR_TABLE_PREFIXES, ensure_tables
+from dataflux_pipelines.embeddings.indexes import VECTOR_TABLE_PREFIXES, ensure_tables, open_or_create
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.lance_sql import in_list, literal, uuid_literal
 from dataflux_pipelines.models.concepts import feature_concepts, merge_concepts, zero_shot_concepts
@@ -45,6 +45,8 @@ _READ_COLUMNS = [
     "transcript",
     "context",
     "keyframe_path",
+    "sequence_number",
+    "technical_features",
     "audio_features",
     "semantic_features",
 ]
@@ -184,7 +186,11 @@ def embed_segments(
     learned_of: dict[str, np.ndarray] = {}
     labels_of: dict[str, list[Label]] = {}
     hashes_of: dict[str, dict[str, Any]] = {}
+    descriptor_of: dict[str, np.ndarray] = {}
     image_rows: list[dict[str, Any]] = []
+    # Shots' other sampled frames, for near-duplicates across videos: (shot row, frame index, picture).
+    pending_frames: list[tuple[dict[str, Any], int, Image.Image]] = []
+    frame_rows: list[dict[str, Any]] = []
 
     def flush() -> None:
         if not pending:
@@ -201,6 +207,7 @@ def embed_segments(
                 learned_of[row["id"]] = analysis.embeddings[i]
                 labels_of[row["id"]] = labels_for(analysis.probabilities[i])
                 hashes_of[row["id"]] = image_signature(image, analysis.embeddings[i], descriptors[i]).hashes()
+                descriptor_of[row["id"]] = np.asarray(descriptors[i], dtype=np.float32)
         elapsed = time.perf_counter() - started
         for i, (row, _) in enumerate(pending):
             vector_of[row["id"]] = vectors[i]
@@ -208,6 +215,19 @@ def embed_segments(
                 zero_shot_of[row["id"]] = labels[i]
             outcomes[row["asset_id"]].model_s += elapsed / len(pending)
         pending.clear()
+
+    def flush_frames() -> None:
+        if not pending_frames or image_model is None:
+            return
+        started = time.perf_counter()
+        images = [image for _, _, image in pending_frames]
+        analysis = image_model.analyse(images)
+        descriptors = describe_images(images)
+        for i, (row, frame, image) in enumerate(pending_frames):
+            sig = image_signature(image, analysis.embeddings[i], descriptors[i])
+            frame_rows.append(_frame_row(row, frame, sig.embedding, sig.descriptor, sig.hashes()))
+            outcomes[row["asset_id"]].model_s += (time.perf_counter() - started) / len(pending_frames)
+        pending_frames.clear()
 
     for asset_id in ids:
         outcome = outcomes[asset_id]
@@ -220,6 +240,11 @@ def embed_segments(
             started = time.perf_counter()
             try:
                 image = _decode_keyframe(row["keyframe_path"], image_loader)
+                samples = [
+                    (frame, _decode_keyframe(key, image_loader))
+                    for frame, key in _sample_frames(row)
+                    if image_model is not None
+                ]
             except MediaError as exc:
                 outcome.error = exc.to_dict()
                 log.warning("asset %s: %s", asset_id, exc)
@@ -229,9 +254,13 @@ def embed_segments(
             pixel_features[row["id"]] = measure_pixels(image)
             pending.append((row, image))
             image_rows.append(row)
+            pending_frames.extend((row, frame, picture) for frame, picture in samples)
             if len(pending) >= chunk:
                 flush()
+            if len(pending_frames) >= chunk:
+                flush_frames()
     flush()
+    flush_frames()
     for asset_id in ids:
         if outcomes[asset_id].error is not None:
             rows_by_asset.pop(asset_id, None)
@@ -360,6 +389,19 @@ def embed_segments(
                 now,
                 keep,
             )
+        if image_model is not None:
+            _replace_shot_frames(
+                db,
+                image_model,
+                ok_ids,
+                ok,
+                vision_rows,
+                frame_rows,
+                learned_of,
+                descriptor_of,
+                hashes_of,
+                now,
+            )
     vision_write_s = time.perf_counter() - started
 
     # 5. Per-asset figures: batched model and write time is shared out by segment and image counts.
@@ -432,6 +474,77 @@ def _replace_vision_rows(
                 other.delete(where)
 
 
+def _sample_frames(row: dict[str, Any]) -> list[tuple[int, str]]:
+    """(frame index, object key) of a shot's other sampled frames, as the video stage stored them."""
+    if row.get("segment_type") != records.SegmentType.SHOT.value:
+        return []
+    technical = _json_dict(row.get("technical_features"))
+    return [
+        (int(frame), layout.sample_frame_key(row["asset_id"], int(row["sequence_number"]), k))
+        for k, frame in enumerate(technical.get("sample_frames") or [])
+    ]
+
+
+def _frame_row(
+    row: dict[str, Any], frame: int, vector: np.ndarray, descriptor: np.ndarray, signature: dict[str, Any]
+) -> dict[str, Any]:
+    fps = _json_dict(row.get("technical_features")).get("fps")
+    return {
+        "id": f"{row['id']}:{frame}",
+        "segment_id": row["id"],
+        "asset_id": row["asset_id"],
+        "frame": frame,
+        "time": round(frame / float(fps), 4) if fps else None,
+        "vector": np.asarray(vector, dtype=np.float32).tolist(),
+        "descriptor": np.asarray(descriptor, dtype=np.float32).tolist(),
+        "signature": json.dumps(signature, sort_keys=True),
+    }
+
+
+def _replace_shot_frames(
+    db: lancedb.DBConnection,
+    model: Any,
+    asset_ids: list[str],
+    ok: set[str],
+    keyframe_rows: list[dict[str, Any]],
+    sample_rows: list[dict[str, Any]],
+    learned_of: dict[str, np.ndarray],
+    descriptor_of: dict[str, np.ndarray],
+    hashes_of: dict[str, dict[str, Any]],
+    now: dt.datetime,
+) -> None:
+    """Exactly the sampled frames (keyframe included) of these assets' shots in `shot_frames`, one commit."""
+    rows = [
+        _frame_row(
+            r,
+            int(_json_dict(r.get("technical_features")).get("keyframe_frame") or 0),
+            learned_of[r["id"]],
+            descriptor_of[r["id"]],
+            hashes_of[r["id"]],
+        )
+        for r in keyframe_rows
+        if r.get("segment_type") == records.SegmentType.SHOT.value and r["id"] in learned_of
+    ]
+    rows += [r for r in sample_rows if r["asset_id"] in ok]
+    schema = records.shot_frames_schema(model.dim)
+    tbl = open_or_create(db, layout.SHOT_FRAMES_TABLE, schema)
+    where = in_list("asset_id", asset_ids, uuids=True)
+    if not rows:
+        if tbl.count_rows(where):
+            tbl.delete(where)
+        return
+    for r in rows:
+        r["model_version"] = model.version
+        r["created_at"] = now
+    (
+        tbl.merge_insert("id")
+        .when_matched_update_all()
+        .when_not_matched_insert_all()
+        .when_not_matched_by_source_delete(where)
+        .execute(pa.Table.from_pylist(rows, schema=schema))
+    )
+
+
 def _model_name(model: Any) -> str:
     profile = getattr(model, "profile", None)
     return profile.model_id_or_path if profile is not None else model.space
@@ -460,7 +573,7 @@ def delete_asset_vectors(db: lancedb.DBConnection, asset_id: str) -> dict[str, i
     where = f"asset_id = {uuid_literal(asset_id, 'asset_id')}"
     deleted: dict[str, int] = {}
     for name in table_names(db):
-        if name.startswith(VECTOR_TABLE_PREFIXES):
+        if name.startswith(VECTOR_TABLE_PREFIXES) or name == layout.SHOT_FRAMES_TABLE:
             tbl = db.open_table(name)
             count = tbl.count_rows(where)
             if count:

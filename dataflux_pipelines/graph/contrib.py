@@ -194,8 +194,10 @@ def similarity_edges(catalog: Any, asset_id: str, segments: list[dict[str, Any]]
                             "modality": space,
                         }
                     )
-        if name == learned and candidates:
-            edges.extend(_verified_duplicates(catalog, table, candidates))
+        if name == learned:
+            candidates.extend(_frame_candidates(catalog, asset_id, names))
+            if candidates:
+                edges.extend(_verified_duplicates(catalog, table, candidates))
     text_floor = similar_floor("text")
     for seg in segments:
         vector = seg.get("text_vector")
@@ -211,11 +213,53 @@ def similarity_edges(catalog: Any, asset_id: str, segments: list[dict[str, Any]]
     return edges
 
 
+def _frame_candidates(catalog: Any, asset_id: str, names: list[str]) -> list[tuple[str, str, None]]:
+    """Shot pairs whose sampled frames (keyframe or others) are alike in the learned space: a trimmed copy's
+    keyframe is another frame of the original shot, which the keyframe search alone can miss."""
+    if layout.SHOT_FRAMES_TABLE not in names:
+        return []
+    table = catalog.db.open_table(layout.SHOT_FRAMES_TABLE)
+    lit = uuid_literal(asset_id, "asset_id")
+    n = table.count_rows(f"asset_id = {lit}")
+    if n == 0:
+        return []
+    own = table.search().where(f"asset_id = {lit}").select(["segment_id", "vector"]).limit(n).to_list()
+    pairs: set[tuple[str, str]] = set()
+    for row in own:
+        for other, score in _neighbours(
+            table, "vector", "segment_id", row["vector"], asset_id, SIMILAR_TOP_K
+        ):
+            if score >= dup.CANDIDATE_COSINE:
+                pairs.add((row["segment_id"], other))
+    return [(a, b, None) for a, b in sorted(pairs)]
+
+
+def _shot_frames(catalog: Any, ids: list[str]) -> dict[str, list[dup.Signature]]:
+    """The stored sampled frames of these shots (keyframe included), in frame order."""
+    if layout.SHOT_FRAMES_TABLE not in table_names(catalog.db):
+        return {}
+    rows = (
+        catalog.db.open_table(layout.SHOT_FRAMES_TABLE)
+        .search()
+        .where(in_list("segment_id", ids, uuids=True))
+        .select(["segment_id", "frame", "vector", "descriptor", "signature"])
+        .limit(None)
+        .to_list()
+    )
+    out: dict[str, list[dup.Signature]] = {}
+    for r in sorted(rows, key=lambda r: (r["segment_id"], r["frame"] or 0)):
+        out.setdefault(r["segment_id"], []).append(
+            dup.Signature.from_stored(json.loads(r["signature"]), r["vector"], r["descriptor"])
+        )
+    return out
+
+
 def _verified_duplicates(
-    catalog: Any, learned_table: Any, candidates: list[tuple[str, str, np.ndarray]]
+    catalog: Any, learned_table: Any, candidates: list[tuple[str, str, np.ndarray | None]]
 ) -> list[dict[str, Any]]:
     """DUPLICATE_OF edges for candidate pairs that pass `duplicates.duplicate_scores` (hashes, thumbnails,
-    descriptor and learned embedding; flat frames never pass). Score: the verification probability."""
+    descriptor and learned embedding; flat frames never pass). Shots with stored sampled frames are
+    compared frame by frame (`duplicates.frames_score`). Score: the verification probability."""
     ids = sorted({a for a, _, _ in candidates} | {b for _, b, _ in candidates})
     where = in_list("segment_id", ids, uuids=True)
     learned = {
@@ -250,10 +294,13 @@ def _verified_duplicates(
             # The fitted descriptor weight is 0.02, so this moves the verification logit by < 0.02.
             descriptor = descriptors[sid] if all_descriptors else learned[sid]
             signatures[sid] = dup.Signature.from_stored(stored[sid], learned[sid], descriptor)
+    frames = _shot_frames(catalog, ids)
     edges = []
-    for a, b, _ in candidates:
-        if a in signatures and b in signatures:
-            p = float(dup.duplicate_scores([signatures[a]], [signatures[b]])[0, 0])
+    for a, b in dict.fromkeys((a, b) for a, b, _ in candidates):
+        fa = frames.get(a) or ([signatures[a]] if a in signatures else [])
+        fb = frames.get(b) or ([signatures[b]] if b in signatures else [])
+        if fa and fb:
+            p = dup.frames_score(fa, fb)[0]
             if p >= dup.VERIFY_THRESHOLD:
                 edges.append({"kind": "DUPLICATE_OF", "src": a, "dst": b, "score": p, "modality": "verified"})
     return edges

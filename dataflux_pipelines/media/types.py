@@ -55,6 +55,9 @@ class SegmentDraft:
     # so video is decoded once for both shot detection and embedding.
     keyframe_jpeg: bytes | None = None
     thumbnail_jpeg: bytes | None = None
+    # Shots: the other sampled frames (technical_features["sample_frames"] holds their indices), compared
+    # with other videos' frames so that a trimmed copy of the shot is still found.
+    sample_frames_jpeg: list[bytes] = field(default_factory=list)
     visual_features: dict[str, Any] = field(default_factory=dict)
     style_features: dict[str, Any] = field(default_factory=dict)
     technical_features: dict[str, Any] = field(default_factory=dict)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dataflux_pipelines.duplicates import sample_positions
 from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.media.features import dominant_palette, encode_jpeg, style_labels, visual_features
 from dataflux_pipelines.media.screen_text import ChangeSampler, shot_text_frames
@@ -41,7 +42,21 @@ class _MiddleFrames:
 
     def middle(self, shot: Shot) -> tuple[int, np.ndarray]:
         mid = (shot.start_frame + shot.end_frame) // 2
-        return min(self.frames, key=lambda item: abs(item[0] - mid))
+        return self.nearest(mid)
+
+    def nearest(self, index: int) -> tuple[int, np.ndarray]:
+        return min(self.frames, key=lambda item: abs(item[0] - index))
+
+    def samples(self, shot: Shot, key_index: int) -> list[tuple[int, np.ndarray]]:
+        """The frames nearest to the shot's sample positions (`duplicates.sample_positions`), keyframe left out."""
+        positions = sample_positions(shot.start_frame, shot.end_frame)
+        middle = min(positions, key=lambda p: abs(p - key_index))  # the keyframe stands for this one
+        picked = {}
+        for position in positions:
+            index, rgb = self.nearest(position)
+            if position != middle and index != key_index:
+                picked[index] = rgb
+        return sorted(picked.items(), key=lambda item: item[0])
 
 
 class _KeyframePicker:
@@ -58,9 +73,9 @@ class _KeyframePicker:
     def offer(self, index: int, rgb: np.ndarray) -> None:
         self.pending.append((index, rgb.copy()))  # a copy: a view would keep the whole batch alive
 
-    def take(self, closed: list[Shot], settled: int) -> list[tuple[Shot, int, np.ndarray]]:
-        """Keyframes (shot, index, RGB) of the shots closed and settled since the last call."""
-        out: list[tuple[Shot, int, np.ndarray]] = []
+    def take(self, closed: list[Shot], settled: int) -> list[_Picked]:
+        """Keyframes (shot, index, RGB, other sampled frames) of the shots closed and settled since the last call."""
+        out: list[_Picked] = []
         while self.pending and self.pending[0][0] < settled:
             index, rgb = self.pending.popleft()
             while self.done < len(closed) and index > closed[self.done].end_frame:
@@ -70,15 +85,20 @@ class _KeyframePicker:
             out.append(self._close(closed[self.done]))
         return out
 
-    def _close(self, shot: Shot) -> tuple[Shot, int, np.ndarray]:
+    def _close(self, shot: Shot) -> _Picked:
         if not self.sampler.frames:
             raise MediaError(
                 Reason.INTERNAL_ERROR, f"no decoded frame for shot {shot.start_frame}-{shot.end_frame}"
             )
         index, rgb = self.sampler.middle(shot)
+        samples = self.sampler.samples(shot, index)
         self.sampler = _MiddleFrames()
         self.done += 1
-        return shot, index, rgb
+        return shot, index, rgb, samples
+
+
+# What the picker hands over per shot: the shot, its keyframe (index, RGB), its other sampled frames.
+_Picked = tuple[Shot, int, np.ndarray, list[tuple[int, np.ndarray]]]
 
 
 def _decode_size(probe: Probe, max_side: int) -> tuple[int, int]:
@@ -155,6 +175,7 @@ class _ShotPicture:
     thumbnail_jpeg: bytes
     visual: dict[str, Any]
     tile: np.ndarray
+    samples: list[tuple[int, bytes]]  # the other frames compared for near-duplicates (index, JPEG)
 
 
 def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
@@ -175,7 +196,7 @@ def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
     def collect(closed: list[Shot], settled: int) -> None:
         # Encode each keyframe as soon as its shot settles: holding the pixels of every shot's keyframe
         # until the end would grow with the number of shots.
-        for shot, key_index, rgb in picker.take(closed, settled):
+        for shot, key_index, rgb, samples in picker.take(closed, settled):
             visual = visual_features(rgb)
             visual["motion_intensity"] = round(float(shot.motion), 4)
             pictures.append(
@@ -185,6 +206,8 @@ def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
                     encode_jpeg(rgb, thumbnail_side),
                     visual,
                     _tile(rgb),
+                    # The keyframe's size: the duplicate check compares these with other videos' keyframes.
+                    [(index, encode_jpeg(frame, keyframe_side)) for index, frame in samples],
                 )
             )
 
@@ -242,8 +265,13 @@ def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
                 thumbnail_jpeg=pic.thumbnail_jpeg,
                 visual_features=pic.visual,
                 style_features=style_labels(pic.visual),
-                technical_features={**technical, "keyframe_frame": pic.key_index},
+                technical_features={
+                    **technical,
+                    "keyframe_frame": pic.key_index,
+                    "sample_frames": [index for index, _ in pic.samples],
+                },
                 audio_features=audio[i] or {},
+                sample_frames_jpeg=[jpeg for _, jpeg in pic.samples],
             )
         )
     assert sampler is not None

