@@ -28,11 +28,22 @@ def test_a_one_frame_shot_after_a_long_shot_still_gets_its_own_keyframe() -> Non
         if i % 64 == 63:  # the detector settles frames in batches, 128 frames behind the newest
             picked += picker.take([s for s in shots if s.end_frame < i - 128], max(0, i + 1 - 128))
     picked += picker.take(shots, 3100)
-    assert [(s.start_frame, s.end_frame) for s, _, _ in picked] == [(0, 2999), (3000, 3000), (3001, 3099)]
-    for s, index, rgb in picked:
+    assert [(s.start_frame, s.end_frame) for s, _, _, _ in picked] == [(0, 2999), (3000, 3000), (3001, 3099)]
+    for s, index, rgb, samples in picked:
         assert s.start_frame <= index <= s.end_frame
         assert int(rgb[0, 0, 0]) == index % 256
+        # The other frames compared for near-duplicates lie inside the shot, apart from the keyframe.
+        assert all(s.start_frame <= i <= s.end_frame and i != index for i, _ in samples)
+        assert all(int(f[0, 0, 0]) == i % 256 for i, f in samples)
     assert abs(picked[0][1] - 1500) <= 3000 // KEYFRAME_BUFFER  # near the middle of the long shot
+    # The long shot's other samples sit near 1/6 and 5/6 of it; the one-frame shot has only its keyframe.
+    assert [
+        abs(i - p) <= 3000 // KEYFRAME_BUFFER for (i, _), p in zip(picked[0][3], (500, 2500), strict=True)
+    ] == [
+        True,
+        True,
+    ]
+    assert picked[1][3] == []
 
 
 def test_buffered_frames_stay_bounded_while_a_long_shot_is_open() -> None:
