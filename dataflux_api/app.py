@@ -209,8 +209,10 @@ class AssetController(Controller):
     def list_assets(
         self,
         service: Service,
-        page: Annotated[int, Parameter(description="1-based page number")] = 1,
-        limit: Annotated[int, Parameter(description="Page size; values above 100 are clamped to 100")] = 20,
+        page: Annotated[int, Parameter(ge=1, description="1-based page number")] = 1,
+        limit: Annotated[
+            int, Parameter(ge=1, description="Page size (at least 1); values above 100 are clamped to 100")
+        ] = 20,
         status: Annotated[
             str | None, Parameter(description="queued, processing, completed or failed")
         ] = None,

@@ -12,6 +12,8 @@ import dataclasses
 import functools
 import json
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +43,13 @@ if TYPE_CHECKING:
     from dataflux_pipelines.models.registry import ModelRegistry
 
 STAGES = ("media_file", "segments", "segment_embeddings", "graph_contributions")
+
+
+def kill_at_boundary(settings: Settings, stage: str) -> None:
+    """The fault-test hook (DATAFLUX_KILL_AT): die like a killed worker once `stage` has committed."""
+    if settings.kill_at == stage:
+        logging.getLogger(__name__).warning("DATAFLUX_KILL_AT=%s: SIGKILL of process %d", stage, os.getpid())
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass

@@ -184,6 +184,12 @@ class Settings:
         "Runs a file may see die (killed, rebooted) before it ends `failed` with `run_died`",
         _int(1),
     )
+    kill_at: str | None = setting(
+        "DATAFLUX_KILL_AT",
+        None,
+        "Fault testing only: the process running a file SIGKILLs itself right after this stage "
+        "(media_file, segments, segment_embeddings, graph_contributions) to prove each boundary resumes",
+    )
     batch_size: int = setting("DATAFLUX_BATCH_SIZE", 32, "Inference batch size", _int(1))
     decode_timeout_s: float = setting(
         "DATAFLUX_DECODE_TIMEOUT_S",

@@ -66,6 +66,7 @@ def test_from_env_reads_every_declared_variable_and_nothing_else(tmp_path: Path)
         "DATAFLUX_S3_RETRY_BASE_S": "0.5",
         "DATAFLUX_S3_TIMEOUT_S": "3",
         "DATAFLUX_MAX_RUN_ATTEMPTS": "7",
+        "DATAFLUX_KILL_AT": "segments",
         "DATAFLUX_CLIP_MODEL": "/m/clip",
         "DATAFLUX_CLIP_REVISION": "r1",
         "DATAFLUX_SPEECH_MODEL": "/m/whisper",

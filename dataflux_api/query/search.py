@@ -510,6 +510,10 @@ class SearchEngine:
             raise FilterError("limit", "must be at least 1")
         if req.offset < 0:
             raise FilterError("offset", "must not be negative")
+        if req.min_score is not None:
+            _finite(
+                req.min_score, "min_score", 0.0, 1.0
+            )  # checked before the library is read: same answer when empty
         limit = min(req.limit, MAX_SEARCH_LIMIT)
         if req.offset + limit > MAX_WINDOW:
             raise FilterError("offset", f"offset + limit must be at most {MAX_WINDOW}")

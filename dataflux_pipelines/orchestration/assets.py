@@ -20,7 +20,7 @@ from dataflux_pipelines.graph.build import publish_graph, top_concepts_markdown
 from dataflux_pipelines.orchestration.partitions import asset_id_of, media_files
 from dataflux_pipelines.orchestration.resources import ModelsResource, StoresResource
 from dataflux_pipelines.orchestration.runs import dagster_runs
-from dataflux_pipelines.pipeline import STAGES, MediaPipeline, Outcome
+from dataflux_pipelines.pipeline import STAGES, MediaPipeline, Outcome, kill_at_boundary
 
 MAX_PARTITIONS_PER_RUN = 100
 
@@ -100,6 +100,7 @@ def media_pipeline(
                     context.log.warning(f"{asset_id} failed in {stage}: {outcome.error}")
             alive = [a for a in alive if outcomes[a].ok]
             context.log.info(f"{stage}: {len(alive)} ok, {len(failures)} failed so far")
+            kill_at_boundary(settings, stage)
         pipeline.mark_done({**{a: Outcome(a) for a in alive}, **{a: o for a, (_, o) in failures.items()}})
     if failures:
         lines = [

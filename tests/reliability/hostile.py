@@ -428,3 +428,21 @@ HOSTILE_NAMES = [
     "emoji-\U0001f4a3-\U0001f525.png",
     "line\nbreak\r.png",
 ]
+
+
+def ordinary_files(folder: Path, n: int) -> list[Path]:
+    """`n` distinct good files of every media type in turn (notes, a picture, a tone, a clip)."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def picture(i: int) -> Path:
+        path = folder / f"picture{i}.png"
+        Image.fromarray(mf.image_array((160, 120), i)).save(path)
+        return path
+
+    makers = [
+        lambda i: mf.make_markdown(folder / f"notes{i}.md", sections=2 + i, words_per_section=60),
+        picture,
+        lambda i: mf.make_wav(folder / f"tone{i}.wav", pattern=[("chord", 1.0 + i / 10)]),
+        lambda i: mf.make_video(folder / f"clip{i}.mp4", seconds=1 + i % 2, scenes=2, size=(96 + 2 * i, 64)),
+    ]
+    return [makers[i % len(makers)](i) for i in range(n)]
