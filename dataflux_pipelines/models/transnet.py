@@ -31,6 +31,23 @@ REFERENCE_WINDOW = 100
 WINDOW, CONTEXT = 300, 25
 
 
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+
+def default_precision(device: str) -> str:
+    """float16 on CUDA; bfloat16 on a CPU with native bf16 (AMX / AVX512-BF16: measured 2x the float32 frames/s
+    here, probabilities within 0.005 of float32 on the music video); float32 otherwise."""
+    if device.startswith("cuda"):
+        return "float16"
+    if (
+        device == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    ):
+        return "bfloat16"
+    return "float32"
+
+
 def weights_path() -> Path:
     """The weights file inside the installed package; ImportError/OSError with a sentence when absent."""
     spec = importlib.util.find_spec(PACKAGE)
@@ -83,9 +100,20 @@ class _Block:
 class TransNetV2Model:
     """TransNetV2 with the package's weights: per-frame single-frame and many-hot boundary probabilities."""
 
-    def __init__(self, weights: str | Path, device: str = "cpu", batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        weights: str | Path,
+        device: str = "cpu",
+        batch_size: int | None = None,
+        precision: str | None = None,
+    ) -> None:
         self.device = str(torch.device(device))
-        self.precision = "float16" if self.device.startswith("cuda") else "float32"
+        self.precision = precision or default_precision(self.device)
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"unknown TransNetV2 precision {self.precision!r}: one of {', '.join(PRECISIONS)}"
+            )
+        # bfloat16 runs under CPU autocast (weights stay float32; the convolutions and matmuls run in bf16).
         self.dtype = torch.float16 if self.precision == "float16" else torch.float32
         # Windows per forward: on CPU one 100-frame window already fills the cache (larger batches measured
         # slower); on a GPU many windows at once keep it busy.
@@ -160,6 +188,12 @@ class TransNetV2Model:
     @torch.inference_mode()
     def forward_windows(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 (B, T, 27, 48, 3) windows -> sigmoid probabilities (single-frame, many-hot), each (B, T)."""
+        if self.precision == "bfloat16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return self._forward(frames)
+        return self._forward(frames)
+
+    def _forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         inputs = frames.to(self.device)
         x = inputs.to(self.dtype).div_(255.0)
         pooled = []
@@ -285,17 +319,19 @@ class TransNetStream:
         return single.astype(np.float32), many.astype(np.float32)
 
 
-_CACHE: dict[tuple[str, int | None], TransNetV2Model] = {}
+_CACHE: dict[tuple[str, int | None, str | None], TransNetV2Model] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_transnet(device: str = "cpu", batch_size: int | None = None) -> TransNetV2Model:
+def load_transnet(
+    device: str = "cpu", batch_size: int | None = None, precision: str | None = None
+) -> TransNetV2Model:
     """The process-wide model for a device (loaded once; the decode worker calls this per file)."""
-    key = (str(torch.device(device)), batch_size)
+    key = (str(torch.device(device)), batch_size, precision)
     with _CACHE_LOCK:
         model = _CACHE.get(key)
         if model is None:
-            model = TransNetV2Model(weights_path(), device=device, batch_size=batch_size)
+            model = TransNetV2Model(weights_path(), device=device, batch_size=batch_size, precision=precision)
             _CACHE[key] = model
             log.info("loaded TransNetV2 %s on %s (%s)", model.version, model.device, model.precision)
         return model
