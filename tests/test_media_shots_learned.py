@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 from test_media_shots import texture, view, write
 
-from dataflux_pipelines.media import shot_detector
+from dataflux_pipelines.media import shot_detector, shot_fusion
 from dataflux_pipelines.media.shot_detector import detect_video, detector_status
 from dataflux_pipelines.models import transnet
 
@@ -144,3 +145,36 @@ def test_without_the_package_the_classical_detector_runs_and_the_status_says_so(
     assert "learned shot detector unavailable" in caplog.text
     assert det.to_json_dict() == detect_video(clip, detector="classical").to_json_dict()
     assert any(t.type == "cut" and abs(t.start_frame - CUT) <= 1 for t in det.transitions)
+
+
+def _small(frames: list[np.ndarray]) -> np.ndarray:
+    return np.stack([np.asarray(Image.fromarray(f).resize((48, 27), Image.BILINEAR)) for f in frames])
+
+
+def test_the_global_shift_check_tells_a_whip_pan_from_a_cut() -> None:
+    a, b = texture(21), texture(22)
+    pan = [view(a, 20 * t) for t in range(10)]  # 20 px a frame at 160 wide: 6 px at 48
+    steps = shot_fusion.global_motion_steps(_small([*pan, view(b, 0)]))
+    unshifted, shifted = steps[1:, 0], steps[1:, 1]
+    assert (shifted[:-1] < 0.5 * unshifted[:-1]).all(), steps  # every pan step is one translation
+    assert shifted[-1] > 0.7 * unshifted[-1], steps  # no shift explains the cut
+    # Streaming in pieces (the frame before each piece given) is the same as one call.
+    small = _small(pan)
+    parts = np.concatenate(
+        [shot_fusion.global_motion_steps(small[:4]), shot_fusion.global_motion_steps(small[4:], small[3])]
+    )
+    np.testing.assert_allclose(parts, shot_fusion.global_motion_steps(small), atol=1e-6)
+
+
+def test_fused_detector_finds_no_boundary_in_a_whip_pan(tmp_path: Path) -> None:
+    a, b = texture(31), texture(32)
+    frames = [view(a, 1.0 * t) for t in range(60)]
+    x = 60.0
+    for t in range(60, 140):
+        x += 16.0 if 90 <= t < 98 else 1.0  # an 8-frame whip pan inside one shot (the view never wraps)
+        frames.append(view(a, x))
+    frames += [view(b, 2.0 * t) for t in range(60)]  # a cut at 140
+    det = detect_video(write(tmp_path / "whip.mp4", frames), detector="fused")
+    assert det.detector == "fused"
+    assert [(t.type, t.start_frame) for t in det.transitions if abs(t.start_frame - 140) > 1] == []
+    assert any(t.type == "cut" and abs(t.start_frame - 140) <= 1 for t in det.transitions)
