@@ -17,6 +17,16 @@ from dataflux_pipelines.analytics.views import open_views, rollup_rows
 from dataflux_pipelines.auto_collections import refresh_auto_collections
 from dataflux_pipelines.embeddings.indexes import maintain_indexes
 from dataflux_pipelines.graph.build import publish_graph, top_concepts_markdown
+from dataflux_pipelines.orchestration.checks import (
+    FILE_CHECK_SPECS,
+    FILE_CHECKS,
+    SHARED_CHECK_SPECS,
+    facts_complete_result,
+    file_check_evaluations,
+    graph_matches_catalog_result,
+    index_recall_result,
+    thumbnail_preview,
+)
 from dataflux_pipelines.orchestration.partitions import asset_id_of, media_files
 from dataflux_pipelines.orchestration.resources import ModelsResource, StoresResource
 from dataflux_pipelines.orchestration.runs import dagster_runs
@@ -61,6 +71,7 @@ def _metadata(outcome: Outcome) -> dict[str, Any]:
 
 @dg.multi_asset(
     specs=SPECS,
+    check_specs=FILE_CHECK_SPECS,
     partitions_def=media_files,
     backfill_policy=dg.BackfillPolicy.multi_run(MAX_PARTITIONS_PER_RUN),
     can_subset=True,
@@ -68,7 +79,7 @@ def _metadata(outcome: Outcome) -> dict[str, Any]:
 )
 def media_pipeline(
     context: dg.AssetExecutionContext, stores: StoresResource, models: ModelsResource
-) -> Iterator[dg.AssetMaterialization]:
+) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
     key_of = {asset_id_of(k): k for k in context.partition_keys}
     asset_ids = list(key_of)
     selected = {key.path[-1] for key in context.selected_asset_keys}
@@ -88,12 +99,14 @@ def media_pipeline(
             if stage not in selected or not alive:
                 continue
             outcomes = getattr(pipeline, stage)(alive)
+            previews = _previews(stores, alive) if stage == "segments" else {}
             for asset_id in alive:
                 outcome = outcomes[asset_id]
                 if outcome.ok:
-                    yield dg.AssetMaterialization(
-                        asset_key=stage, partition=key_of[asset_id], metadata=_metadata(outcome)
-                    )
+                    meta = _metadata(outcome)
+                    if previews.get(asset_id) is not None:
+                        meta["preview"] = previews[asset_id]
+                    yield dg.AssetMaterialization(asset_key=stage, partition=key_of[asset_id], metadata=meta)
                 else:
                     failures[asset_id] = (stage, outcome)
                     assert outcome.error is not None
@@ -102,6 +115,11 @@ def media_pipeline(
             context.log.info(f"{stage}: {len(alive)} ok, {len(failures)} failed so far")
             kill_at_boundary(settings, stage)
         pipeline.mark_done({**{a: Outcome(a) for a in alive}, **{a: o for a, (_, o) in failures.items()}})
+        # What each file became, checked against the stores it was written to (one result per partition).
+        checks = {name for name, (stage, _) in FILE_CHECKS.items() if stage in selected}
+        yield from file_check_evaluations(
+            stores.catalog, stores.store, pipeline.registry, alive, key_of, checks
+        )
     if failures:
         lines = [
             f"{asset_id} ({stage}): {outcome.error}"
@@ -127,6 +145,10 @@ def media_pipeline(
         )
 
 
+def _previews(stores: StoresResource, asset_ids: list[str]) -> dict[str, dg.MetadataValue | None]:
+    return {row["id"]: thumbnail_preview(stores.store, row) for row in stores.catalog.get_assets(asset_ids)}
+
+
 # --- shared assets over all files ------------------------------------------------------
 
 
@@ -149,6 +171,7 @@ def _index_table(rows: list[dict]) -> str:
     pool="lance_indexer",
     group_name="indexes",
     kinds={"lancedb"},
+    check_specs=SHARED_CHECK_SPECS["vector_indexes"],
     description="Builds and refreshes the full-text, scalar and ANN indexes of the LanceDB tables, "
     "tunes search parameters for recall@10 >= 0.95 against exact search, and compacts old versions "
     "with a retention that concurrent readers survive.",
@@ -166,7 +189,8 @@ def vector_indexes(context: dg.AssetExecutionContext, stores: StoresResource) ->
             "unindexed_rows": sum(int(v.get("unindexed_rows") or 0) for v in vectors),
             "min_recall_at_10": report["min_recall_at_k"],
             "seconds": report["seconds"],
-        }
+        },
+        check_results=[index_recall_result(report)],
     )
 
 
@@ -203,6 +227,7 @@ def auto_collections(context: dg.AssetExecutionContext, stores: StoresResource) 
     pool="kuzu_writer",
     group_name="shared",
     kinds={"kuzu"},
+    check_specs=SHARED_CHECK_SPECS["media_graph"],
     description="The knowledge graph (assets, segments, collections, concepts; temporal, concept, "
     "similarity and near-duplicate relations) built from the catalog and per-file contributions, "
     "published as a new Kuzu snapshot with an atomic pointer swap.",
@@ -225,7 +250,10 @@ def media_graph(context: dg.AssetExecutionContext, stores: StoresResource) -> dg
             "stale_edges_dropped": build.dropped_edges,
             "build_seconds": round(report.seconds, 3),
             "top_concepts": dg.MetadataValue.md(top_concepts_markdown(build.top_concepts)),
-        }
+        },
+        check_results=[
+            graph_matches_catalog_result(report.snapshot.path, stores.catalog, report.tombstones_applied)
+        ],
     )
 
 
@@ -233,6 +261,7 @@ def media_graph(context: dg.AssetExecutionContext, stores: StoresResource) -> dg
     pool="duckdb_writer",
     group_name="shared",
     kinds={"duckdb", "parquet"},
+    check_specs=SHARED_CHECK_SPECS["analytics_facts"],
     description="Parquet facts (assets, segments, Dagster runs, queries, feedback) published atomically "
     "for the DuckDB views behind /api/v1/stats and the MCP statistics resource.",
 )
@@ -243,6 +272,7 @@ def analytics_facts(context: dg.AssetExecutionContext, stores: StoresResource) -
     con = open_views(settings)
     try:
         rollups = rollup_rows(con)
+        complete = facts_complete_result(con, stores.catalog)
     finally:
         con.close()
     return dg.MaterializeResult(
@@ -250,7 +280,8 @@ def analytics_facts(context: dg.AssetExecutionContext, stores: StoresResource) -
             **{f"rows_{name}": n for name, n in manifest["rows"].items()},
             **{f"rollup_{name}": n for name, n in rollups.items()},
             "published_at": manifest["published_at"],
-        }
+        },
+        check_results=[complete],
     )
 
 

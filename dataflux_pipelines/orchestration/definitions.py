@@ -3,6 +3,7 @@
 import dagster as dg
 
 from dataflux_pipelines.orchestration.assets import PER_FILE_ASSETS, SHARED_ASSETS
+from dataflux_pipelines.orchestration.checks import LAG_CHECKS
 from dataflux_pipelines.orchestration.jobs import JOBS
 from dataflux_pipelines.orchestration.metrics import serve_code_location_metrics
 from dataflux_pipelines.orchestration.resources import ModelsResource, StoresResource
@@ -12,6 +13,7 @@ from dataflux_pipelines.settings import Settings
 
 defs = dg.Definitions(
     assets=[*PER_FILE_ASSETS, *SHARED_ASSETS],
+    asset_checks=LAG_CHECKS,
     jobs=JOBS,
     sensors=SENSORS,
     schedules=SCHEDULES,
