@@ -46,6 +46,12 @@ def _float(name: str, raw: str) -> float:
         raise SettingsError(f"{name}={raw!r} is not a number") from exc
 
 
+def _http_url(name: str, raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
+        raise SettingsError(f"{name}={raw!r} must start with http:// or https://")
+    return raw.rstrip("/")
+
+
 def _switch(name: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("1", "on", "true", "yes"):
@@ -273,6 +279,32 @@ class Settings:
         5.0,
         "With an S3 object store: how often readers check for a newer graph/analytics snapshot, in seconds",
         _float,
+    )
+    graph_snapshots_kept: int = setting(
+        "DATAFLUX_GRAPH_SNAPSHOTS_KEPT",
+        1,
+        "Superseded graph snapshots kept besides the live one (older ones are deleted at each publication)",
+        _int(0),
+    )
+    graph_snapshot_grace_s: float = setting(
+        "DATAFLUX_GRAPH_SNAPSHOT_GRACE_S",
+        0.0,
+        "Seconds a superseded graph snapshot beyond the kept ones survives after it was superseded",
+        _float,
+    )
+    api_url: str | None = setting(
+        "DATAFLUX_API_URL",
+        None,
+        "A running API that `dataflux search` asks instead of loading the models itself; "
+        "default `http://127.0.0.1:$DATAFLUX_API_PORT`",
+        _http_url,
+        example="",
+    )
+    api_token: str | None = setting(
+        "DATAFLUX_API_TOKEN",
+        None,
+        "Bearer token `dataflux search` sends to that API (needed when it runs with DATAFLUX_JWT_SECRET)",
+        secret=True,
     )
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -238,3 +239,49 @@ def test_gc_keeps_the_live_snapshot_and_an_open_reader_survives_its_file_being_r
     os.utime(list_snapshots(settings.graph_dir)[0].path, (0, 0))
     assert collect_snapshots(settings.graph_dir, keep=1, grace_s=3600.0) and recent.snapshot.path.exists()
     assert not any(Path(p).suffix == ".wal" for p in os.listdir(settings.graph_dir / "snapshots"))
+
+
+@pytest.mark.parametrize("kept", [0, 1, 3])
+def test_superseded_snapshots_are_pruned_to_the_configured_few_at_each_publication(
+    settings: Settings, library: dict, kept: int
+) -> None:
+    settings = dataclasses.replace(settings, graph_snapshots_kept=kept)
+    for _ in range(6):
+        report = _publish(settings, library["catalog"])
+    versions = [s.version for s in list_snapshots(settings.graph_dir)]
+    live = live_snapshot(settings.graph_dir)
+    assert live is not None and live.version == report.snapshot.version == 6
+    assert versions == list(range(6 - kept, 7))
+    on_disk = sorted(p.name for p in (settings.graph_dir / "snapshots").iterdir())
+    assert on_disk == [f"v{v:06d}.kuzu" for v in versions]  # no building leftovers either
+
+
+def test_the_grace_period_runs_from_when_a_snapshot_was_superseded_not_when_it_was_built(
+    settings: Settings, library: dict
+) -> None:
+    settings = dataclasses.replace(settings, graph_snapshots_kept=0, graph_snapshot_grace_s=3600.0)
+    first = _publish(settings, library["catalog"]).snapshot
+    os.utime(first.path, (0, 0))  # built long ago
+    _publish(settings, library["catalog"])
+    assert first.path.exists()  # but superseded just now: still inside its grace period
+    os.utime(first.path, (0, 0))  # superseded long ago
+    _publish(settings, library["catalog"])
+    assert [s.version for s in list_snapshots(settings.graph_dir)] == [2, 3]
+
+
+def test_a_reader_whose_resolved_snapshot_was_collected_before_it_opened_it_reads_the_live_one(
+    settings: Settings, library: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = dataclasses.replace(settings, graph_snapshots_kept=0)
+    stale = _publish(settings, library["catalog"]).snapshot
+    _publish(settings, library["catalog"])
+    assert not stale.path.exists()
+    from dataflux_pipelines.graph import store as graph_store
+
+    answers = [stale]  # what a reader that read the pointer just before the publication holds
+    real = graph_store.live_snapshot
+    monkeypatch.setattr(graph_store, "live_snapshot", lambda d: answers.pop() if answers else real(d))
+    reader = GraphReader(settings.graph_dir)
+    assert reader.snapshot.version == 2
+    with reader.connection() as conn:
+        assert conn.execute("MATCH (a:Asset) RETURN count(a)").get_next() == [7]

@@ -174,24 +174,51 @@ def doctor(as_json: bool) -> None:
     help="Relevance cut-off in [0, 1] (default: the calibrated floor; 0 returns weak hits too).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the search response as JSON.")
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Search in this process (loads the models) even when a running API serves this library.",
+)
 def search(
-    query: str, media_types: tuple[str, ...], limit: int, min_score: float | None, as_json: bool
+    query: str, media_types: tuple[str, ...], limit: int, min_score: float | None, as_json: bool, local: bool
 ) -> None:
-    """Hybrid search over everything processed: what it understood, assets and matching segments."""
+    """Hybrid search over everything processed: what it understood, assets and matching segments.
+
+    Asks the running API (DATAFLUX_API_URL, default the local API port) when it serves this library,
+    whose models are warm; otherwise searches here, which first loads the models.
+    """
+    from dataflux_api.cli import remote
+
+    settings = _settings()
+    request = {"query": query, "media_types": list(media_types), "limit": limit, "min_score": min_score}
+    answer: dict[str, Any] | remote.NoApi = remote.NoApi("--local was given")
+    if not local:
+        try:
+            answer = remote.search(settings, request)
+        except remote.ApiError as exc:
+            raise click.ClickException(str(exc)) from exc
+    if isinstance(answer, remote.NoApi):
+        if not local:
+            click.echo(f"note: {answer.reason}; searching in this process (loads the models)", err=True)
+        answer = _search_here(settings, request)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+    else:
+        print_search(Console(highlight=False), query, answer)
+
+
+def _search_here(settings: Settings, request: dict[str, Any]) -> dict[str, Any]:
+    import msgspec
+
     from dataflux_api.errors import DataFluxError
     from dataflux_api.query.models import SearchRequest
     from dataflux_api.service import DataFlux
 
     try:
-        response = DataFlux(_settings()).search(
-            SearchRequest(query=query, media_types=list(media_types), limit=limit, min_score=min_score)
-        )
+        response = DataFlux(settings).search(msgspec.convert(request, SearchRequest))
     except DataFluxError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}") from exc
-    if as_json:
-        click.echo(json.dumps(_to_dict(response), indent=2))
-    else:
-        print_search(Console(highlight=False), query, response)
+    return _to_dict(response)
 
 
 def register(group: click.Group) -> None:

@@ -294,13 +294,18 @@ def _object_store(settings: Settings) -> Any:
 
 
 def publish_graph(
-    settings: Settings, catalog: Any, *, keep: int = 3, grace_s: float = 600.0
+    settings: Settings, catalog: Any, *, keep: int | None = None, grace_s: float | None = None
 ) -> PublishReport:
     """Fold contributions and deletions into a new snapshot and publish it (one writer at a time).
 
-    With an S3 object store the snapshot is also uploaded and the store's pointer moved to it, for
-    readers on other machines; a failed upload fails the publication and keeps the tombstones.
+    Snapshots beyond the newest `keep` (default: the live one plus `DATAFLUX_GRAPH_SNAPSHOTS_KEPT`)
+    are deleted once superseded `grace_s` ago (`DATAFLUX_GRAPH_SNAPSHOT_GRACE_S`). With an S3 object
+    store the snapshot is also uploaded and the store's pointer moved to it, for readers on other
+    machines (one whose version is collected mid-download reads the pointer again); a failed upload
+    fails the publication and keeps the tombstones.
     """
+    keep = 1 + settings.graph_snapshots_kept if keep is None else keep
+    grace_s = settings.graph_snapshot_grace_s if grace_s is None else grace_s
     started = time.perf_counter()
     graph_dir = settings.graph_dir
     store = _object_store(settings)

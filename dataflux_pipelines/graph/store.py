@@ -13,6 +13,7 @@ publisher) and per-file contributions (`graph/contrib/{asset_id}.parquet`, writt
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -147,16 +148,21 @@ def publish_snapshot(
             leftover.unlink()
         raise
     set_current(graph_dir, final)
+    if live is not None:
+        # The superseded file's mtime becomes the moment it was superseded: the grace period runs
+        # from then (a snapshot built an hour ago and replaced a second ago is still being opened).
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(live.path)
     collect_snapshots(graph_dir, keep=keep, grace_s=grace_s)
     return Snapshot(version, final)
 
 
 def collect_snapshots(graph_dir: Path, *, keep: int = 3, grace_s: float = 600.0) -> list[Path]:
-    """Delete old snapshots: never the live one, the newest `keep`, or any younger than `grace_s`.
+    """Delete old snapshots: never the live one, the newest `keep`, or any superseded less than `grace_s` ago.
 
     A reader that still has a removed file open keeps reading it (an unlinked file lives until
-    its last descriptor closes, and read-only Kuzu keeps no side files); the grace period covers
-    a reader that resolved the pointer but has not opened the file yet.
+    its last descriptor closes, and read-only Kuzu keeps no side files); a reader that resolved the
+    pointer but finds the file gone resolves it again (`GraphReader`), so no grace is needed locally.
     """
     live = live_snapshot(graph_dir)
     snapshots = list_snapshots(graph_dir)
@@ -355,17 +361,24 @@ class GraphReader:
                 raise GraphError(
                     "graph_unavailable", f"the published graph could not be pulled: {exc}"
                 ) from exc
-        live = live_snapshot(self.graph_dir)
-        if live is None:
-            raise GraphError("graph_unavailable", "no graph has been published yet (materialize media_graph)")
+        live = self._published()
         with self._lock:
             if self._snapshot is None or self._snapshot.path != live.path:
+                if not live.path.exists():
+                    # Superseded and collected between reading the pointer and opening the file.
+                    live = self._published()
                 # The old Database is not closed here: connections other threads still use hold
                 # a reference to it, and it closes itself when the last one goes away.
                 self._db = kuzu.Database(str(live.path), read_only=True, buffer_pool_size=READER_BUFFER_POOL)
                 self._snapshot = live
             assert self._db is not None
             return self._db, self._snapshot
+
+    def _published(self) -> Snapshot:
+        live = live_snapshot(self.graph_dir)
+        if live is None:
+            raise GraphError("graph_unavailable", "no graph has been published yet (materialize media_graph)")
+        return live
 
     @contextmanager
     def connection(self) -> Iterator[SnapshotConnection]:
