@@ -272,11 +272,70 @@ def wait_ready(client, base: str, proc: subprocess.Popen, timeout_s: float = 120
     raise SystemExit("the API did not answer /health in time")
 
 
+def proc_peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cli_search(env: dict[str, str], query: str, *extra: str) -> None:
+    """`dataflux search` as a person runs it: a new process each time."""
+    cmd = [sys.executable, "-m", "dataflux_api.cli.main", "search", query, "--json", *extra]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0 or ("note:" in proc.stderr and not extra):
+        raise SystemExit(f"dataflux search failed or did not use the API: {proc.stderr[-2000:]}")
+
+
+def under_load(base: str, queries: list[str], floor, *, clients: int, seconds: float) -> dict[str, tuple]:
+    """Throughput and latency of `clients` threads issuing distinct queries for `seconds`, ours then the floor."""
+    import itertools
+    import threading
+
+    import httpx
+
+    def run(call) -> tuple[float, float, float, float]:
+        counter = itertools.count()
+        samples: list[float] = []
+        lock = threading.Lock()
+        stop = time.monotonic() + seconds
+
+        def worker() -> None:
+            with httpx.Client(timeout=120) as client:
+                while time.monotonic() < stop:
+                    n = next(counter)
+                    text = f"{queries[n % len(queries)]} c{n}"  # distinct: no result-cache hits
+                    t0 = time.perf_counter()
+                    call(client, text)
+                    with lock:
+                        samples.append((time.perf_counter() - t0) * 1000)
+
+        started = time.monotonic()
+        threads = [threading.Thread(target=worker) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - started
+        return (len(samples) / elapsed, *pct(samples))
+
+    def api(client, text):
+        r = client.post(f"{base}/api/v1/search", json={"query": text, "limit": 20})
+        r.raise_for_status()
+
+    return {"api": run(api), "floor": run(lambda client, text: floor(text))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "dataflux-bench-search")
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--no-append", action="store_true")
+    ap.add_argument("--clients", type=int, default=20, help="concurrent clients of the load test")
+    ap.add_argument(
+        "--load-seconds", type=float, default=60.0, help="seconds each side of the load test runs"
+    )
+    ap.add_argument("--cli-queries", type=int, default=10, help="`dataflux search` commands timed")
     args = ap.parse_args()
     import httpx
 
@@ -345,8 +404,18 @@ def main() -> None:
             np.asarray(trow["text_vector"][0].as_py(), np.float32),
         )
 
+    def floor_similar_lookup(sid):
+        """The raw queries plus reading the segment's own vectors first (its "query embedding")."""
+        row = vis.search().where(f"segment_id = '{sid}'").select(["vector"]).limit(1).to_arrow()
+        trow = seg.search().where(f"id = '{sid}'").select(["text_vector"]).limit(1).to_arrow()
+        v = np.asarray(row["vector"][0].as_py(), np.float32)
+        t = np.asarray(trow["text_vector"][0].as_py(), np.float32)
+        _similar_queries(v, t)
+
     def floor_similar(sid):
-        v, t = vectors_of[sid]
+        _similar_queries(*vectors_of[sid])
+
+    def _similar_queries(v, t):
         q = apply_search_params(vis.search(v, vector_column_name="vector").distance_type("cosine"), p_vis)
         q.ef(max(p_vis.ef, K)).select(["segment_id", "asset_id", "_distance"]).limit(K).to_arrow()
         floor_text_vector(t)
@@ -402,6 +471,18 @@ def main() -> None:
             measure("fts_floor", floor_fts, measured)
             measure("vector_api", api_similar, sims)
             measure("vector_floor", floor_similar, sims)
+            measure("vector_floor_lookup", floor_similar_lookup, sims)
+            cli_env = {**os.environ, **env, "DATAFLUX_API_URL": base, "PYTHONPATH": str(REPO)}
+            measure("cli_api", lambda q: cli_search(cli_env, q), measured[: args.cli_queries])
+            measure(
+                "cli_local",
+                lambda q: cli_search(cli_env, q, "--local"),
+                measured[: max(args.cli_queries // 5, 2)],
+            )
+            load_rows = under_load(
+                base, measured, floor_hybrid_embedded, clients=args.clients, seconds=args.load_seconds
+            )
+            api_rss = proc_peak_rss_mib(proc.pid)
             measure("text_vector_floor", lambda q: floor_text_vector(qvecs[q]), measured)
             res["embed"], load["embed"] = embed_ms, embed_load
     finally:
@@ -458,6 +539,24 @@ def main() -> None:
             "vector_floor",
             "HTTP `POST /api/v1/similar` vs raw vision (512-d) + text (384-d) ANN queries",
         ),
+        line(
+            "vector (similar), floor reads the segment's vectors too",
+            "vector_api",
+            "vector_floor_lookup",
+            "same HTTP figures vs the raw ANN queries plus the two lookups of the segment's own vectors",
+        ),
+        line(
+            "`dataflux search` CLI, API running",
+            "cli_api",
+            None,
+            "wall time of the whole command (start-up, HTTP, printing)",
+        ),
+        line(
+            "`dataflux search --local` CLI",
+            "cli_local",
+            None,
+            "wall time: loads stores and MiniLM in the command",
+        ),
         line("MiniLM query embedding (part of hybrid)", "embed", None, "in-process `embed_texts`, 1 query"),
         f"| text-vector ANN alone | | {cells('text_vector_floor')} | | "
         f"{load['text_vector_floor']:.1f} | raw, k={K} |",
@@ -469,6 +568,17 @@ def main() -> None:
         f"\nTarget (hybrid p95 <= 1.5x floor p95 = {1.5 * floor_p95:.1f} ms, and < 50 ms): "
         f"**{'met' if met else 'not met'}** (hybrid p95 {ours_p95:.1f} ms)."
     )
+    lines.append(
+        f"\nUnder load ({args.clients} concurrent clients for {args.load_seconds:g} s each, distinct queries; "
+        f"API peak RSS {api_rss:.0f} MiB):\n"
+    )
+    lines.append("| path | requests/s | p50 / p95 / p99 ms | p99 ratio |")
+    lines.append("|---|---|---|---|")
+    floor_p99 = load_rows["floor"][3]
+    for name, label in (("api", "hybrid over HTTP"), ("floor", "raw floor + MiniLM, same threads")):
+        rate, p50, p95, p99 = load_rows[name]
+        ratio = f"{p99 / floor_p99:.2f}x" if name == "api" else ""
+        lines.append(f"| {label} | {rate:.1f} | {p50:.1f} / {p95:.1f} / {p99:.1f} | {ratio} |")
     table = "\n".join(lines)
     print(table)
     if not args.no_append:

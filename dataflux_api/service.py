@@ -230,25 +230,28 @@ class DataFlux:
         A result has `refused` (a reason code) and `message` when the file was not landed.
         """
         collection_id = self._check_landing_meta(priority, collection_id)
-        for path in landing.files_to_ingest(paths):
-            size = path.stat().st_size
-            out: dict[str, Any] = {"path": str(path), "filename": landing.safe_filename(path.name)}
-            if size == 0:
-                yield {**out, "refused": "empty_file", "message": f"{path} is empty"}
-                continue
-            if size > self.settings.upload_max_bytes:
-                message = f"{path} has {size} bytes, over the limit of {self.settings.upload_max_bytes}"
-                yield {**out, "refused": "file_too_large", "message": message}
-                continue
-            ((_, receipt),) = landing.ingest_paths(
-                self.store,
-                self.catalog,
-                [path],
-                context=context,
-                priority=priority,
-                collection_id=collection_id,
-            )
-            yield {**out, **dataclasses.asdict(receipt), "refused": None, "message": None}
+        # Catalog rows are written in batches (and the rest when the iteration ends or is closed).
+        with landing.Registrations(self.catalog) as registrations:
+            for path in landing.files_to_ingest(paths):
+                size = path.stat().st_size
+                out: dict[str, Any] = {"path": str(path), "filename": landing.safe_filename(path.name)}
+                if size == 0:
+                    yield {**out, "refused": "empty_file", "message": f"{path} is empty"}
+                    continue
+                if size > self.settings.upload_max_bytes:
+                    message = f"{path} has {size} bytes, over the limit of {self.settings.upload_max_bytes}"
+                    yield {**out, "refused": "file_too_large", "message": message}
+                    continue
+                ((_, receipt),) = landing.ingest_paths(
+                    self.store,
+                    self.catalog,
+                    [path],
+                    context=context,
+                    priority=priority,
+                    collection_id=collection_id,
+                    registrations=registrations,
+                )
+                yield {**out, **dataclasses.asdict(receipt), "refused": None, "message": None}
 
     def last_updated(self) -> dt.datetime | None:
         """When any asset row last changed."""

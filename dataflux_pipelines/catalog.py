@@ -10,6 +10,7 @@ from typing import Any
 
 import lancedb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dataflux_pipelines import layout, records
 from dataflux_pipelines.lance_sql import in_list, literal, uuid_literal
@@ -167,8 +168,8 @@ class Catalog:
         query = self.assets.search()
         if where:
             query = query.where(where)
-        total = limit if limit is not None else max(self.assets.count_rows(where), 1)
-        rows = query.select(_META_COLUMNS).limit(total).to_list()
+        # No count first: counting with a filter scans the table as much as reading does.
+        rows = query.select(_META_COLUMNS).limit(limit).to_list()
         return [_decode_asset(r) for r in rows]
 
     def list_assets(
@@ -192,9 +193,23 @@ class Catalog:
         if collection_id:
             clauses.append(f"collection_id = {uuid_literal(collection_id, 'collection_id')}")
         where = " AND ".join(clauses) or None
-        rows = self.find_assets(where)
-        rows.sort(key=lambda r: (r["created_at"] or now(), r["id"]), reverse=True)
-        return rows[offset : offset + limit], len(rows)
+        # Order by two narrow columns, then read whole rows for the page only: a page costs the
+        # same at 100 and 10,000 assets except for the sort keys.
+        query = self.assets.search()
+        if where:
+            query = query.where(where)
+        keys = query.select(["id", "created_at"]).limit(None).to_arrow()
+        total = keys.num_rows
+        if total == 0 or offset >= total:
+            return [], total
+        created = keys.column("created_at").fill_null(now())
+        order = pc.sort_indices(
+            pa.table({"created_at": created, "id": keys.column("id")}),
+            sort_keys=[("created_at", "descending"), ("id", "descending")],
+        )
+        page_ids = keys.column("id").take(order[offset : offset + limit]).to_pylist()
+        by_id = {row["id"]: row for row in self.get_assets(page_ids)}
+        return [by_id[i] for i in page_ids if i in by_id], total
 
     def landing_index(self) -> dict[str, dict[str, Any]]:
         """Assets still linked to a landing object, by landing key."""

@@ -6,6 +6,7 @@ twin, `dataflux process`) turns landing objects into catalog rows and Dagster pa
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -114,8 +115,43 @@ def sidecar_key(key: str) -> str:
 # --- writing into landing -----------------------------------------------------------------
 
 
+class Registrations:
+    """Catalog rows of landed files, written in batches: one Lance merge per batch, not per file.
+
+    Use as a context manager; rows still buffered are written on exit. A landed file whose row is
+    not written yet (the process died) is still in landing with its sidecar, and the next
+    evaluation of landing registers it.
+    """
+
+    def __init__(self, catalog: Catalog, batch: int = 256) -> None:
+        self.catalog = catalog
+        self.batch = batch
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self.rows = self.rows, []
+        self.catalog.upsert_assets(rows)
+
+    def __enter__(self) -> Registrations:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+
 def _land(
-    store: ObjectStore, catalog: Catalog, path: Path, sha256: str, size: int, meta: UploadMeta
+    store: ObjectStore,
+    catalog: Catalog,
+    path: Path,
+    sha256: str,
+    size: int,
+    meta: UploadMeta,
+    registrations: Registrations | None = None,
 ) -> LandingReceipt:
     asset_id = asset_id_for_hash(sha256)
     existing = catalog.get_asset(asset_id)
@@ -129,7 +165,11 @@ def _land(
     except ObjectExists:
         return LandingReceipt(asset_id, Status.QUEUED.value, key, asset_id)
     store.put_file(key, path)
-    register_landing_object(catalog, key, asset_id, sha256, size, meta)
+    row = landing_row(key, asset_id, sha256, size, meta)
+    if registrations is None:
+        catalog.upsert_assets([row])
+    else:
+        registrations.add(row)
     return LandingReceipt(asset_id, Status.QUEUED.value, key, None, eta_seconds(size))
 
 
@@ -174,17 +214,24 @@ def ingest_paths(
     context: str | None = None,
     priority: int = 5,
     collection_id: str | None = None,
+    registrations: Registrations | None = None,
 ) -> Iterator[tuple[Path, LandingReceipt]]:
-    """Copy files (folders recursively) into landing; yields one receipt per file."""
-    for path in files_to_ingest(paths):
-        digest = hashlib.sha256()
-        size = 0
-        with path.open("rb") as handle:
-            for chunk in iter(functools.partial(handle.read, _CHUNK), b""):
-                digest.update(chunk)
-                size += len(chunk)
-        meta = UploadMeta(safe_filename(path.name), context, priority, collection_id)
-        yield path, _land(store, catalog, path, digest.hexdigest(), size, meta)
+    """Copy files (folders recursively) into landing; yields one receipt per file.
+
+    Catalog rows go through `registrations` (the caller's batch), else through one batch written
+    when the iteration ends.
+    """
+    # The caller's batch is the caller's to write; a batch of our own is written when we finish.
+    with contextlib.nullcontext(registrations) if registrations else Registrations(catalog) as batch:
+        for path in files_to_ingest(paths):
+            digest = hashlib.sha256()
+            size = 0
+            with path.open("rb") as handle:
+                for chunk in iter(functools.partial(handle.read, _CHUNK), b""):
+                    digest.update(chunk)
+                    size += len(chunk)
+            meta = UploadMeta(safe_filename(path.name), context, priority, collection_id)
+            yield path, _land(store, catalog, path, digest.hexdigest(), size, meta, batch)
 
 
 def files_to_ingest(paths: Iterable[Path]) -> Iterator[Path]:
@@ -199,24 +246,29 @@ def files_to_ingest(paths: Iterable[Path]) -> Iterator[Path]:
 # --- reading landing (the sensor's evaluation) ----------------------------------------------
 
 
-def register_landing_object(
-    catalog: Catalog, key: str, asset_id: str, sha256: str, size: int, meta: UploadMeta
-) -> None:
-    catalog.upsert_assets(
-        [
-            {
-                "id": asset_id,
-                "filename": meta.filename,
-                "file_hash": sha256,
-                "file_size": size,
-                "status": Status.QUEUED.value,
-                "landing_key": key,
-                "context": meta.context,
-                "priority": meta.priority,
-                "collection_id": meta.collection_id,
-            }
-        ]
-    )
+def landing_row(key: str, asset_id: str, sha256: str, size: int, meta: UploadMeta) -> dict[str, Any]:
+    """The catalog row of a file waiting in landing (queued, linked to its landing key)."""
+    return {
+        "id": asset_id,
+        "filename": meta.filename,
+        "file_hash": sha256,
+        "file_size": size,
+        "status": Status.QUEUED.value,
+        "landing_key": key,
+        "context": meta.context,
+        "priority": meta.priority,
+        "collection_id": meta.collection_id,
+    }
+
+
+def _existing_assets(catalog: Catalog, asset_ids: list[str], chunk: int = 500) -> dict[str, dict[str, Any]]:
+    """Catalog rows of these ids, by id, read in a few `IN` queries instead of one query per id."""
+    wanted = list(dict.fromkeys(asset_ids))
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(wanted), chunk):
+        for row in catalog.get_assets(wanted[start : start + chunk]):
+            found[row["id"]] = row
+    return found
 
 
 @dataclass
@@ -295,6 +347,7 @@ def plan_landing(
         for info in store.list(layout.LANDING_PREFIX)
         if not info.key.endswith(layout.SIDECAR_SUFFIX) and not info.key.rsplit("/", 1)[-1].startswith(".")
     ]
+    arrivals: list[tuple[ObjectInfo, str, str, int, UploadMeta]] = []
     for info in objects:
         row = registered.get(info.key)
         if row is not None:
@@ -320,18 +373,26 @@ def plan_landing(
                 log.warning(str(exc))
             meta = UploadMeta(safe_filename(info.key.rsplit("/", 1)[-1]))
         sha256, size = _hash_object(store, info.key)
-        asset_id = asset_id_for_hash(sha256)
-        existing = catalog.get_asset(asset_id)
+        arrivals.append((info, asset_id_for_hash(sha256), sha256, size, meta))
+    # One catalog lookup and one catalog write for all new files: a Lance merge per file would cost
+    # a commit (and a fragment) each, and every later read pays for the fragments.
+    known = _existing_assets(catalog, [a for _, a, _, _, _ in arrivals])
+    registrations: list[dict[str, Any]] = []
+    for info, asset_id, sha256, size, meta in arrivals:
+        existing = known.get(asset_id)
         if existing is not None and existing.get("landing_key") not in (None, info.key):
             plan.duplicates.append((info.key, asset_id))  # same bytes already queued under another key
             continue
         if existing is not None and existing.get("landing_key") is None:
             plan.duplicates.append((info.key, asset_id))  # already processed
             continue
-        register_landing_object(catalog, info.key, asset_id, sha256, size, meta)
+        row = landing_row(info.key, asset_id, sha256, size, meta)
+        known[asset_id] = row
+        registrations.append(row)
         plan.pending.append(
             PendingFile(asset_id, info.key, meta.priority, f"{info.key}@{info.etag}", meta.filename)
         )
+    catalog.upsert_assets(registrations)
     for info in store.list(CONTROL_PREFIX):
         try:
             request = json.loads(store.get_bytes(info.key))

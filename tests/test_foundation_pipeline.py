@@ -141,6 +141,51 @@ def test_the_same_bytes_under_two_names_are_one_asset(settings: Settings, tmp_pa
     assert plan.duplicates == [("landing/third.jpg", receipts[0].asset_id)]
 
 
+def test_one_evaluation_registers_all_new_plain_copies_in_one_catalog_commit(
+    settings: Settings, tmp_path: Path
+) -> None:
+    landing = _landing(settings)
+    for i in range(12):
+        make_image(landing / f"img{i}.png", "PNG", (20 + i, 24))
+    shutil.copyfile(landing / "img0.png", landing / "img0 again.png")
+    store, catalog = open_object_store(settings), Catalog(settings)
+    before = catalog.assets.version
+    plan = plan_landing(store, catalog, set(), settle_seconds=0)
+    assert catalog.assets.version == before + 1  # one merge for the whole batch, not one per file
+    assert len(plan.pending) == 12 and len({p.asset_id for p in plan.pending}) == 12
+    # Two names for the same bytes in one batch: one asset, the other name a duplicate of it.
+    first = asset_id_for_hash(sha256_file(landing / "img0.png"))
+    assert [a for _, a in plan.duplicates] == [first] and first in {p.asset_id for p in plan.pending}
+    rows = {r["id"]: r for r in catalog.find_assets()}
+    assert len(rows) == 12 and all(r["status"] == "queued" and r["landing_key"] for r in rows.values())
+    # The next evaluation finds them registered: no write at all.
+    again = plan_landing(store, catalog, set(), settle_seconds=0)
+    assert catalog.assets.version == before + 1
+    assert sorted(p.asset_id for p in again.pending) == sorted(p.asset_id for p in plan.pending)
+
+
+def test_ingesting_a_folder_writes_its_catalog_rows_in_one_commit_when_the_iteration_ends(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from dataflux_api.service import DataFlux
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(10):
+        make_image(folder / f"img{i}.png", "PNG", (20 + i, 24))
+    shutil.copyfile(folder / "img3.png", folder / "img3 copy.png")
+    (folder / "empty.png").write_bytes(b"")
+    service = DataFlux(settings)
+    catalog = Catalog(settings)
+    before = catalog.assets.version
+    results = list(service.ingest_files([folder]))
+    assert catalog.assets.version == before + 1
+    assert [r["refused"] for r in results].count("empty_file") == 1
+    assert sum(1 for r in results if r.get("duplicate_of")) == 1
+    rows = catalog.find_assets()
+    assert len(rows) == 10 and all(r["status"] == "queued" and r["landing_key"] for r in rows)
+
+
 def _process(settings: Settings, instance: dg.DagsterInstance):
     report = process_landing(settings, instance, defs)
     keys = instance.get_dynamic_partitions("media_files")

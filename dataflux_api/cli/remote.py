@@ -71,7 +71,8 @@ def _request(
 
 
 def _error(status: int, payload: dict[str, Any]) -> ApiError:
-    error = payload.get("error") if isinstance(payload.get("error"), dict) else {}
+    found = payload.get("error")
+    error: dict[str, Any] = found if isinstance(found, dict) else {}
     return ApiError(
         str(error.get("code") or f"http_{status}"), str(error.get("message") or "no message"), status
     )

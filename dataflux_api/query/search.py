@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 import threading
@@ -17,6 +18,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 from lancedb.query import BooleanQuery, FullTextQuery, MatchQuery, Occur, PhraseQuery
+from lancedb.table import LanceTable
 
 from dataflux_api.errors import NotFound, Unavailable
 from dataflux_api.links import asset_thumbnail_url, segment_thumbnail_url
@@ -145,6 +147,22 @@ class Constraints:
                 else (list(value) if isinstance(value, tuple) else value)
             )
         return out
+
+
+class _PinnedTable(LanceTable):
+    """A table checked out at one version: its schema and version cannot change, so they are read once.
+
+    LanceDB asks the table for its schema three to five times per query it builds (vector column,
+    row-id handling, blob columns), each a round trip through its event loop: milliseconds per request.
+    """
+
+    @functools.cached_property
+    def schema(self) -> pa.Schema:  # type: ignore[override]
+        return LanceTable.schema.fget(self)  # type: ignore[attr-defined]
+
+    @functools.cached_property
+    def version(self) -> int:  # type: ignore[override]
+        return LanceTable.version.fget(self)  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -345,6 +363,7 @@ class SearchEngine:
         self._pinned: OrderedDict[tuple[str, int], Any] = OrderedDict()
         self._names: tuple[float, list[str]] | None = None
         self._params: tuple[int, dict[tuple[str, str], SearchParams]] | None = None
+        self._shared: tuple[float, _Snapshot] | None = None
 
     # --- snapshot ---------------------------------------------------------------------------
     def _table_names(self) -> list[str]:
@@ -358,7 +377,20 @@ class SearchEngine:
         return names
 
     def _snapshot(self) -> _Snapshot:
-        """Pin every table this request may read at its current version."""
+        """Pin every table this request may read at its current version.
+
+        Requests within the read-consistency interval share one snapshot: a reader may be that stale
+        anyway, and checking each table's latest version costs a round trip per table.
+        """
+        now = time.monotonic()
+        shared = self._shared
+        if shared is not None and now - shared[0] < self.settings.lance_read_consistency_s:
+            return shared[1]
+        snap = self._pin()
+        self._shared = (now, snap)
+        return snap
+
+    def _pin(self) -> _Snapshot:
         wanted = {
             layout.ASSETS_TABLE,
             layout.SEGMENTS_TABLE,
@@ -378,6 +410,7 @@ class SearchEngine:
                 if pinned is None:
                     pinned = self._db.open_table(name)
                     pinned.checkout(version)
+                    pinned.__class__ = _PinnedTable
                     self._pinned[(name, version)] = pinned
                     while len(self._pinned) > 4 * max(len(names), 1):
                         self._pinned.popitem(last=False)

@@ -43,6 +43,7 @@ class RecoveryReport:
     requeued: list[str] = field(default_factory=list)  # asset ids queued again
     failed: list[str] = field(default_factory=list)  # asset ids that died max_run_attempts times
     recoverable: dict[str, int] = field(default_factory=dict)  # queued, partitioned, no live run: attempts
+    partitions: list[str] = field(default_factory=list)  # the media partition keys, as read (in order)
 
 
 def launch_tags() -> dict[str, str]:
@@ -82,24 +83,27 @@ def _covered(run: dg.DagsterRun, order: dict[str, int], keys: Sequence[str]) -> 
     return set()
 
 
-def _inspect(instance: dg.DagsterInstance, catalog: Catalog) -> tuple[list[dg.DagsterRun], set[str]]:
-    """The dead in-process runs, and the partitions that live (active, not dead) runs cover."""
+def _inspect(
+    instance: dg.DagsterInstance, catalog: Catalog
+) -> tuple[list[dg.DagsterRun], set[str], list[str]]:
+    """The dead in-process runs, the partitions that live (active, not dead) runs cover, and all keys."""
     active = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(statuses=_ACTIVE))]
     dead = [run for run in active if _run_is_dead(run)]
     dead_ids = {run.run_id for run in dead}
     keys = instance.get_dynamic_partitions(MEDIA_PARTITIONS)
-    order = {key: i for i, key in enumerate(keys)}
     covered: set[str] = set()
-    for run in active:
-        if run.run_id not in dead_ids:
-            covered |= _covered(run, order, keys)
-    return dead, covered
+    if any(run.run_id not in dead_ids for run in active):
+        order = {key: i for i, key in enumerate(keys)}
+        for run in active:
+            if run.run_id not in dead_ids:
+                covered |= _covered(run, order, keys)
+    return dead, covered, keys
 
 
 def reconcile(instance: dg.DagsterInstance, catalog: Catalog) -> RecoveryReport:
     """Mark dead in-process runs failed and give their files back to the planner (see module doc)."""
-    report = RecoveryReport()
-    dead, covered = _inspect(instance, catalog)
+    dead, covered, keys = _inspect(instance, catalog)
+    report = RecoveryReport(partitions=keys)
     for run in dead:
         instance.report_run_failed(run, "the process running it is gone (killed or rebooted)")
         report.dead_runs.append(run.run_id)
@@ -122,7 +126,7 @@ def reconcile(instance: dg.DagsterInstance, catalog: Catalog) -> RecoveryReport:
             report.requeued.append(row["id"])
     catalog.update_assets(updates)
     # Queued files with a partition but no live run: their run died, or never started (a stopped daemon).
-    known = {asset_id_of(k) for k in instance.get_dynamic_partitions(MEDIA_PARTITIONS)}
+    known = {asset_id_of(k) for k in keys}
     for row in catalog.find_assets(f"status = '{Status.QUEUED.value}'"):
         if row["id"] in known and row["id"] not in covered:
             report.recoverable[row["id"]] = int(row.get("attempts") or 0)
@@ -131,7 +135,7 @@ def reconcile(instance: dg.DagsterInstance, catalog: Catalog) -> RecoveryReport:
 
 def orphaned(instance: dg.DagsterInstance, catalog: Catalog) -> dict[str, list[str]]:
     """What `reconcile` would fix, without fixing it (for `doctor`)."""
-    dead, covered = _inspect(instance, catalog)
+    dead, covered, _ = _inspect(instance, catalog)
     stuck = [
         row["id"]
         for row in catalog.find_assets(f"status = '{Status.PROCESSING.value}'")

@@ -57,7 +57,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) 
     recovery = reconcile(context.instance, stores.catalog)
     for asset_id in recovery.requeued:
         context.log.warning(f"{asset_id}: its run died; queued again")
-    known = context.instance.get_dynamic_partitions(MEDIA_PARTITIONS)
+    known = recovery.partitions  # read once per tick: a list of every file's key
     plan = plan_runs(
         stores.store,
         stores.catalog,
