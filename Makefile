@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.dataflux-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-core test-browser screenshots test-slow test-reliability test-all lint format typecheck hooks release up api mcp doctor bench lock lock-check clean
+.PHONY: help setup demo test test-core test-browser screenshots test-slow test-reliability test-all lint format typecheck hooks release up api mcp doctor bench bench-slow lock lock-check clean
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
@@ -68,12 +68,16 @@ bench: setup ## Run the benchmarks (appends tables to BENCHMARKS.md)
 	$(BIN)/python bench/shots.py
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/duplicates.py
 	$(BIN)/python bench/labels.py --append
 	$(BIN)/python bench/relevance.py --append
 	$(BIN)/python bench/transcripts.py
 	$(BIN)/python bench/ocr.py
 	$(BIN)/python bench/text_retrieval.py
+
+bench-slow: setup ## The slow benchmark sizes: search at 1,000,000 segments (builds a 4 GB dataset once)
+	$(BIN)/python bench/search.py --segments 1000000 --data-dir $${TMPDIR:-/tmp}/dataflux-bench-search-1m
 
 lock: ## Re-freeze requirements.lock from the current .venv
 	$(BIN)/pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/' | grep -v '^-e ' > requirements.lock

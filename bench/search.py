@@ -47,7 +47,7 @@ from dataflux_pipelines.identity import asset_id_for_hash, segment_id_for, sha25
 from dataflux_pipelines.models.registry import ModelRegistry  # noqa: E402
 from dataflux_pipelines.settings import Settings  # noqa: E402
 
-SEGMENTS = 100_000
+SEGMENTS = 100_000  # --segments 1000000 is the slow size (about 4 GB of vectors while building)
 PER_ASSET = 10
 VISION_DIM = 512
 LATENT = 32
@@ -105,7 +105,10 @@ def build_dataset(settings: Settings, data_dir: Path) -> dict:
     """Write 100k segments (+ assets, vision vectors) and build/tune the indexes; cached under data_dir."""
     mark = data_dir / DONE_MARK
     if mark.exists():
-        return ensure_indexes(settings, data_dir, json.loads(mark.read_text()))
+        info = json.loads(mark.read_text())
+        if info.get("segments", 100_000) != SEGMENTS:
+            raise SystemExit(f"{data_dir} holds {info.get('segments', 100_000):,} segments, not {SEGMENTS:,}")
+        return ensure_indexes(settings, data_dir, info)
     rng = np.random.default_rng(7)
     vocab = _words(rng)
     zipf = 1.0 / np.arange(1, VOCAB + 1) ** 1.05
@@ -191,6 +194,7 @@ def build_dataset(settings: Settings, data_dir: Path) -> dict:
     started = time.perf_counter()
     report = maintain_indexes(db)
     info = {
+        "segments": SEGMENTS,
         "write_seconds": round(write_s, 1),
         "index_seconds": round(time.perf_counter() - started, 1),
         "vectors": _vector_summary(report),
@@ -327,6 +331,7 @@ def under_load(base: str, queries: list[str], floor, *, clients: int, seconds: f
 
 
 def main() -> None:
+    global SEGMENTS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "dataflux-bench-search")
     ap.add_argument("--queries", type=int, default=100)
@@ -336,8 +341,16 @@ def main() -> None:
         "--load-seconds", type=float, default=60.0, help="seconds each side of the load test runs"
     )
     ap.add_argument("--cli-queries", type=int, default=10, help="`dataflux search` commands timed")
+    ap.add_argument(
+        "--segments",
+        type=int,
+        default=SEGMENTS,
+        help="dataset size; 1000000 is the slow one (its own --data-dir)",
+    )
     args = ap.parse_args()
     import httpx
+
+    SEGMENTS = args.segments
 
     data_dir = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -562,11 +575,22 @@ def main() -> None:
         f"{load['text_vector_floor']:.1f} | raw, k={K} |",
         line("hybrid, repeated request (cache hit)", "hybrid_api_cached", None, "HTTP"),
     ]
-    ours_p95, floor_p95 = pct(res["hybrid_api"])[1], pct(res["hybrid_floor"])[1]
-    met = ours_p95 <= 1.5 * floor_p95 and ours_p95 < 50
+    # The targets compare like with like: query embedding (or, for similar, reading the segment's own
+    # vectors) on both sides; full text has no HTTP-only path (the API always adds the MiniLM leg).
+    verdicts = []
+    for label, ours, floor in (
+        ("hybrid", "hybrid_api", "hybrid_floor_embedded"),
+        ("similar", "vector_api", "vector_floor_lookup"),
+        ("full-text (in-process)", "fts_engine", "fts_floor"),
+    ):
+        a, b = pct(res[ours]), pct(res[floor])
+        ratios = [x / y for x, y in zip(a, b, strict=True)]
+        ok = max(ratios) <= 1.5 and (label != "hybrid" or a[1] < 50)
+        verdicts.append(
+            f"{label} p50/p95/p99 ratios {' / '.join(f'{r:.2f}x' for r in ratios)}: {'met' if ok else 'not met'}"
+        )
     lines.append(
-        f"\nTarget (hybrid p95 <= 1.5x floor p95 = {1.5 * floor_p95:.1f} ms, and < 50 ms): "
-        f"**{'met' if met else 'not met'}** (hybrid p95 {ours_p95:.1f} ms)."
+        "\nTargets (every percentile <= 1.5x its floor, hybrid p95 < 50 ms): " + "; ".join(verdicts) + "."
     )
     lines.append(
         f"\nUnder load ({args.clients} concurrent clients for {args.load_seconds:g} s each, distinct queries; "
@@ -593,7 +617,7 @@ def main() -> None:
             "on 1 torch thread. Load: the 1-minute load average as each row finished (2 cores)."
         )
         section = (
-            f"\n## Search latency ({dt.date.today().isoformat()}, bench/search.py)\n\n"
+            f"\n## Search latency at {SEGMENTS:,} segments ({dt.date.today().isoformat()}, bench/search.py)\n\n"
             f"Machine: {machine}. Data: {desc}\n\n{table}\n"
         )
         append_section(section)

@@ -304,7 +304,6 @@ class Settings:
         "DATAFLUX_API_TOKEN",
         None,
         "Bearer token `dataflux search` sends to that API (needed when it runs with DATAFLUX_JWT_SECRET)",
-        secret=True,
     )
 
     @property
