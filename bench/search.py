@@ -55,6 +55,7 @@ VISION_SPACE = "bench-synthetic"
 VOCAB = 5000
 WORDS_PER_SEGMENT = 24
 K = 100  # candidates per retriever, as the engine fetches for a first page of 20
+K_SIMILAR = 200  # neighbours per space `similar` fetches for a page of 20 (10 per asset on the page)
 DONE_MARK = "dataset.json"
 
 
@@ -385,12 +386,12 @@ def main() -> None:
 
     cols = ["id", "asset_id"]
 
-    def floor_text_vector(vec):
+    def floor_text_vector(vec, k=K):
         q = apply_search_params(
             seg.search(vec, vector_column_name="text_vector").distance_type("cosine"), p_text
         )
-        q = q.ef(max(p_text.ef, K))  # HNSW needs ef >= k; the engine does the same
-        return q.select([*cols, "_distance"]).limit(K).to_arrow()
+        q = q.ef(max(p_text.ef, k))  # HNSW needs ef >= k; the engine does the same
+        return q.select([*cols, "_distance"]).limit(k).to_arrow()
 
     def floor_fts(text):
         return (
@@ -429,9 +430,11 @@ def main() -> None:
         _similar_queries(*vectors_of[sid])
 
     def _similar_queries(v, t):
+        # The same retrieval as the engine's: K_SIMILAR neighbours per space (a page of 20 assets).
         q = apply_search_params(vis.search(v, vector_column_name="vector").distance_type("cosine"), p_vis)
-        q.ef(max(p_vis.ef, K)).select(["segment_id", "asset_id", "_distance"]).limit(K).to_arrow()
-        floor_text_vector(t)
+        q = q.ef(max(p_vis.ef, K_SIMILAR)).select(["segment_id", "asset_id", "_distance"])
+        q.limit(K_SIMILAR).to_arrow()
+        floor_text_vector(t, K_SIMILAR)
 
     engine_fts = SearchEngine(settings, None, cache_size=0)
     engine = SearchEngine(settings, registry, cache_size=0)
@@ -612,7 +615,7 @@ def main() -> None:
             f"(text 384-d in `segments.text_vector`, vision {VISION_DIM}-d in `{layout.vector_table_name('vision', VISION_SPACE)}`), "
             f"{WORDS_PER_SEGMENT} Zipf-distributed words per segment from a {VOCAB}-word synthetic vocabulary; indexes built and "
             f"tuned by `maintain_indexes` (FTS with positions, IVF_HNSW_SQ): {info['vectors']}. {n} distinct 2-word queries per row "
-            f"(no cache hits) after {warm} warm-ups, one client, k={K} candidates per retriever, page of 20. API: uvicorn "
+            f"(no cache hits) after {warm} warm-ups, one client, k={K} candidates per retriever (similar: {K_SIMILAR} per space, on both sides), page of 20. API: uvicorn "
             "subprocess on loopback, open mode, CLIP not available offline so hybrid = MiniLM + FTS; query embedding "
             "on 1 torch thread. Load: the 1-minute load average as each row finished (2 cores)."
         )
