@@ -12,6 +12,7 @@ media and real frames); its held-out queries give the figures in BENCHMARKS.md.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -87,9 +88,15 @@ def _label_classes(label: Mapping[str, Any]) -> set[int]:
     return set(PARENTS.get(str(label["name"]).lower(), ()))
 
 
+# One query is scored against every candidate (100 or more): its label terms are looked up once.
+_query_label_terms = functools.lru_cache(maxsize=1024)(label_terms)
+
+
 def _label_matches(query: str, labels: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Labels at least as specific as a query term: "car" is answered by a cab label, "taxi" is not by "car"."""
-    named = label_terms(query)
+    if not labels:
+        return []
+    named = _query_label_terms(query)
     if not named:
         return []
     out = []
@@ -115,14 +122,15 @@ def score(query_terms: Sequence[str], query: str, ev: Evidence) -> tuple[float, 
     legs: dict[str, float] = {}
     explanation: dict[str, Any] = {}
     terms = [_stem(t) for t in query_terms]
-    named = label_terms(query)
+    named = _query_label_terms(query)
     label_words = {w for term in named for w in term.split()}
     # Words that name a label are answered by the labels leg; the word legs judge the rest, and the
     # label words only when no label matched (a transcript saying "taxi" still counts).
     for name, text in ev.fields.items():
         if not text or not terms:
             continue
-        found = [t for t in terms if t in _words(text)]
+        words = _words(text)
+        found = [t for t in terms if t in words]
         if found:
             weight = FIELD_WEIGHTS.get(name, 0.8)
             # Square root: one word of a two-word query is a partial match, not a quarter of one.
