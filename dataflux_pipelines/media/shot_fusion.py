@@ -1,7 +1,7 @@
 """Fusion of TransNetV2's per-frame probabilities with the classical shot evidence: candidates, features, calibrated scores.
 
-Pure numpy. Every candidate boundary (a learned peak, a structure/colour spike, a learned many-hot run or a
-classical blend/fade fit) gets a feature vector; logistic models fitted on the tuning corpus (seed 7,
+Plain functions over numpy arrays (the global-shift check uses torch for one grouped convolution). Every
+candidate boundary (a learned peak, a structure/colour spike, a learned many-hot run or a classical blend/fade fit) gets a feature vector; logistic models fitted on the tuning corpus (seed 7,
 `bench/shots_fit.py`) turn it into a probability, which is the transition's confidence.
 
 Cuts combine two experts, each calibrated on its own: the learned one (TransNetV2's peak) and the classical one
