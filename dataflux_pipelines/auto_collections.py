@@ -10,8 +10,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
 
 from dataflux_pipelines import layout, records
 from dataflux_pipelines.catalog import table_names
@@ -97,6 +95,10 @@ def cluster_assets(
     n = len(ids)
     if n < MIN_ASSETS:
         return [], {"reason": f"{n} asset(s) with embeddings; clustering needs at least {MIN_ASSETS}"}
+    # Imported here: scikit-learn costs seconds of start-up to every process that loads the assets.
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
     scores: dict[int, float] = {}
     labelings: dict[int, np.ndarray] = {}
     for k in range(2, min(max_k, n - 1) + 1):

@@ -289,7 +289,9 @@ def pair_features(a: Sequence[Signature], b: Sequence[Signature]) -> np.ndarray:
         return np.zeros((len(a), len(b), len(FEATURES)))
     emb = normalize(np.stack([s.embedding for s in a])) @ normalize(np.stack([s.embedding for s in b])).T
     if len({s.descriptor.shape for s in (*a, *b)}) == 1:
-        desc = normalize(np.stack([s.descriptor for s in a])) @ normalize(np.stack([s.descriptor for s in b])).T
+        desc = (
+            normalize(np.stack([s.descriptor for s in a])) @ normalize(np.stack([s.descriptor for s in b])).T
+        )
     else:
         # Rows written under CLIP and offline beside each other: the learned cosine stands in (the fitted
         # descriptor weight is 0.02, so this moves the verification logit by less than 0.02).

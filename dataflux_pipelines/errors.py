@@ -22,6 +22,7 @@ class Reason(StrEnum):
     INTERNAL_ERROR = "internal_error"
     TYPE_MISMATCH = "type_mismatch"  # the name says one media type, the bytes are another
     OBJECT_STORE_UNAVAILABLE = "object_store_unavailable"  # S3 kept failing after the retries
+    TIME_BUDGET_EXCEEDED = "time_budget_exceeded"  # the file used up DATAFLUX_FILE_TIME_BUDGET_S
     RUN_DIED = "run_died"  # the run processing the file died (killed, rebooted) too many times
 
 

@@ -72,9 +72,96 @@ def _probe_to_dict(probe: Probe) -> dict[str, Any]:
     return dataclasses.asdict(probe)
 
 
+def stored_fields(probe: Probe, sha256: str, size: int, key: str) -> dict[str, Any]:
+    """The catalog fields `media_file` fills for a stored original."""
+    return {
+        "file_hash": sha256,
+        "file_size": size,
+        "mime_type": probe.mime_type,
+        "media_type": probe.media_type,
+        "storage_path": key,
+        "duration": probe.duration,
+        "width": probe.width,
+        "height": probe.height,
+        "metadata": _probe_to_dict(probe),
+    }
+
+
 def _probe_from_dict(data: dict[str, Any]) -> Probe:
     names = {f.name for f in dataclasses.fields(Probe)}
     return Probe(**{k: v for k, v in data.items() if k in names})
+
+
+class Profile:
+    """Where a run's time went: seconds per media type and phase (decode, analyse, each model, writes),
+    summed over files; shown in the Dagster run and in `dataflux process --json`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seconds: dict[str, dict[str, float]] = {}
+        self.files: dict[str, int] = {}
+
+    def add(self, media_type: str | None, phase: str, seconds: float) -> None:
+        kind = media_type or "unknown"
+        with self._lock:
+            phases = self.seconds.setdefault(kind, {})
+            phases[phase] = phases.get(phase, 0.0) + seconds
+
+    def count(self, media_type: str | None) -> None:
+        kind = media_type or "unknown"
+        with self._lock:
+            self.files[kind] = self.files.get(kind, 0) + 1
+
+    @contextlib.contextmanager
+    def timed(self, media_type: str | None, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(media_type, phase, time.perf_counter() - started)
+
+    def to_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                kind: {
+                    "files": self.files.get(kind, 0),
+                    **{k: round(v, 3) for k, v in sorted(phases.items())},
+                }
+                for kind, phases in sorted(self.seconds.items())
+            }
+
+
+# A file estimated to cost more than this multiple of the run's median goes into a batch of its own,
+# after the others: one huge file then delays nobody, and the rest keep one write per table per batch.
+HEAVY_FACTOR = 4.0
+
+
+def estimated_cost(row: dict[str, Any]) -> float:
+    """Rough work units of one file from its catalog row (size, duration, pixels), for ordering only."""
+    media_type = row.get("media_type")
+    size = float(row.get("file_size") or 0)
+    duration = float(row.get("duration") or 0.0)
+    megapixels = float(row.get("width") or 0) * float(row.get("height") or 0) / 1e6
+    if media_type == "video":
+        return 1.0 + duration * (1.0 + megapixels)
+    if media_type == "audio":
+        return 1.0 + duration / 10.0
+    if media_type == "image":
+        return 1.0 + megapixels / 4.0
+    return 1.0 + size / 50_000  # documents: text volume drives chunks, segments and embeddings
+
+
+def cost_batches(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """The files of a run in the order they are finished: one batch of all ordinary files, then each
+    heavy file (over HEAVY_FACTOR x the median cost) alone, cheapest first."""
+    if not rows:
+        return []
+    costs = {r["id"]: estimated_cost(r) for r in rows}
+    ordered = sorted(costs, key=lambda a: costs[a])
+    median = costs[ordered[len(ordered) // 2]] if len(ordered) > 2 else min(costs.values())
+    light = [a for a in ordered if costs[a] <= HEAVY_FACTOR * median]
+    heavy = [a for a in ordered if costs[a] > HEAVY_FACTOR * median]
+    return ([light] if light else []) + [[a] for a in heavy]
 
 
 class MediaPipeline:
@@ -97,6 +184,9 @@ class MediaPipeline:
         self._lock = threading.Lock()
         self._workers: list[DecodeWorker] = []
         self._idle: list[DecodeWorker] = []
+        self.profile = Profile()
+        self.spent: dict[str, float] = {}  # seconds each file has used so far, against its time budget
+        self.media_types: dict[str, str | None] = {}
 
     # --- shared resources, created once per batch -------------------------------------------
     @property
@@ -125,6 +215,13 @@ class MediaPipeline:
         finally:
             with self._lock:
                 self._idle.append(worker)
+
+    def start_decoders(self, files: int) -> None:
+        """Start the decode workers a batch will use now, so no file's time budget pays for a start."""
+        wanted = min(max(1, self.settings.decode_workers), files)
+        with self.profile.timed("run", "start_decoders"), contextlib.ExitStack() as held:
+            for _ in range(wanted):  # held together, so each is a different worker
+                held.enter_context(self.decoder()).start()
 
     def each(self, asset_ids: Sequence[str], fn: Callable[[str], Outcome]) -> dict[str, Outcome]:
         """`fn` over every asset, on up to `decode_workers` threads (each with its own decode worker)."""
@@ -163,18 +260,43 @@ class MediaPipeline:
         try:
             metadata = fn()
         except MediaError as exc:
-            return Outcome(asset_id, exc, {"seconds": round(time.perf_counter() - started, 3)})
+            return Outcome(asset_id, exc, {"seconds": self._spend(asset_id, started)})
         except Exception as exc:  # a bug or a store outage must fail this file only, with its reason
             error = MediaError(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-            return Outcome(asset_id, error, {"seconds": round(time.perf_counter() - started, 3)})
-        metadata["seconds"] = round(time.perf_counter() - started, 3)
+            return Outcome(asset_id, error, {"seconds": self._spend(asset_id, started)})
+        metadata["seconds"] = self._spend(asset_id, started)
         return Outcome(asset_id, None, metadata)
+
+    def _spend(self, asset_id: str, started: float) -> float:
+        seconds = time.perf_counter() - started
+        with self._lock:
+            self.spent[asset_id] = self.spent.get(asset_id, 0.0) + seconds
+        return round(seconds, 3)
+
+    # --- the per-file time budget ------------------------------------------------------------
+    def remaining_budget(self, asset_id: str) -> float:
+        return self.settings.file_time_budget_s - self.spent.get(asset_id, 0.0)
+
+    def budget_error(self, asset_id: str) -> MediaError:
+        return MediaError(
+            Reason.TIME_BUDGET_EXCEEDED,
+            f"the file used {self.spent.get(asset_id, 0.0):.1f} s of its "
+            f"{self.settings.file_time_budget_s:g} s budget (DATAFLUX_FILE_TIME_BUDGET_S)",
+        )
+
+    def over_budget(self, asset_ids: Sequence[str]) -> dict[str, Outcome]:
+        """Files that used up their time budget: they fail before their next stage, the rest go on."""
+        return {a: Outcome(a, self.budget_error(a)) for a in asset_ids if self.remaining_budget(a) <= 0}
 
     # --- status -----------------------------------------------------------------------------
     def mark_processing(self, asset_ids: Sequence[str]) -> None:
         self.catalog.set_status(asset_ids, Status.PROCESSING)
 
     def mark_done(self, outcomes: dict[str, Outcome]) -> None:
+        with self.profile.timed("run", "write_status"):
+            self._mark_done(outcomes)
+
+    def _mark_done(self, outcomes: dict[str, Outcome]) -> None:
         updates: dict[str, dict[str, Any]] = {}
         for asset_id, outcome in outcomes.items():
             if outcome.error is None:
@@ -203,8 +325,10 @@ class MediaPipeline:
                 return Outcome(asset_id, error)
             return self._guard(asset_id, functools.partial(self._media_file_one, row, updates))
 
+        self.start_decoders(len(asset_ids))
         out = self.each(asset_ids, one)
-        self._commit(out, lambda: self.catalog.update_assets(updates))
+        with self.profile.timed("run", "write_catalog"):
+            self._commit(out, lambda: self.catalog.update_assets(updates))
         from dataflux_pipelines.graph.store import clear_tombstone
 
         for asset_id, outcome in out.items():
@@ -242,29 +366,28 @@ class MediaPipeline:
             size = path.stat().st_size
             if size == 0:
                 raise MediaError(Reason.EMPTY_FILE, "the file is empty (0 bytes)")
+            started = time.perf_counter()
             sha256 = sha256_file(path)
+            hashed = time.perf_counter() - started
             if row.get("file_hash") and sha256 != row["file_hash"]:
                 raise MediaError(
                     Reason.CORRUPT_MEDIA, "the landing file changed after it was registered; upload it again"
                 )
+            started = time.perf_counter()
             with self.decoder() as worker:
                 probe: Probe = worker.call(sniff_and_probe, str(path))
+            self.profile.add(probe.media_type, "hash", hashed)
+            self.profile.add(probe.media_type, "probe", time.perf_counter() - started)
+            self.media_types[asset_id] = probe.media_type
             warning = check_claim(row.get("filename"), probe.media_type)
             if warning:
                 probe.extra.setdefault("warnings", []).append(warning)
             key = layout.original_key(asset_id, probe.extension)
-            if self.store.head(key) is None:
-                self.store.put_file(key, path)
+            with self.profile.timed(probe.media_type, "write_original"):
+                if self.store.head(key) is None:
+                    self.store.put_file(key, path)
         updates[asset_id] = {
-            "file_hash": sha256,
-            "file_size": size,
-            "mime_type": probe.mime_type,
-            "media_type": probe.media_type,
-            "storage_path": key,
-            "duration": probe.duration,
-            "width": probe.width,
-            "height": probe.height,
-            "metadata": _probe_to_dict(probe),
+            **stored_fields(probe, sha256, size, key),
             "landing_key": None,
             "reason_code": None,
             "reason_message": None,
@@ -281,9 +404,12 @@ class MediaPipeline:
     # --- stage 2: segments -----------------------------------------------------------------
     def segments(self, asset_ids: Sequence[str]) -> dict[str, Outcome]:
         rows = {r["id"]: r for r in self.catalog.get_assets(list(asset_ids))}
+        for asset_id, row in rows.items():
+            self.media_types[asset_id] = row.get("media_type")
         segment_rows: dict[str, list[dict[str, Any]]] = {}
         updates: dict[str, dict[str, Any]] = {}
         analyses: dict[str, tuple[Path, MediaAnalysis]] = {}
+        self.start_decoders(len(asset_ids))
         with contextlib.ExitStack() as sources:
             # Every file of the batch is analysed first (sources stay open), so transcripts and OCR
             # batch across files; then the rows are built.
@@ -294,19 +420,22 @@ class MediaPipeline:
                     functools.partial(self._analyze_one, rows.get(asset_id), asset_id, analyses, sources),
                 ),
             )
+            started = time.perf_counter()
             failures = self._read_text(analyses)
+            self._charge_text(analyses, time.perf_counter() - started)
             for asset_id, (_, analysis) in analyses.items():
                 if not out[asset_id].ok:
                     continue
                 if asset_id in failures:
                     out[asset_id] = Outcome(asset_id, failures[asset_id], out[asset_id].metadata)
                     continue
-                built = self._guard(
-                    asset_id,
-                    functools.partial(
-                        self._rows_one, rows[asset_id], asset_id, analysis, segment_rows, updates
-                    ),
-                )
+                with self.profile.timed(rows[asset_id].get("media_type"), "write_objects_and_rows"):
+                    built = self._guard(
+                        asset_id,
+                        functools.partial(
+                            self._rows_one, rows[asset_id], asset_id, analysis, segment_rows, updates
+                        ),
+                    )
                 built.metadata["seconds"] = round(
                     built.metadata["seconds"] + out[asset_id].metadata.get("seconds", 0.0), 3
                 )
@@ -318,8 +447,25 @@ class MediaPipeline:
             self.catalog.update_assets({a: updates[a] for a in done})
 
         if done:
-            self._commit(out, write)
+            with self.profile.timed("run", "write_segments"):
+                self._commit(out, write)
         return out
+
+    def _charge_text(self, analyses: dict[str, tuple[Path, MediaAnalysis]], elapsed: float) -> None:
+        """Share the batched transcript/OCR time out: to the profile by model, to each file's budget."""
+        shares: dict[str, float] = {}
+        for asset_id, (_, analysis) in analyses.items():
+            for name in ("transcripts", "screen_text"):
+                seconds = float((analysis.summary.get(name) or {}).get("seconds") or 0.0)
+                if seconds:
+                    model = "model_whisper" if name == "transcripts" else "model_ocr"
+                    self.profile.add(analysis.media_type, model, seconds)
+                    shares[asset_id] = shares.get(asset_id, 0.0) + seconds
+        # Model loads and other shared set-up are the run's cost, not a file's: only each file's own
+        # share counts against its budget.
+        self.profile.add("run", "text_setup", max(0.0, elapsed - sum(shares.values())))
+        for asset_id, part in shares.items():
+            self.spent[asset_id] = self.spent.get(asset_id, 0.0) + part
 
     def _read_text(self, analyses: dict[str, tuple[Path, MediaAnalysis]]) -> dict[str, MediaError]:
         """Transcripts and on-screen text of the batch (`text_stage`); failures are per file."""
@@ -374,10 +520,26 @@ class MediaPipeline:
         path = source.__enter__()
         with self._lock:  # `each` may run this on several threads; the stack closes them all at the end
             sources.push(source.__exit__)
-        with self.decoder() as worker:
-            analysis: MediaAnalysis = worker.call(analyze_file, str(path), probe, self.analysis_options())
+        budget = self.remaining_budget(asset_id)
+        if budget <= 0:
+            raise self.budget_error(asset_id)
+        limit = min(self.settings.decode_timeout_s, budget)
+        started = time.perf_counter()
+        try:
+            with self.decoder() as worker:
+                analysis: MediaAnalysis = worker.call(
+                    analyze_file, str(path), probe, self.analysis_options(), timeout_s=limit
+                )
+        except MediaError as exc:
+            if exc.reason is Reason.DECODE_TIMEOUT and limit < self.settings.decode_timeout_s:
+                self.spent[asset_id] = self.settings.file_time_budget_s
+                raise self.budget_error(asset_id) from exc
+            raise
+        finally:
+            self.profile.add(probe.media_type, "analyse", time.perf_counter() - started)
         if "speech" in self.registry.profiles:
-            self._transcribe(path, analysis)  # a transformers Whisper folder: speech passages only
+            with self.profile.timed(probe.media_type, "model_speech"):
+                self._transcribe(path, analysis)  # a transformers Whisper folder: speech passages only
         analyses[asset_id] = (path, analysis)
         return {}
 
@@ -497,6 +659,12 @@ class MediaPipeline:
                 continue
             meta = result.metadata()
             meta.pop("error", None)
+            kind = result.media_type or self.media_types.get(asset_id)
+            for phase in ("load", "decode", "model", "write"):
+                self.profile.add(kind, f"embed_{phase}", float(meta.get(f"{phase}_seconds") or 0.0))
+            self.spent[asset_id] = self.spent.get(asset_id, 0.0) + sum(
+                float(meta.get(f"{p}_seconds") or 0.0) for p in ("decode", "model", "write")
+            )
             if result.error:
                 error = MediaError(result.error["reason_code"], result.error["message"])
                 out[asset_id] = Outcome(asset_id, error, meta)
@@ -515,12 +683,13 @@ class MediaPipeline:
     def graph_contributions(self, asset_ids: Sequence[str]) -> dict[str, Outcome]:
         from dataflux_pipelines.graph.contrib import graph_contribution
 
-        return {
-            a: self._guard(
-                a, functools.partial(graph_contribution, self.settings, self.catalog, a, store=self.store)
-            )
-            for a in asset_ids
-        }
+        out = {}
+        for a in asset_ids:
+            with self.profile.timed(self.media_types.get(a), "graph"):
+                out[a] = self._guard(
+                    a, functools.partial(graph_contribution, self.settings, self.catalog, a, store=self.store)
+                )
+        return out
 
 
 def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:

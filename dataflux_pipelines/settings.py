@@ -209,6 +209,13 @@ class Settings:
     decode_workers: int = setting(
         "DATAFLUX_DECODE_WORKERS", 1, "Decode worker processes per run (files analysed in parallel)", _int(1)
     )
+    file_time_budget_s: float = setting(
+        "DATAFLUX_FILE_TIME_BUDGET_S",
+        900.0,
+        "Most seconds one file may take through all stages; past it the file fails with "
+        "time_budget_exceeded and the rest of its run goes on",
+        _float,
+    )
     max_gif_frames: int = setting(
         "DATAFLUX_MAX_GIF_FRAMES", 300, "Most frames read from an animated GIF/WebP", _int(1)
     )

@@ -114,6 +114,8 @@ def process(stale: bool, as_json: bool) -> None:
         "shared_runs": report.shared_runs,
         "seconds": round(report.seconds, 2),
         "files_per_second": round(report.files_per_second, 2),
+        "timings": report.timings,
+        "profile": report.profile,
         "failures": report.failures,
     }
     if as_json:

@@ -117,6 +117,14 @@ class DecodeWorker:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None and self._process.is_alive() else None
 
+    def start(self) -> None:
+        """Start the child now if it is not running (calls start it on demand otherwise)."""
+        with self._lock:
+            if self._process is None or not self._process.is_alive():
+                if self._process is not None:
+                    self._kill()
+                self._start()
+
     def _start(self) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(

@@ -7,7 +7,9 @@ fails at the end naming it, so Dagster marks exactly that partition failed while
 stay materialized.
 """
 
-from collections.abc import Iterator
+import json
+import time
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import dagster as dg
@@ -30,7 +32,7 @@ from dataflux_pipelines.orchestration.checks import (
 from dataflux_pipelines.orchestration.partitions import asset_id_of, media_files
 from dataflux_pipelines.orchestration.resources import ModelsResource, StoresResource
 from dataflux_pipelines.orchestration.runs import dagster_runs
-from dataflux_pipelines.pipeline import STAGES, MediaPipeline, Outcome, kill_at_boundary
+from dataflux_pipelines.pipeline import STAGES, MediaPipeline, Outcome, cost_batches, kill_at_boundary
 
 MAX_PARTITIONS_PER_RUN = 100
 
@@ -59,6 +61,40 @@ SPECS = [
 ]
 
 
+PROFILE_TAG = "dataflux/profile"
+FIRST_TOUCH_TAG = "dataflux/first_file_touched_at"
+
+
+def _stage(
+    context: dg.AssetExecutionContext,
+    stores: StoresResource,
+    pipeline: MediaPipeline,
+    stage: str,
+    asset_ids: list[str],
+    key_of: dict[str, str],
+    failures: dict[str, tuple[str, Outcome]],
+) -> Generator[dg.AssetMaterialization, None, list[str]]:
+    """One stage over these files: a materialization per success, failures recorded; returns the
+    files still going."""
+    outcomes = getattr(pipeline, stage)(asset_ids)
+    previews = _previews(stores, asset_ids) if stage == "segments" else {}
+    for asset_id in asset_ids:
+        outcome = outcomes[asset_id]
+        if outcome.ok:
+            meta = _metadata(outcome)
+            if previews.get(asset_id) is not None:
+                meta["preview"] = previews[asset_id]
+            yield dg.AssetMaterialization(asset_key=stage, partition=key_of[asset_id], metadata=meta)
+        else:
+            failures[asset_id] = (stage, outcome)
+            assert outcome.error is not None
+            context.log.warning(f"{asset_id} failed in {stage}: {outcome.error}")
+    alive = [a for a in asset_ids if outcomes[a].ok]
+    context.log.info(f"{stage}: {len(alive)} ok, {len(failures)} failed so far")
+    kill_at_boundary(pipeline.settings, stage)
+    return alive
+
+
 def _metadata(outcome: Outcome) -> dict[str, Any]:
     meta: dict[str, Any] = {}
     for key, value in outcome.metadata.items():
@@ -85,6 +121,7 @@ def media_pipeline(
     selected = {key.path[-1] for key in context.selected_asset_keys}
     settings = stores.settings
     failures: dict[str, tuple[str, Outcome]] = {}
+    finished: dict[str, Outcome] = {}
     context.log.info(f"processing {len(asset_ids)} file(s) through {sorted(selected)}")
     with MediaPipeline(
         settings,
@@ -93,33 +130,50 @@ def media_pipeline(
         catalog=stores.catalog,
         store=stores.store,
     ) as pipeline:
+        first_touch = time.time()
         pipeline.mark_processing(asset_ids)
         alive = asset_ids
-        for stage in STAGES:
-            if stage not in selected or not alive:
-                continue
-            outcomes = getattr(pipeline, stage)(alive)
-            previews = _previews(stores, alive) if stage == "segments" else {}
-            for asset_id in alive:
-                outcome = outcomes[asset_id]
-                if outcome.ok:
-                    meta = _metadata(outcome)
-                    if previews.get(asset_id) is not None:
-                        meta["preview"] = previews[asset_id]
-                    yield dg.AssetMaterialization(asset_key=stage, partition=key_of[asset_id], metadata=meta)
-                else:
+        if "media_file" in selected:
+            alive = yield from _stage(context, stores, pipeline, "media_file", alive, key_of, failures)
+        # Cheap files first, in one batch; each heavy one after them, alone: a huge file costs the
+        # others nothing, and each batch is finished (committed, marked done) before the next starts.
+        rows = {r["id"]: r for r in pipeline.catalog.get_assets(alive)} if alive else {}
+        batches = cost_batches([rows.get(a, {"id": a}) for a in alive])
+        context.log.info(f"{len(alive)} file(s) in {len(batches)} batch(es) by estimated cost")
+        for batch in batches:
+            for stage in STAGES[1:]:
+                if stage not in selected or not batch:
+                    continue
+                for asset_id, outcome in pipeline.over_budget(batch).items():
                     failures[asset_id] = (stage, outcome)
-                    assert outcome.error is not None
-                    context.log.warning(f"{asset_id} failed in {stage}: {outcome.error}")
-            alive = [a for a in alive if outcomes[a].ok]
-            context.log.info(f"{stage}: {len(alive)} ok, {len(failures)} failed so far")
-            kill_at_boundary(settings, stage)
-        pipeline.mark_done({**{a: Outcome(a) for a in alive}, **{a: o for a, (_, o) in failures.items()}})
+                batch = [a for a in batch if a not in failures]
+                batch = yield from _stage(context, stores, pipeline, stage, batch, key_of, failures)
+            done = {a: Outcome(a) for a in batch}
+            done.update({a: o for a, (_, o) in failures.items() if a not in finished})
+            pipeline.mark_done(done)
+            finished.update(done)
+        pipeline.mark_done({a: o for a, (_, o) in failures.items() if a not in finished})
         # What each file became, checked against the stores it was written to (one result per partition).
         checks = {name for name, (stage, _) in FILE_CHECKS.items() if stage in selected}
+        completed = [a for a in asset_ids if a in finished and a not in failures]
         yield from file_check_evaluations(
-            stores.catalog, stores.store, pipeline.registry, alive, key_of, checks
+            stores.catalog, stores.store, pipeline.registry, completed, key_of, checks
         )
+        for asset_id in asset_ids:
+            pipeline.profile.count(pipeline.media_types.get(asset_id))
+        profile = pipeline.profile.to_dict()
+    context.log.info(
+        "where the time went (s): "
+        + "; ".join(
+            f"{kind} " + ", ".join(f"{phase} {value}" for phase, value in phases.items())
+            for kind, phases in profile.items()
+        )
+    )
+    # Run tags show on the run's page in the UI; `dataflux process` reads them back for its report.
+    context.instance.add_run_tags(
+        context.run_id,
+        {PROFILE_TAG: json.dumps(profile, sort_keys=True), FIRST_TOUCH_TAG: f"{first_touch:.3f}"},
+    )
     if failures:
         lines = [
             f"{asset_id} ({stage}): {outcome.error}"

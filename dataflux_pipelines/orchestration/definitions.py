@@ -6,10 +6,12 @@ from dataflux_pipelines.orchestration.assets import PER_FILE_ASSETS, SHARED_ASSE
 from dataflux_pipelines.orchestration.checks import LAG_CHECKS
 from dataflux_pipelines.orchestration.jobs import JOBS
 from dataflux_pipelines.orchestration.metrics import serve_code_location_metrics
-from dataflux_pipelines.orchestration.resources import ModelsResource, StoresResource
+from dataflux_pipelines.orchestration.resources import ModelsResource, StoresResource, relax_sqlite_sync
 from dataflux_pipelines.orchestration.schedules import SCHEDULES
 from dataflux_pipelines.orchestration.sensors import SENSORS
 from dataflux_pipelines.settings import Settings
+
+relax_sqlite_sync()  # the code server and daemon processes commit Dagster's events too
 
 defs = dg.Definitions(
     assets=[*PER_FILE_ASSETS, *SHARED_ASSETS],

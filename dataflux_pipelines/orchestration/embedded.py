@@ -6,6 +6,7 @@ partitions and their metadata just the same.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -13,10 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
+import psutil
 
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.landing import clear_reanalysis_request, plan_runs
 from dataflux_pipelines.objectstore import open_object_store
+from dataflux_pipelines.orchestration.assets import FIRST_TOUCH_TAG, PROFILE_TAG
 from dataflux_pipelines.orchestration.jobs import EMBEDDING_STAGES
 from dataflux_pipelines.orchestration.partitions import (
     MEDIA_PARTITIONS,
@@ -49,6 +52,10 @@ class ProcessReport:
     dead_runs: int = 0  # runs of a killed process, reported failed before planning
     requeued: int = 0  # their files, queued again
     failures: list[dict[str, Any]] = field(default_factory=list)
+    # Where the time went: start-up (process start to here), planning, runs, Dagster's own share,
+    # the shared refresh, and per media type and phase (summed over the runs' profiles).
+    timings: dict[str, float] = field(default_factory=dict)
+    profile: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def files_per_second(self) -> float:
@@ -117,6 +124,8 @@ def process_landing(
 ) -> ProcessReport:
     """Materialize what the sensor would request now (and, with `stale`, re-embed stale files)."""
     started = time.perf_counter()
+    entered = time.time()
+    process_started = psutil.Process().create_time()
     store = open_object_store(settings)
     catalog = Catalog(settings)
     recovery = reconcile(instance, catalog)
@@ -140,6 +149,9 @@ def process_landing(
         dead_runs=len(recovery.dead_runs),
         requeued=len(recovery.requeued),
     )
+    report.timings["startup_s"] = round(entered - process_started, 3)
+    report.timings["planning_s"] = round(time.perf_counter() - started, 3)
+    runs_started = time.perf_counter()
     for asset_id in recovery.failed:
         row = catalog.get_asset(asset_id) or {}
         report.failures.append(
@@ -176,6 +188,7 @@ def process_landing(
         finally:
             watcher.stop.set()
             thread.join()
+        _add_profiles(report, instance, results, process_started)
         report.runs += len(results)
         report.files += len(asset_ids)
         counts = watcher.poll()
@@ -194,6 +207,12 @@ def process_landing(
                 )
             elif row["status"] == Status.COMPLETED.value:
                 report.completed += 1
+    report.timings["runs_s"] = round(time.perf_counter() - runs_started, 3)
+    staged = sum(v for kind in report.profile.values() for k, v in kind.items() if k != "files")
+    if report.files:
+        # What the runs spent outside DataFlux's own stages: Dagster's events, run and step set-up.
+        report.timings["orchestration_s"] = round(max(0.0, report.timings["runs_s"] - staged), 3)
+    shared_started = time.perf_counter()
     for request_key in plan.reanalysis_keys:
         clear_reanalysis_request(store, request_key)
     if report.files and "refresh_shared" in {j.name for j in defs.resolve_all_job_defs()}:
@@ -214,5 +233,25 @@ def process_landing(
                     "message": "the shared assets run failed; see the Dagster UI",
                 }
             )
+    report.timings["shared_s"] = round(time.perf_counter() - shared_started, 3)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _add_profiles(
+    report: ProcessReport,
+    instance: dg.DagsterInstance,
+    results: Sequence[dg.ExecuteInProcessResult],
+    process_started: float,
+) -> None:
+    """Fold each run's profile (a run tag written by the media op) into the report."""
+    for result in results:
+        run = instance.get_run_by_id(result.run_id)
+        tags = run.tags if run is not None else {}
+        touched = tags.get(FIRST_TOUCH_TAG)
+        if touched and "first_file_touched_s" not in report.timings:
+            report.timings["first_file_touched_s"] = round(float(touched) - process_started, 3)
+        for kind, phases in json.loads(tags.get(PROFILE_TAG) or "{}").items():
+            into = report.profile.setdefault(kind, {})
+            for phase, value in phases.items():
+                into[phase] = round(into.get(phase, 0) + value, 3)
