@@ -230,6 +230,10 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=20)
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--before", type=Path, help="another checkout: its `dataflux process`, same files")
+    parser.add_argument("--before-kinds", default=",".join(KINDS), help="the kinds run with --before too")
+    parser.add_argument("--corpus", type=Path, help="reuse a corpus folder this script made earlier")
+    parser.add_argument("--results", type=Path, help="also keep the raw results here (JSON, after each kind)")
+    parser.add_argument("--render", type=Path, help="only print and append the table of saved --results")
     parser.add_argument("--floor-of", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("files", nargs="*", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -237,35 +241,58 @@ def main() -> None:
         print(json.dumps(floor(args.files, args.floor_of)))
         return
 
+    if args.render:
+        saved = json.loads(args.render.read_text())
+        render(saved["results"], saved["args"], saved["load"])
+        return
     scratch = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    corpus = make_corpus(scratch / "corpus", args)
+    if args.corpus:
+        corpus = {k: sorted((args.corpus / k).iterdir()) for k in KINDS if (args.corpus / k).is_dir()}
+    else:
+        corpus = make_corpus(scratch / "corpus", args)
     load = os.getloadavg()[0]
     results: dict[str, dict[str, Any]] = {}
+    described = {
+        "images": len(corpus.get("images", [])),
+        "videos": len(corpus.get("videos", [])),
+        "video_seconds": args.video_seconds,
+        "audio": len(corpus.get("audio", [])),
+        "documents": len(corpus.get("documents", [])),
+        "before": str(args.before) if args.before else None,
+    }
     for kind in args.kinds.split(","):
-        files = corpus[kind]
+        files = corpus.get(kind, [])
         if not files:
             continue
         minutes = video_minutes(files) if kind == "videos" else 0.0
         result: dict[str, Any] = {"files": len(files), "minutes": minutes}
         result["after"] = end_to_end(kind, files, REPO, scratch)
         result["floor"] = run_floor(kind, files, scratch)
-        if args.before:
-            result["before"] = end_to_end(kind, files, args.before.resolve(), scratch)
         results[kind] = result
-        print(
-            kind,
-            json.dumps({k: v for k, v in result.items() if k != "files"}, default=str)[:2000],
-            flush=True,
-        )
-    load = max(load, os.getloadavg()[0])
+        load = max(load, os.getloadavg()[0])
+        after, fl = result["after"]["wall"], result["floor"]["seconds"]
+        print(f"{kind}: end to end {after:.1f} s, floor {fl:.1f} s", flush=True)
+        if args.results:
+            args.results.write_text(json.dumps({"results": results, "args": described, "load": load}))
+    # The other checkout last: every kind has its floor ratio before the longer comparison starts.
+    for kind in args.before_kinds.split(",") if args.before else []:
+        if kind in results:
+            results[kind]["before"] = end_to_end(kind, corpus[kind], args.before.resolve(), scratch)
+            if args.results:
+                args.results.write_text(json.dumps({"results": results, "args": described, "load": load}))
+    render(results, described, load)
+    shutil.rmtree(scratch, ignore_errors=True)
 
+
+def render(results: dict[str, dict[str, Any]], args: dict[str, Any], load: float) -> None:
+    """Print the tables and append them to BENCHMARKS.md."""
     mib = 1024 * 1024
     lines = [
         f"## Ingest end to end vs its compute floor ({dt.date.today()}, {platform.machine()}, "
         f"{os.cpu_count()} cores, CPU only, load average up to {load:.1f} from other work)",
         "",
-        f"Generated corpus: {args.images} JPEG 1920×1080, {args.videos} H.264 videos of "
-        f"{args.video_seconds:g} s 640×360 (4 shots, AAC), {args.audio} WAVs of ~36 s, {args.documents} "
+        f"Generated corpus: {args['images']} JPEG 1920×1080, {args['videos']} H.264 videos of "
+        f"{args['video_seconds']:g} s 640×360 (4 shots, AAC), {args['audio']} WAVs of ~36 s, {args['documents']} "
         "documents (3 in 4 Markdown, the rest 3-page PDFs). End to end: `dataflux process --json` as a "
         "subprocess after `dataflux ingest` (start-up, Dagster, model loads and the shared refresh "
         "included). Floor: the same functions in a plain loop in one process, models loaded before the "
@@ -289,7 +316,7 @@ def main() -> None:
     if any("before" in r for r in results.values()):
         lines += [
             "",
-            f"Before/after, same files, same run (`--before` = {args.before}):",
+            f"Before/after, same files, same run (`--before` = {args['before']}):",
             "",
             "| media | before s | after s | speed-up | before peak RSS all | after peak RSS all | "
             "before nothing-to-do s | after nothing-to-do s |",
@@ -318,7 +345,6 @@ def main() -> None:
     table = "\n".join(lines) + "\n"
     print(table)
     append_section(table)
-    shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

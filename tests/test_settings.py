@@ -77,6 +77,7 @@ def test_from_env_reads_every_declared_variable_and_nothing_else(tmp_path: Path)
         "DATAFLUX_DECODE_TIMEOUT_S": "9.5",
         "DATAFLUX_DECODE_MEMORY_MB": "1024",
         "DATAFLUX_DECODE_WORKERS": "2",
+        "DATAFLUX_FILE_TIME_BUDGET_S": "30",
         "DATAFLUX_MAX_GIF_FRAMES": "5",
         "DATAFLUX_MAX_SEGMENTS_PER_FILE": "10",
         "DATAFLUX_MAX_TEXT_CHARS": "5000",
