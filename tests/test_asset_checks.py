@@ -58,6 +58,12 @@ def test_every_file_partition_gets_every_file_check_and_passes(processed: dict[s
     assert set(by_partition) == set(processed["keys"].values())
     for partition, checks in by_partition.items():
         assert checks == dict.fromkeys(FILE_CHECKS, True), partition
+    # Each result points at the materialization it verified: Dagster counts it as that partition's.
+    instance = processed["instance"]
+    for key in (dg.AssetCheckKey(dg.AssetKey(stage), name) for name, (stage, _) in FILE_CHECKS.items()):
+        infos = instance.event_log_storage.get_asset_check_partition_info([key])
+        assert {i.partition_key for i in infos} == set(processed["keys"].values()), key
+        assert all(i.is_current for i in infos), (key, infos)
 
 
 def test_the_shared_assets_checks_ran_with_their_refresh_and_pass(processed: dict[str, Any]) -> None:

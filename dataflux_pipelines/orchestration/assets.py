@@ -157,7 +157,7 @@ def media_pipeline(
         checks = {name for name, (stage, _) in FILE_CHECKS.items() if stage in selected}
         completed = [a for a in asset_ids if a in finished and a not in failures]
         yield from file_check_evaluations(
-            stores.catalog, stores.store, pipeline.registry, completed, key_of, checks
+            stores.catalog, stores.store, pipeline.registry, completed, key_of, checks, context.instance
         )
         for asset_id in asset_ids:
             pipeline.profile.count(pipeline.media_types.get(asset_id))

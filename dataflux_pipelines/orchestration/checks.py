@@ -25,6 +25,12 @@ from typing import Any
 
 import dagster as dg
 
+# Not re-exported at the top level: the pointer that makes a check's result count for the
+# materialization it verified (Dagster shows a partition's check as current only with it).
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
+
 from dataflux_pipelines import layout
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.lance_sql import literal
@@ -186,8 +192,10 @@ def file_check_evaluations(
     asset_ids: Iterable[str],
     partition_of: dict[str, str],
     selected: set[str],
+    instance: dg.DagsterInstance | None = None,
 ) -> Iterator[dg.AssetCheckEvaluation]:
-    """One evaluation per file check per processed file, on that file's partition.
+    """One evaluation per file check per processed file, on that file's partition (pointing at the
+    partition's latest materialization when `instance` is given, as the UI needs).
 
     `selected` names the checks this run carries (a re-embedding run selects fewer stages, and with
     them fewer checks)."""
@@ -216,9 +224,14 @@ def file_check_evaluations(
             results["embedded_with_current_models"] = (not gap, gap, {"segments": len(rows)})
         if "transcript_and_text_coverage" in selected:
             results["transcript_and_text_coverage"] = _coverage(asset)
+        targets = {
+            stage: _latest_materialization(instance, stage, partition) if instance is not None else None
+            for stage in {FILE_CHECKS[name][0] for name in results}
+        }
         for name, (passed, problems, extra) in results.items():
             stage = FILE_CHECKS[name][0]
             yield dg.AssetCheckEvaluation(
+                target_materialization_data=targets[stage],
                 asset_key=dg.AssetKey(stage),
                 check_name=name,
                 passed=passed,
@@ -231,6 +244,20 @@ def file_check_evaluations(
                     **({"problems": dg.MetadataValue.json(problems[:_NAMED])} if problems else {}),
                 },
             )
+
+
+def _latest_materialization(
+    instance: dg.DagsterInstance, stage: str, partition: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(stage), asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return None
+    record = records[0]
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+    )
 
 
 def thumbnail_preview(store: ObjectStore, asset: dict[str, Any], width: int = 240) -> dg.MetadataValue | None:
