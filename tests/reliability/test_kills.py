@@ -26,7 +26,7 @@ from dataflux_pipelines.objectstore import open_object_store
 from dataflux_pipelines.pipeline import STAGES
 from dataflux_pipelines.settings import Settings
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.reliability, pytest.mark.timeout(3600 if full_run() else 900)]
 
 KILLS = 20 if full_run() else 2  # random-moment kills of one run after another
 RUN_LIMIT_S = 600
