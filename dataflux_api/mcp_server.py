@@ -859,7 +859,7 @@ def http_app(
             ]
             + origins,
         )
-    app = server.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host)
+    app: Any = server.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host)
     if service is not None:
         from dataflux_api.metrics import Metrics, serve_metrics
 

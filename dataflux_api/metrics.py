@@ -131,13 +131,13 @@ class Metrics:
         return measured
 
 
-def serve_metrics(app: ASGIApp, metrics: Metrics) -> ASGIApp:
+def serve_metrics(app: Any, metrics: Metrics) -> ASGIApp:
     """`GET /metrics` beside another ASGI app (the MCP server), with its requests measured too.
 
     Sits inside `PolicyGuard`: the principal it set must hold `admin`, as on the REST API."""
     from dataflux_api.policy import principal_of
 
-    async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    async def endpoint(scope: Any, receive: Receive, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/metrics":
             principal = principal_of(scope)
             if principal is not None and not principal.allows("admin"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import logging
 import os
@@ -403,7 +404,9 @@ class S3ObjectStore:
             args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
             if token:
                 args["ContinuationToken"] = token
-            page = self.retry.call(f"LIST {prefix}", lambda args=args: self.client.list_objects_v2(**args))
+            page: dict[str, Any] = self.retry.call(
+                f"LIST {prefix}", functools.partial(self.client.list_objects_v2, **args)
+            )
             for obj in page.get("Contents", []):
                 yield ObjectInfo(
                     obj["Key"][len(self.prefix) :],
@@ -426,8 +429,8 @@ class S3ObjectStore:
             batch = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
             self.retry.call(
                 f"DELETE {len(batch)} under {prefix}",
-                lambda batch=batch: self.client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                functools.partial(
+                    self.client.delete_objects, Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
                 ),
             )
         return len(keys)

@@ -165,7 +165,7 @@ def similarity_edges(catalog: Any, asset_id: str, segments: list[dict[str, Any]]
             # cosine would call two black intros duplicates.
             threshold = None
         own = table.search().where(f"asset_id = {lit}").select(["segment_id", "vector"]).limit(n).to_list()
-        candidates: list[tuple[str, str, np.ndarray]] = []
+        candidates: list[tuple[str, str, np.ndarray | None]] = []
         for row in own:
             if row["vector"] is None:
                 continue

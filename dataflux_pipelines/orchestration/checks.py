@@ -334,7 +334,9 @@ def graph_matches_catalog_result(
     db = kuzu.Database(str(snapshot_path), read_only=True)
     try:
         conn = kuzu.Connection(db)
-        found = {row[0] for row in conn.execute("MATCH (a:Asset) RETURN a.id").get_all()}
+        result = conn.execute("MATCH (a:Asset) RETURN a.id")
+        assert not isinstance(result, list)  # one statement, one result
+        found = {row[0] for row in result.get_all()}  # type: ignore[index]  # rows are lists
         conn.close()
     finally:
         db.close()

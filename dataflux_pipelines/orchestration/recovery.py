@@ -90,7 +90,7 @@ def _inspect(
     active = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(statuses=_ACTIVE))]
     dead = [run for run in active if _run_is_dead(run)]
     dead_ids = {run.run_id for run in dead}
-    keys = instance.get_dynamic_partitions(MEDIA_PARTITIONS)
+    keys = list(instance.get_dynamic_partitions(MEDIA_PARTITIONS))
     covered: set[str] = set()
     if any(run.run_id not in dead_ids for run in active):
         order = {key: i for i, key in enumerate(keys)}
