@@ -32,6 +32,14 @@ TEXT_COSINE_ZERO, TEXT_COSINE_FULL = 0.25, 0.55
 VISION_COSINE_ZERO, VISION_COSINE_FULL = 0.20, 0.32
 # How much full word coverage in each field is worth (a word in a filename proves less than in a transcript).
 FIELD_WEIGHTS = {"transcript": 0.9, "on_screen_text": 0.85, "context": 0.8, "labels": 0.8, "filename": 0.6}
+# A query word found in a segment proves little when the segment means something else ("queen" in chess
+# notes for "kings and queens", "java" in build logs for a cup of coffee): each word leg is scaled by how
+# close the segment's MiniLM vector is to the query, from WORD_AGREEMENT_MIN at cosine WORD_COSINE_ZERO or
+# below to 1 at WORD_COSINE_FULL (a name or code the model does not know keeps some weight). Set on the
+# tune queries of tests/topic_corpus.py (bench/peers/pixeltable.py) with bench/relevance.py's tune set
+# held where it was.
+WORD_COSINE_ZERO, WORD_COSINE_FULL = 0.15, 0.45
+WORD_AGREEMENT_MIN = 0.3
 # A label the query names counts as the measured chance that a label of that confidence is right.
 LABEL_PRECISION_AT_FLOOR = 0.6
 LABEL_SURE = 0.5
@@ -109,6 +117,16 @@ def _label_matches(query: str, labels: Sequence[Mapping[str, Any]]) -> list[dict
     return out
 
 
+def word_agreement(text_cosine: float | None) -> float:
+    """How much the words a segment shares with the query count, given how close its meaning is (1 when
+    the segment has no text vector to judge by)."""
+    if text_cosine is None:
+        return 1.0
+    return WORD_AGREEMENT_MIN + (1 - WORD_AGREEMENT_MIN) * _ramp(
+        text_cosine, WORD_COSINE_ZERO, WORD_COSINE_FULL
+    )
+
+
 def label_evidence(confidence: float) -> float:
     """A stored label's confidence as the chance it is right: 0.6 at the floor (label precision on the tune
     frames at floor 0.12 was 0.62) rising to 1.0 at 0.5 (precision 1.0 there), from bench/labels.py."""
@@ -126,6 +144,7 @@ def score(query_terms: Sequence[str], query: str, ev: Evidence) -> tuple[float, 
     label_words = {w for term in named for w in term.split()}
     # Words that name a label are answered by the labels leg; the word legs judge the rest, and the
     # label words only when no label matched (a transcript saying "taxi" still counts).
+    agreement = word_agreement(ev.text_cosine)
     for name, text in ev.fields.items():
         if not text or not terms:
             continue
@@ -134,8 +153,10 @@ def score(query_terms: Sequence[str], query: str, ev: Evidence) -> tuple[float, 
         if found:
             weight = FIELD_WEIGHTS.get(name, 0.8)
             # Square root: one word of a two-word query is a partial match, not a quarter of one.
-            legs[name] = weight * (len(found) / len(terms)) ** 0.5
+            legs[name] = agreement * weight * (len(found) / len(terms)) ** 0.5
             explanation[name] = found
+    if agreement < 1.0 and any(name in legs for name in ev.fields):
+        explanation["word_agreement"] = round(agreement, 4)
     matches = _label_matches(query, ev.labels)
     if matches:
         best = max(m["confidence"] for m in matches)

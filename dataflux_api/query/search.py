@@ -622,6 +622,7 @@ class SearchEngine:
         text = parsed.semantic_text
         text_ranked: list[str] | None = None
         text_sim: dict[str, float] = {}
+        vector: np.ndarray | None = None
         if self.registry is None:
             notes.append("semantic search is off: no model registry is loaded, so only full-text search ran")
         else:
@@ -677,6 +678,7 @@ class SearchEngine:
             " ".join([parsed.semantic_text, *parsed.phrases]),
             text_sim,
             vision_sim,
+            vector,
         )
         kept_scores = {sid: v for sid, v in scores.items() if v >= floor and (v > 0 or floor == 0)}
         groups = rank.group_by_asset(kept_scores, asset_of)
@@ -874,13 +876,23 @@ class SearchEngine:
         query: str,
         text_sim: dict[str, float],
         vision_sim: dict[str, float],
+        query_vector: np.ndarray | None = None,
     ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
         """Relevance and explanation of every candidate segment, from its own row and leg similarities."""
         segments = snap.get(layout.SEGMENTS_TABLE)
         row_ids = [rowid_of[sid] for sid in candidates if sid in rowid_of]
         if segments is None or not row_ids:
             return {}, {}
-        rows = {r["id"]: r for r in segments.take_row_ids(row_ids).select(_EVIDENCE_COLUMNS).to_list()}
+        table = segments.take_row_ids(row_ids).select([*_EVIDENCE_COLUMNS, "text_vector"]).to_arrow()
+        if query_vector is not None:
+            # Candidates the vector leg did not return (full-text or vision hits) still have a meaning:
+            # their cosine lets relevance weigh the words they matched (see relevance.word_agreement).
+            ids = table.column("id").to_pylist()
+            text_sim = {
+                **{ids[i]: sim for i, sim in cosine_ranked(table, query_vector, "text_vector")},
+                **text_sim,
+            }
+        rows = {r["id"]: r for r in table.select(_EVIDENCE_COLUMNS).to_pylist()}
         scores: dict[str, float] = {}
         explanations: dict[str, dict[str, Any]] = {}
         for sid in candidates:
