@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.dataflux-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-core test-browser screenshots test-slow test-reliability test-all lint format typecheck hooks release up api mcp doctor bench bench-slow lock lock-check clean
+.PHONY: help setup demo test test-core test-browser screenshots test-slow test-reliability test-all lint format typecheck hooks release up api mcp doctor bench bench-peers bench-slow lock lock-check clean
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
@@ -64,7 +64,7 @@ up: setup ## Dagster UI + daemon, the REST API and the MCP server on localhost (
 doctor: setup ## Check versions, stores, device and models
 	$(BIN)/dataflux doctor
 
-bench: setup ## Run the benchmarks (appends tables to BENCHMARKS.md)
+bench: setup ## Run the benchmarks (appends tables to BENCHMARKS.md; PEERS=1 adds bench-peers)
 	$(BIN)/python bench/shots.py
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/search.py
@@ -75,6 +75,10 @@ bench: setup ## Run the benchmarks (appends tables to BENCHMARKS.md)
 	$(BIN)/python bench/transcripts.py
 	$(BIN)/python bench/ocr.py
 	$(BIN)/python bench/text_retrieval.py
+	@if [ "$(PEERS)" = "1" ]; then $(MAKE) bench-peers; fi
+
+bench-peers: setup ## DataFlux vs Pixeltable on the same files (Pixeltable in .bench-venvs/, outside the lock)
+	$(BIN)/python bench/peers/pixeltable.py
 
 bench-slow: setup ## The slow benchmark sizes: search at 1,000,000 segments (builds a 4 GB dataset once)
 	$(BIN)/python bench/search.py --segments 1000000 --data-dir $${TMPDIR:-/tmp}/dataflux-bench-search-1m

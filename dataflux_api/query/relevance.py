@@ -38,8 +38,8 @@ FIELD_WEIGHTS = {"transcript": 0.9, "on_screen_text": 0.85, "context": 0.8, "lab
 # below to 1 at WORD_COSINE_FULL (a name or code the model does not know keeps some weight). Set on the
 # tune queries of tests/topic_corpus.py (bench/peers/pixeltable.py) with bench/relevance.py's tune set
 # held where it was.
-WORD_COSINE_ZERO, WORD_COSINE_FULL = 0.15, 0.45
-WORD_AGREEMENT_MIN = 0.3
+WORD_COSINE_ZERO, WORD_COSINE_FULL = 0.05, 0.35
+WORD_AGREEMENT_MIN = 0.5
 # A label the query names counts as the measured chance that a label of that confidence is right.
 LABEL_PRECISION_AT_FLOOR = 0.6
 LABEL_SURE = 0.5
