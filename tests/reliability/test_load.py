@@ -25,7 +25,7 @@ from dataflux_pipelines.settings import Settings
 # The full run (100 files, 20 clients) takes longer than the suite's 600 s per-test limit on 2 cores.
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(3600 if full_run() else 600)]
 
-CLIENTS, SECONDS, FILES = (20, 60.0, 100) if full_run() else (4, 15.0, 8)
+CLIENTS, SECONDS, FILES = (20, 60.0, 100) if full_run() else (4, 15.0, 4)
 QUERIES = ["field notes", "a picture", "chord", "scene with motion", "harbour", "video"]
 
 
