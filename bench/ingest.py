@@ -72,7 +72,9 @@ def make_corpus(root: Path, args: argparse.Namespace) -> dict[str, list[Path]]:
         else:
             path = make_markdown(root / "documents" / f"notes_{i}.md", sections=3, words_per_section=180 + i)
             # prose() rounds word counts, so neighbours could be the same bytes (one asset): a unique line.
-            path.write_text(f"Field notes number {i}.\n\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+            path.write_text(
+                f"Field notes number {i}.\n\n" + path.read_text(encoding="utf-8"), encoding="utf-8"
+            )
             out["documents"].append(path)
     return out
 
