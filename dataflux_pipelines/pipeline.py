@@ -285,8 +285,24 @@ class MediaPipeline:
         )
 
     def over_budget(self, asset_ids: Sequence[str]) -> dict[str, Outcome]:
-        """Files that used up their time budget: they fail before their next stage, the rest go on."""
-        return {a: Outcome(a, self.budget_error(a)) for a in asset_ids if self.remaining_budget(a) <= 0}
+        """Files that used up their time budget: they fail before their next stage, the rest go on.
+
+        What their earlier stages of this run wrote (segments, vectors, keyframes, thumbnails) is
+        removed, so a failed file leaves nothing half-written, whichever stage its budget ran out in;
+        the canonical copy stays, as for every failure after `media_file`."""
+        over = {a: Outcome(a, self.budget_error(a)) for a in asset_ids if self.remaining_budget(a) <= 0}
+        if over:
+            self._discard_derived(list(over))
+        return over
+
+    def _discard_derived(self, asset_ids: Sequence[str]) -> None:
+        from dataflux_pipelines.embeddings.stage import delete_asset_vectors
+
+        self.catalog.replace_segments_many(list(asset_ids), [])
+        self.catalog.update_assets({a: {"segment_count": None, "thumbnail_path": None} for a in asset_ids})
+        for asset_id in asset_ids:
+            delete_asset_vectors(self.catalog.db, asset_id)
+            self.store.delete_prefix(layout.derived_key(asset_id, ""))
 
     # --- status -----------------------------------------------------------------------------
     def mark_processing(self, asset_ids: Sequence[str]) -> None:
