@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from dataflux_pipelines.errors import Reason
+from dataflux_pipelines.text_samples import pdf_from_objects
 
 # Reasons a file the decoders reject may carry; the exact one depends on where the decoder stops.
 UNREADABLE = frozenset(
@@ -154,19 +155,7 @@ def _pdf_many_pages(pages: int) -> bytes:
     objects[2] = f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode()
     for i in range(pages):
         objects[4 + i] = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R >>"
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = {}
-    for num in sorted(objects):
-        offsets[num] = out.tell()
-        out.write(b"%d 0 obj\n" % num + objects[num] + b"\nendobj\n")
-    xref = out.tell()
-    size = max(objects) + 1
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % size)
-    for num in range(1, size):
-        out.write(b"%010d 00000 n \n" % offsets[num])
-    out.write(f"trailer\n<< /Size {size} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
-    return out.getvalue()
+    return pdf_from_objects([objects[n] for n in sorted(objects)])
 
 
 def _pdf_stream_bomb() -> bytes:

@@ -4,7 +4,6 @@ many clients keep answering while `dataflux process` writes (errors counted, p50
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import httpx
 import pytest
 from audit import audit
 from hostile import ordinary_files
+from services import free_port
 from tally import TALLY, full_run
 
 from dataflux_pipelines.settings import Settings
@@ -29,16 +29,10 @@ CLIENTS, SECONDS, FILES = (20, 60.0, 100) if full_run() else (4, 15.0, 4)
 QUERIES = ["field notes", "a picture", "chord", "scene with motion", "harbour", "video"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def api(dataflux_env: Settings) -> Iterator[str]:
     """`dataflux api` as its own process on a free loopback port, models loaded lazily."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "dataflux_api.cli.main", "api", "--no-warm", "--port", str(port)],
         env=os.environ.copy(),
