@@ -448,12 +448,16 @@ class DataFlux:
         if not 0.0 <= threshold <= 1.0:
             raise Invalid("invalid_threshold", "threshold must be between 0 and 1", field="threshold")
         self._check_media_types(media_types or [])
-        if self._entity_kind(entity_id) not in ("asset", "segment"):
-            raise NotFound("entity_not_found", f"no asset or segment with id {entity_id}", field="entity_id")
+        # The engine finds the entity in the snapshot it searches (segment first, then asset): no
+        # separate catalog lookups first, which cost two more LanceDB queries per request.
         try:
             return self.search_engine.similar(
                 entity_id, threshold, max(1, min(limit, 50)), media_types or None
             )
+        except NotFound as exc:
+            raise NotFound(
+                "entity_not_found", f"no asset or segment with id {entity_id}", field="entity_id"
+            ) from exc
         except FilterError as exc:
             raise Invalid("invalid_filter", str(exc), field=exc.field) from exc
 

@@ -18,6 +18,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 from lancedb.query import BooleanQuery, FullTextQuery, MatchQuery, Occur, PhraseQuery
+from lancedb.background_loop import LOOP
 from lancedb.table import LanceTable
 
 from dataflux_api.errors import NotFound, Unavailable
@@ -91,6 +92,9 @@ _EVIDENCE_COLUMNS = [
     "concepts",
     "semantic_features",
 ]
+# What a retrieval query reads with its hits: the evidence of every candidate and what the page shows. A
+# second Lance query to read them by row id costs more in fixed overhead (~2.5 ms) than the columns do.
+_HIT_COLUMNS = list(dict.fromkeys([*_EVIDENCE_COLUMNS, *_SEGMENT_COLUMNS, "asset_id"]))
 _ASSET_COLUMNS = [
     "id",
     "filename",
@@ -164,6 +168,23 @@ class _PinnedTable(LanceTable):
     def version(self) -> int:  # type: ignore[override]
         return LanceTable.version.fget(self)  # type: ignore[attr-defined]
 
+    def _execute_query(self, query: Any, *, batch_size: int | None = None, timeout: Any = None) -> Any:
+        """Run the query and read all of its batches in one trip through LanceDB's event loop.
+
+        LanceDB's own version makes a trip to start the query and one per batch plus one for the end of
+        the stream, each a hand-over between threads that waits for the GIL: under load, milliseconds.
+        """
+        if self._namespace_client is not None:  # a server-side table: LanceDB's own path
+            return super()._execute_query(query, batch_size=batch_size, timeout=timeout)
+        inner = self._table
+
+        async def run() -> tuple[pa.Schema, list[pa.RecordBatch]]:
+            stream = await inner._execute_query(query, batch_size=batch_size, timeout=timeout)
+            return stream.schema, [batch async for batch in stream]
+
+        schema, batches = LOOP.run(run())
+        return pa.RecordBatchReader.from_batches(schema, batches)
+
 
 @dataclass
 class _Snapshot:
@@ -186,6 +207,58 @@ class _Filter:
 
     segments: str | None
     vectors: str | None
+
+
+class _Rows:
+    """The segment rows the retrieval queries returned with their hits, by segment id.
+
+    Each stays in its Arrow table until asked for: relevance converts the evidence columns of the
+    candidates, the page the display columns of its own segments only.
+    """
+
+    def __init__(self) -> None:
+        self._tables: list[pa.Table] = []
+        self._at: dict[str, tuple[int, int]] = {}
+
+    def add(self, table: pa.Table) -> None:
+        """Keep the rows of a result that carries every hit column (others are read by row id later)."""
+        if not set(_HIT_COLUMNS) <= set(table.column_names):
+            return
+        index = len(self._tables)
+        self._tables.append(table)
+        for position, sid in enumerate(table.column("id").to_pylist()):
+            self._at.setdefault(sid, (index, position))
+
+    def __contains__(self, segment_id: object) -> bool:
+        return segment_id in self._at
+
+    def dicts(self, segment_ids: Sequence[str], columns: list[str]) -> dict[str, dict[str, Any]]:
+        """`columns` of the rows held for `segment_ids` (ids not held are left out), by segment id."""
+        by_table: dict[int, list[tuple[str, int]]] = {}
+        for sid in dict.fromkeys(segment_ids):
+            at = self._at.get(sid)
+            if at is not None:
+                by_table.setdefault(at[0], []).append((sid, at[1]))
+        out: dict[str, dict[str, Any]] = {}
+        for index, items in by_table.items():
+            taken = self._tables[index].select(columns).take(pa.array([p for _, p in items], pa.int64()))
+            out.update(zip([sid for sid, _ in items], taken.to_pylist(), strict=True))
+        return out
+
+    def cosines(self, query: np.ndarray, segment_ids: Sequence[str]) -> dict[str, float]:
+        """MiniLM cosine of the query with each held row among `segment_ids` that has a text vector."""
+        wanted = set(segment_ids)
+        out: dict[str, float] = {}
+        for table in self._tables:
+            if "text_vector" not in table.column_names:
+                continue
+            ids = table.column("id").to_pylist()
+            positions = [i for i, sid in enumerate(ids) if sid in wanted and sid not in out]
+            if not positions:
+                continue
+            part = table.select(["id", "text_vector"]).take(pa.array(positions, pa.int64()))
+            out.update({ids[positions[i]]: sim for i, sim in cosine_ranked(part, query, "text_vector")})
+        return out
 
 
 def _finite(value: float, field_name: str, low: float | None = None, high: float | None = None) -> float:
@@ -612,13 +685,16 @@ class SearchEngine:
             raise _NothingMatches
         k = min(max(4 * (offset + limit), 100), MAX_WINDOW)
         where = self._filter(snap, c, vectors=False).segments
-        # Candidates carry only ids: the page's rows are read once the page is known (by row id).
+        # Candidates come with their rows (`_Rows`): relevance and the page need no second read.
         asset_of: dict[str, str] = {}
         rowid_of: dict[str, int] = {}
         ranked: dict[str, list[str]] = {}
+        rows = _Rows()
 
         # Full text needs no query vector: it runs on another thread while the query is embedded.
-        fts_hits = self._pool.submit(self._fts_hits, segments, parsed, where, k)
+        # With a text model its hits bring their text vectors too (relevance weighs their words by them).
+        fts_columns = [*_HIT_COLUMNS, "text_vector"] if self.registry is not None else _HIT_COLUMNS
+        fts_hits = self._pool.submit(self._fts_hits, segments, parsed, where, k, fts_columns)
         text = parsed.semantic_text
         text_ranked: list[str] | None = None
         text_sim: dict[str, float] = {}
@@ -631,8 +707,9 @@ class SearchEngine:
             query = self._ann(snap, layout.SEGMENTS_TABLE, "text_vector", query, k)
             if where:
                 query = query.where(where, prefilter=True)
-            hits = query.select(["id", "asset_id", "text_vector", "_distance"]).with_row_id(True)
+            hits = query.select([*_HIT_COLUMNS, "text_vector", "_distance"]).with_row_id(True)
             table = hits.limit(k).to_arrow()
+            rows.add(table)
             scored = [
                 (i, sim)
                 for i, sim in cosine_ranked(table, vector, "text_vector")
@@ -654,10 +731,11 @@ class SearchEngine:
             ranked["text"] = text_ranked
             retrievers.append("text_vector")
         ranked["fts"] = _remember(fts, None, asset_of, rowid_of)
+        rows.add(fts)
         retrievers.append("full_text")
 
         vision_sim: dict[str, float] = {}
-        self._vision_leg(snap, c, text, k, ranked, asset_of, rowid_of, retrievers, notes, vision_sim)
+        self._vision_leg(snap, c, text, k, ranked, asset_of, rowid_of, rows, retrievers, notes, vision_sim)
 
         if parsed.phrases:
             # Quoted phrases are requirements: other retrievers only re-rank the rows that contain them.
@@ -674,6 +752,7 @@ class SearchEngine:
             snap,
             list(fused),
             rowid_of,
+            rows,
             terms,
             " ".join([parsed.semantic_text, *parsed.phrases]),
             text_sim,
@@ -684,7 +763,7 @@ class SearchEngine:
         groups = rank.group_by_asset(kept_scores, asset_of)
         groups.sort(key=lambda g: (-g[1], -fused.get(g[2][0][0], 0.0), g[0]))
         results = self._results(
-            snap, groups, rowid_of, offset, limit, include_segments, terms, parsed.phrases, explanations
+            snap, groups, rowid_of, rows, offset, limit, include_segments, terms, parsed.phrases, explanations
         )
         return SearchResponse(
             results=results, total=len(groups), took_ms=0, offset=offset, limit=limit, understood=understood
@@ -709,11 +788,13 @@ class SearchEngine:
         return vector
 
     @staticmethod
-    def _fts_hits(segments: Any, parsed: ParsedQuery, where: str | None, k: int) -> pa.Table:
+    def _fts_hits(
+        segments: Any, parsed: ParsedQuery, where: str | None, k: int, columns: list[str]
+    ) -> pa.Table:
         query = segments.search(fts_query(parsed), query_type="fts")
         if where:
             query = query.where(where, prefilter=True)
-        return query.select(["id", "asset_id", "_score"]).with_row_id(True).limit(k).to_arrow()
+        return query.select([*columns, "_score"]).with_row_id(True).limit(k).to_arrow()
 
     def _vision_leg(
         self,
@@ -724,6 +805,7 @@ class SearchEngine:
         ranked: dict[str, list[str]],
         asset_of: dict[str, str],
         rowid_of: dict[str, int],
+        rows: _Rows,
         retrievers: list[str],
         notes: list[str],
         vision_sim: dict[str, float] | None = None,
@@ -754,7 +836,7 @@ class SearchEngine:
         if vision_sim is not None:
             vision_sim.update({found[i]: sim for i, sim in pairs})
         # A vector whose segment row is gone (deleted or reprocessed) is not a result.
-        present = self._locate_segments(snap, ids, asset_of, rowid_of)
+        present = self._locate_segments(snap, ids, asset_of, rowid_of, rows)
         ranked["vision"] = [sid for sid in ids if sid in present]
         retrievers.append("vision_vector")
 
@@ -851,20 +933,24 @@ class SearchEngine:
         segment_ids: Sequence[str],
         asset_of: dict[str, str],
         rowid_of: dict[str, int],
+        rows: _Rows | None,
     ) -> set[str]:
-        """The ids that name a segment row in the snapshot; records their asset and row id."""
+        """The ids that name a segment row in the snapshot; records their asset and row id, and keeps
+        their rows in `rows` when given (search scores every candidate; similar shows only a page)."""
         missing = [sid for sid in dict.fromkeys(segment_ids) if sid not in rowid_of and is_uuid(sid)]
         segments = snap.get(layout.SEGMENTS_TABLE)
         if missing and segments is not None:
             found = (
                 segments.search()
                 .where(in_list("id", missing, uuids=True))
-                .select(["id", "asset_id"])
+                .select(["id", "asset_id"] if rows is None else [*_HIT_COLUMNS, "text_vector"])
                 .with_row_id(True)
                 .limit(len(missing))
                 .to_arrow()
             )
             _remember(found, None, asset_of, rowid_of)
+            if rows is not None:
+                rows.add(found)
         return {sid for sid in segment_ids if sid in rowid_of}
 
     def _relevance(
@@ -872,6 +958,7 @@ class SearchEngine:
         snap: _Snapshot,
         candidates: list[str],
         rowid_of: dict[str, int],
+        rows: _Rows,
         terms: list[str],
         query: str,
         text_sim: dict[str, float],
@@ -879,24 +966,19 @@ class SearchEngine:
         query_vector: np.ndarray | None = None,
     ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
         """Relevance and explanation of every candidate segment, from its own row and leg similarities."""
-        segments = snap.get(layout.SEGMENTS_TABLE)
-        row_ids = [rowid_of[sid] for sid in candidates if sid in rowid_of]
-        if segments is None or not row_ids:
+        located = [sid for sid in candidates if sid in rowid_of]
+        if not located:
             return {}, {}
-        table = segments.take_row_ids(row_ids).select([*_EVIDENCE_COLUMNS, "text_vector"]).to_arrow()
+        self._read_missing(snap, located, rowid_of, rows, vectors=query_vector is not None)
         if query_vector is not None:
             # Candidates the vector leg did not return (full-text or vision hits) still have a meaning:
             # their cosine lets relevance weigh the words they matched (see relevance.word_agreement).
-            ids = table.column("id").to_pylist()
-            text_sim = {
-                **{ids[i]: sim for i, sim in cosine_ranked(table, query_vector, "text_vector")},
-                **text_sim,
-            }
-        rows = {r["id"]: r for r in table.select(_EVIDENCE_COLUMNS).to_pylist()}
+            text_sim = {**rows.cosines(query_vector, located), **text_sim}
+        evidence = rows.dicts(located, _EVIDENCE_COLUMNS)
         scores: dict[str, float] = {}
         explanations: dict[str, dict[str, Any]] = {}
         for sid in candidates:
-            row = rows.get(sid)
+            row = evidence.get(sid)
             if row is None:
                 continue
             fields = relevance.segment_fields(row)
@@ -914,12 +996,15 @@ class SearchEngine:
         return scores, explanations
 
     @staticmethod
-    def _segment_rows(snap: _Snapshot, row_ids: list[int]) -> dict[str, dict[str, Any]]:
-        """Segment rows by id, read by row id from the version the candidates came from."""
+    def _read_missing(
+        snap: _Snapshot, segment_ids: list[str], rowid_of: dict[str, int], rows: _Rows, vectors: bool = False
+    ) -> None:
+        """Rows of located hits that no retrieval query brought, read by row id from the same version."""
         segments = snap.get(layout.SEGMENTS_TABLE)
-        if not row_ids or segments is None:
-            return {}
-        return {row["id"]: row for row in segments.take_row_ids(row_ids).select(_SEGMENT_COLUMNS).to_list()}
+        row_ids = [rowid_of[sid] for sid in segment_ids if sid not in rows and sid in rowid_of]
+        if row_ids and segments is not None:
+            columns = [*_HIT_COLUMNS, "text_vector"] if vectors else _HIT_COLUMNS
+            rows.add(segments.take_row_ids(row_ids).select(columns).to_arrow())
 
     @staticmethod
     def _asset_rows(snap: _Snapshot, asset_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -940,6 +1025,7 @@ class SearchEngine:
         snap: _Snapshot,
         groups: list[tuple[str, float, list[tuple[str, float]]]],
         rowid_of: dict[str, int],
+        hit_rows: _Rows,
         offset: int,
         limit: int,
         include_segments: bool,
@@ -951,8 +1037,9 @@ class SearchEngine:
         if not page or snap.get(layout.ASSETS_TABLE) is None:
             return []
         asset_rows = self._pool.submit(self._asset_rows, snap, [asset_id for asset_id, _, _ in page])
-        row_ids = [rowid_of[sid] for _, _, hits in page for sid, _ in hits if sid in rowid_of]
-        rows = self._segment_rows(snap, row_ids)
+        shown = [sid for _, _, hits in page for sid, _ in hits if sid in rowid_of]
+        self._read_missing(snap, shown, rowid_of, hit_rows)  # similar's hits: read for the page only
+        rows = hit_rows.dicts(shown, _SEGMENT_COLUMNS)
         by_id = asset_rows.result()
         results = []
         for asset_id, score, hits in page:
@@ -1056,6 +1143,7 @@ class SearchEngine:
         scores: dict[str, float] = {}
         asset_of: dict[str, str] = {}
         rowid_of: dict[str, int] = {}
+        rows = _Rows()
         not_self = f"asset_id != {uuid_literal(own_asset, 'entity_id')}"
         wheres: list[str | None] = []
         try:
@@ -1086,9 +1174,9 @@ class SearchEngine:
                 _remember(hits, kept, asset_of, rowid_of)
             else:
                 # A vector whose segment row is gone (deleted or reprocessed) is not a result.
-                self._locate_segments(snap, [ids[position] for position in kept], asset_of, rowid_of)
+                self._locate_segments(snap, [ids[position] for position in kept], asset_of, rowid_of, None)
         groups = rank.group_by_asset({s: v for s, v in scores.items() if s in asset_of}, asset_of)
-        results = self._results(snap, groups, rowid_of, offset, limit, include_segments, [], [])
+        results = self._results(snap, groups, rowid_of, rows, offset, limit, include_segments, [], [])
         response = SearchResponse(
             results=results, total=len(groups), took_ms=0, offset=offset, limit=limit, understood=understood
         )
