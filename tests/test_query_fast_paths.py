@@ -9,6 +9,7 @@ import pytest
 from query_corpus import CORPUS, build_home, settings_for, write_vision
 
 from dataflux_api.query import SearchEngine, SearchRequest
+from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.models.registry import ModelRegistry
 
 BY_NAME = {d.name: d for d in CORPUS}
@@ -68,3 +69,18 @@ def test_a_vision_vector_whose_segment_row_is_gone_is_not_a_similar_result(tmp_p
     assert [r.id for r in response.results] == [report.id]
     assert [s.id for s in response.results[0].segments] == [report.segment_id(1)]
     assert response.total == 1
+
+
+def test_asset_rows_reused_between_requests_follow_a_new_version_of_the_assets_table(tmp_path, registry):
+    settings = build_home(tmp_path, registry, CORPUS[:6])
+    engine = SearchEngine(settings, registry, cache_size=0)
+    beach = BY_NAME["beach.mp4"]
+
+    def shown() -> dict:
+        response = engine.search(SearchRequest(query="sandcastle", limit=5))
+        return next(r for r in response.results if r.id == beach.id).metadata
+
+    assert shown()["context"] != "renamed on the shelf"
+    assert shown() == shown()  # the second request reads the asset row it read before
+    Catalog(settings).update_assets({beach.id: {"context": "renamed on the shelf"}})
+    assert shown()["context"] == "renamed on the shelf"
