@@ -233,6 +233,13 @@ class Settings:
     )
     api_host: str = setting("DATAFLUX_API_HOST", "127.0.0.1", "REST API bind address")
     api_port: int = setting("DATAFLUX_API_PORT", 8000, "REST API port", _int(1))
+    http_keep_alive_s: int = setting(
+        "DATAFLUX_HTTP_KEEP_ALIVE_S",
+        75,
+        "Seconds the REST and MCP servers keep an idle connection open; longer than any proxy's or client "
+        "pool's idle time, so a client never reuses a connection the server is closing",
+        _int(1),
+    )
     jwt_secret: str | None = setting(
         "DATAFLUX_JWT_SECRET",
         None,

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 from litestar.testing import TestClient
 from PIL import Image
+from services import free_port
 
 from dataflux_api.auth import create_token
 from dataflux_pipelines import layout, records
@@ -174,3 +175,30 @@ def api_client(settings: Settings, **app_kwargs: Any) -> Iterator[TestClient]:
         app=create_app(settings, **app_kwargs), base_url=LOCAL_URL, raise_server_exceptions=False
     ) as c:
         yield c
+
+
+@contextlib.contextmanager
+def served_api(settings: Settings) -> Iterator[str]:
+    """The REST app behind a real uvicorn on a free loopback port, configured as `dataflux api` configures
+    it; yields the base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from dataflux_api.app import create_app
+    from dataflux_api.cli.common import http_server_config
+
+    port = free_port()
+    server = uvicorn.Server(http_server_config(create_app(settings), settings, "127.0.0.1", port, "warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -7,18 +7,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-from api_support import SECRET, seed_processed_asset, token
+from api_support import SECRET, seed_processed_asset, served_api, token
 from services import free_port
 
-from dataflux_api.app import create_app
 from dataflux_pipelines.settings import REPO_ROOT, Settings
 
 # Runs the CLI as a user's shell would, then says which heavy modules the process imported.
@@ -56,22 +52,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     }
     settings = Settings.from_env(env)
     asset = seed_processed_asset(settings, content=b"sunset clip bytes")
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the API did not start"
-        time.sleep(0.05)
-    urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=120).close()  # opens the stores
-    try:
-        yield Api(f"http://127.0.0.1:{port}", settings, asset["id"])
-    finally:
-        server.should_exit = True
-        thread.join(30)
+    with served_api(settings) as url:
+        urllib.request.urlopen(f"{url}/health", timeout=120).close()  # opens the stores
+        yield Api(url, settings, asset["id"])
 
 
 def _cli(settings: Settings, *args: str, **extra: str) -> tuple[int, dict, str, dict[str, bool]]:

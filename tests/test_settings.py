@@ -83,6 +83,7 @@ def test_from_env_reads_every_declared_variable_and_nothing_else(tmp_path: Path)
         "DATAFLUX_MAX_TEXT_CHARS": "5000",
         "DATAFLUX_API_HOST": "0.0.0.0",
         "DATAFLUX_API_PORT": "1",
+        "DATAFLUX_HTTP_KEEP_ALIVE_S": "30",
         "DATAFLUX_JWT_SECRET": "x" * 40,
         "DATAFLUX_ALLOWED_HOSTS": "media.example.com",
         "DATAFLUX_ALLOWED_ORIGINS": "https://media.example.com",

@@ -6,7 +6,7 @@ import dataclasses
 
 import click
 
-from dataflux_api.cli.common import load_settings
+from dataflux_api.cli.common import load_settings, serve_http
 from dataflux_pipelines.settings import SettingsError
 
 
@@ -35,15 +35,13 @@ def mcp(use_http: bool, host: str | None, port: int | None, allowed_origins: tup
         # stdout carries the protocol: nothing else may write there (the SDK diverts fd 1 while serving).
         server.run("stdio")
         return
-    import uvicorn
-
     try:
         app = http_app(server, settings, settings.mcp_host, allowed_origins=allowed_origins, service=service)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     auth = "bearer token required" if settings.jwt_secret else "no token (loopback only, no secret set)"
     click.echo(f"MCP on http://{settings.mcp_host}:{settings.mcp_port}/mcp ({auth})", err=True)
-    uvicorn.run(app, host=settings.mcp_host, port=settings.mcp_port, log_level="warning")
+    serve_http(app, settings, settings.mcp_host, settings.mcp_port, log_level="warning")
 
 
 def register(group: click.Group) -> None:

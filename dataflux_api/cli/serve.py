@@ -8,6 +8,7 @@ import datetime as dt
 import click
 
 from dataflux_api.cli.common import load_settings as _settings
+from dataflux_api.cli.common import serve_http
 from dataflux_pipelines.settings import SettingsError
 
 
@@ -17,8 +18,6 @@ from dataflux_pipelines.settings import SettingsError
 @click.option("--warm/--no-warm", default=True, show_default=True, help="Load the models before serving.")
 def api(host: str | None, port: int | None, warm: bool) -> None:
     """Serve the REST API (OpenAPI docs at /schema)."""
-    import uvicorn
-
     from dataflux_api.app import create_app
     from dataflux_api.service import DataFlux
 
@@ -36,7 +35,7 @@ def api(host: str | None, port: int | None, warm: bool) -> None:
         status = service.registry.status(load=True)
         for reason in status["degraded"]:
             click.echo(f"warning: {reason}", err=True)
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info")
+    serve_http(app, settings, settings.api_host, settings.api_port, log_level="info")
 
 
 @click.group()
