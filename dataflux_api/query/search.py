@@ -97,8 +97,8 @@ _EVIDENCE_COLUMNS = [
 ]
 # What a retrieval query reads with its hits: the evidence of every candidate and what the page shows. A
 # second Lance query to read them by row id costs more in fixed overhead (~2.5 ms) than the columns do.
-_HIT_COLUMNS = list(dict.fromkeys([*_EVIDENCE_COLUMNS, *_SEGMENT_COLUMNS, "asset_id"]))
-_ASSET_COLUMNS = [
+HIT_COLUMNS = list(dict.fromkeys([*_EVIDENCE_COLUMNS, *_SEGMENT_COLUMNS, "asset_id"]))
+ASSET_COLUMNS = [
     "id",
     "filename",
     "mime_type",
@@ -225,7 +225,7 @@ class _Rows:
 
     def add(self, table: pa.Table) -> None:
         """Keep the rows of a result that carries every hit column (others are read by row id later)."""
-        if not set(_HIT_COLUMNS) <= set(table.column_names):
+        if not set(HIT_COLUMNS) <= set(table.column_names):
             return
         index = len(self._tables)
         self._tables.append(table)
@@ -697,7 +697,7 @@ class SearchEngine:
 
         # Full text needs no query vector: it runs on another thread while the query is embedded.
         # With a text model its hits bring their text vectors too (relevance weighs their words by them).
-        fts_columns = [*_HIT_COLUMNS, "text_vector"] if self.registry is not None else _HIT_COLUMNS
+        fts_columns = [*HIT_COLUMNS, "text_vector"] if self.registry is not None else HIT_COLUMNS
         fts_hits = self._pool.submit(self._fts_hits, segments, parsed, where, k, fts_columns)
         text = parsed.semantic_text
         text_ranked: list[str] | None = None
@@ -913,7 +913,7 @@ class SearchEngine:
         where = _join(clauses)
         if where:
             query = query.where(where)
-        rows = query.select(_ASSET_COLUMNS).limit(None).to_list()
+        rows = query.select(ASSET_COLUMNS).limit(None).to_list()
         epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
         rows.sort(key=lambda r: (r["created_at"] or epoch, r["id"]), reverse=True)
         results = [
@@ -948,7 +948,7 @@ class SearchEngine:
             found = (
                 segments.search()
                 .where(in_list("id", missing, uuids=True))
-                .select(["id", "asset_id"] if rows is None else [*_HIT_COLUMNS, "text_vector"])
+                .select(["id", "asset_id"] if rows is None else [*HIT_COLUMNS, "text_vector"])
                 .with_row_id(True)
                 .limit(len(missing))
                 .to_arrow()
@@ -1010,7 +1010,7 @@ class SearchEngine:
         segments = snap.get(layout.SEGMENTS_TABLE)
         row_ids = [rowid_of[sid] for sid in segment_ids if sid not in rows and sid in rowid_of]
         if row_ids and segments is not None:
-            columns = [*_HIT_COLUMNS, "text_vector"] if vectors else _HIT_COLUMNS
+            columns = [*HIT_COLUMNS, "text_vector"] if vectors else HIT_COLUMNS
             rows.add(segments.take_row_ids(row_ids).select(columns).to_arrow())
 
     def _asset_rows(self, snap: _Snapshot, asset_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -1033,7 +1033,7 @@ class SearchEngine:
             found = (
                 assets.search()
                 .where(in_list("id", missing, uuids=True))
-                .select(_ASSET_COLUMNS)
+                .select(ASSET_COLUMNS)
                 .limit(len(missing))
                 .to_list()
             )
