@@ -55,8 +55,14 @@ def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
-def _words(text: str | None) -> set[str]:
-    return {_stem(w) for w in _WORD_RE.findall((text or "").lower())}
+def _found(text: str, stems: Sequence[str]) -> list[str]:
+    """The stems among `stems` that some word of `text` stems to.
+
+    `_stem` drops at most one trailing "s", so only the words `t` and `t + "s"` can stem to `t`: two set
+    lookups per query term instead of stemming every word of every candidate (100-200 per query).
+    """
+    words = set(_WORD_RE.findall(text.lower()))
+    return [t for t in stems if (t in words and _stem(t) == t) or (t + "s" in words and _stem(t + "s") == t)]
 
 
 @dataclass
@@ -148,8 +154,7 @@ def score(query_terms: Sequence[str], query: str, ev: Evidence) -> tuple[float, 
     for name, text in ev.fields.items():
         if not text or not terms:
             continue
-        words = _words(text)
-        found = [t for t in terms if t in words]
+        found = _found(text, terms)
         if found:
             weight = FIELD_WEIGHTS.get(name, 0.8)
             # Square root: one word of a two-word query is a partial match, not a quarter of one.
