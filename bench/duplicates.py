@@ -11,8 +11,9 @@ choose every threshold (ours and the hashes'); the held-out seed's bases (disjoi
 Shots: videos built from the music video's shots, each opening with the same black intro, ending with the
 same black outro, some with the same title card; shots are copied into other videos re-encoded (q35),
 cropped + resized + re-encoded, trimmed (40-60 % kept), colour-shifted, captioned or mirrored. Shots are
-matched by the frames the video stage samples from them (`duplicates.sample_positions`), against the
-previous rule (one keyframe per shot) in the same run.
+matched by the frames the video stage samples from them on a time grid (`duplicates.sample_positions`),
+aligned at one time offset (`duplicates.match_shots`, which also gives the span each video shares), against
+the previous rules (3 frames at fixed fractions, no times; one keyframe per shot) in the same run.
 
     .venv/bin/python bench/duplicates.py [--tune-seed 7 --held-out-seed 11] [--append]
     .venv/bin/python bench/duplicates.py --shots-tune-only   # the tuning seed's shot copies only
@@ -244,12 +245,14 @@ def title_card(text: str, size: tuple[int, int]) -> Image.Image:
 
 
 def shot_bench(
-    model: EfficientNetLite0, seed: int, shots_pool: list[tuple[int, int]], samples: int = dup.SHOT_SAMPLES
+    model: EfficientNetLite0, seed: int, shots_pool: list[tuple[int, int]], samples: int | str = "grid"
 ) -> dict:
     """Videos with shared black intros/outros and title cards; copies of shots inside other videos.
 
-    Every shot is compared by the frames the video stage samples from it (`dup.sample_positions`, the
-    keyframe among them); `samples=1` is the middle frame alone (one keyframe per shot)."""
+    Every shot is compared by the frames the video stage samples from it (`dup.sample_positions` and the
+    keyframe), aligned in time (`dup.match_shots`). The rules before, in the same run: `samples=3`, three
+    frames at fixed fractions of the shot compared without times (any 2 frames verifying); `samples=1`,
+    the middle frame alone (one keyframe per shot)."""
     rng = np.random.default_rng(seed)
     fps = 25.0
     order = rng.permutation(len(shots_pool))
@@ -257,9 +260,15 @@ def shot_bench(
     chosen = [shots_pool[i] for i in order[: n_videos * per_video]]
 
     def positions(a: int, b: int) -> list[int]:  # b exclusive, as `clip_shots` gives it
+        """What the video stage keeps of a shot: its middle frame (the keyframe) and, with `samples`, the
+        frames of `dup.sample_positions` (or the middle of `samples` equal parts: the rule before)."""
+        middle = (a + b - 1) // 2
         if samples == 1:
-            return [(a + b - 1) // 2]
-        return dup.sample_positions(a, b - 1, samples)
+            return [middle]
+        if samples == "grid":
+            return sorted({middle, *dup.sample_positions(a, b - 1, fps)})
+        n = b - a  # the rule before: the centres of `samples` equal parts, the middle one the keyframe
+        return sorted({a + min(n - 1, (2 * k + 1) * n // (2 * samples)) for k in range(samples)})
 
     # Copies first (the spans they keep decide which frames are read).
     copy_edits = ["reencode_q35", "crop_resize_reencode", "trim", "colour", "text", "mirror"]
@@ -280,28 +289,40 @@ def shot_bench(
     size = next(iter(frames.values())).size
     black = Image.new("RGB", size, (0, 0, 0))
     card = title_card("A FILM BY DATAFLUX", size)
-    # (segment, video, start, end, sampled frames)
-    shots: list[tuple[str, str, float, float, list[Image.Image]]] = []
+    # (segment, video, start, end, sampled frames, their times from the shot's start)
+    shots: list[tuple[str, str, float, float, list[Image.Image], list[float]]] = []
     truth: set[tuple[str, str]] = set()
-    source_seg: dict[int, str] = {}
+    # The span of each copied pair that both videos show, per segment: {(seg_a, seg_b): {seg: span}}.
+    truth_spans: dict[tuple[str, str], dict[str, tuple[float, float]]] = {}
+    source_seg: dict[int, tuple[str, float]] = {}  # source shot index -> (segment, start time)
 
-    def add(video: int, t: float, duration: float, keys: list[Image.Image], tag: str) -> tuple[str, float]:
+    def add(
+        video: int, t: float, a: int, b: int, keys: list[Image.Image] | None, tag: str
+    ) -> tuple[str, float]:
+        """A shot of frames a..b-1 at time t of the video: its sampled frames (`keys`, or `frames` of
+        `positions(a, b)`) at their own times."""
         seg = f"v{video}:{tag}@{t:.2f}"
-        shots.append((seg, f"v{video}", t, t + duration, keys))
-        return seg, t + duration
+        at = positions(a, b)
+        pictures = keys if keys is not None else [frames[i] for i in at]
+        shots.append((seg, f"v{video}", t, t + (b - a) / fps, pictures, [(i - a) / fps for i in at]))
+        return seg, t + (b - a) / fps
+
+    def flat(picture: Image.Image, a: int, b: int) -> list[Image.Image]:
+        return [picture] * len(positions(a, b))
 
     clocks = {}
     for v in range(n_videos):
-        seg, t = add(v, 0.0, 1.0, [black] * samples, "black-intro")
+        seg, t = add(v, 0.0, 0, 25, flat(black, 0, 25), "black-intro")
         if v % 2 == 0:
-            seg, t = add(v, t, 2.0, [card] * samples, "title-card")
+            seg, t = add(v, t, 0, 50, flat(card, 0, 50), "title-card")
         for k in range(per_video):
             a, b = chosen[v * per_video + k]
-            seg, t = add(v, t, (b - a) / fps, [frames[i] for i in positions(a, b)], f"shot{a}")
-            source_seg[v * per_video + k] = seg
+            start = t
+            seg, t = add(v, t, a, b, None, f"shot{a}")
+            source_seg[v * per_video + k] = (seg, start)
         clocks[v] = t
     for source, kind, (a, b), edit_seed in plans:
-        seg_a = source_seg[source]
+        seg_a, start_a = source_seg[source]
         va = source // per_video
         vb = int((va + 1 + rng.integers(0, n_videos - 1)) % n_videos)
         # One edit per copy, the same on every frame (a fresh generator with the copy's seed each time).
@@ -309,27 +330,32 @@ def shot_bench(
             frames[i] if kind == "trim" else edit(frames[i], kind, np.random.default_rng(edit_seed))
             for i in positions(a, b)
         ]
-        seg_b, clocks[vb] = add(vb, clocks[vb], (b - a) / fps, keys, f"copy-{kind}-{chosen[source][0]}")
-        truth.add(tuple(sorted((seg_a, seg_b))))
+        start_b = clocks[vb]
+        seg_b, clocks[vb] = add(vb, start_b, a, b, keys, f"copy-{kind}-{chosen[source][0]}")
+        pair = tuple(sorted((seg_a, seg_b)))
+        truth.add(pair)
+        first = chosen[source][0]
+        truth_spans[pair] = {
+            seg_a: (start_a + (a - first) / fps, start_a + (b - first) / fps),
+            seg_b: (start_b, clocks[vb]),
+        }
     for v in range(n_videos):
-        add(v, clocks[v], 1.0, [black] * samples, "black-outro")
+        add(v, clocks[v], 0, 25, flat(black, 0, 25), "black-outro")
 
     flat_frames = [im for s in shots for im in s[4]]
     sigs = signatures(model, flat_frames)
     it = iter(sigs)
-    shot_objs = []
-    for seg, video, start, end, keys in shots:
-        step = (end - start) / len(keys)
-        shot_objs.append(
-            dup.Shot(
-                seg,
-                video,
-                start,
-                end,
-                tuple(next(it) for _ in keys),
-                tuple(start + step * (k + 0.5) for k in range(len(keys))),
-            )
+    shot_objs = [
+        dup.Shot(
+            seg,
+            video,
+            start,
+            end,
+            tuple(next(it) for _ in keys),
+            tuple(start + t for t in times) if samples == "grid" else (),
         )
+        for seg, video, start, end, keys, times in shots
+    ]
     matches = dup.shot_duplicates(shot_objs)
     found = {tuple(sorted((m.segment_a, m.segment_b))) for m in matches}
     tp = len(found & truth)
@@ -337,7 +363,27 @@ def shot_bench(
     unrelated_hits = [m for m in matches if tuple(sorted((m.asset_a, m.asset_b))) not in related]
     spans_ok = all(m.span_a[1] > m.span_a[0] and m.span_b[1] > m.span_b[0] for m in matches)
     flat_hits = [m for m in matches if any(k in m.segment_a + m.segment_b for k in ("black", "title"))]
+
+    def iou(x: tuple[float, float], y: tuple[float, float]) -> float:
+        inter = max(0.0, min(x[1], y[1]) - max(x[0], y[0]))
+        return inter / max(1e-9, max(x[1], y[1]) - min(x[0], y[0]))
+
+    # How well the reported shared spans (`match_a`, `match_b`) cover the true ones, per found copy:
+    # the lower of its two spans' intersection-over-union, and the largest endpoint error in seconds.
+    span_fit = {}
+    for m in matches:
+        pair = tuple(sorted((m.segment_a, m.segment_b)))
+        if pair in truth_spans and m.match_a is not None and m.match_b is not None:
+            ta, tb = truth_spans[pair][m.segment_a], truth_spans[pair][m.segment_b]
+            err = max(abs(u - v) for u, v in zip((*m.match_a, *m.match_b), (*ta, *tb), strict=True))
+            span_fit[pair] = (min(iou(m.match_a, ta), iou(m.match_b, tb)), err)
+    trimmed_fit = [f for pair, f in span_fit.items() if any("copy-trim" in k for k in pair)]
     return {
+        "span_iou": float(np.mean([f[0] for f in span_fit.values()])) if span_fit else float("nan"),
+        "span_err": max((f[1] for f in span_fit.values()), default=float("nan")),
+        "trim_span_iou": float(np.mean([f[0] for f in trimmed_fit])) if trimmed_fit else float("nan"),
+        "trim_span_err": max((f[1] for f in trimmed_fit), default=float("nan")),
+        "frames_per_shot": float(np.mean([len(s[4]) for s in shots if "shot" in s[0] or "copy" in s[0]])),
         "shots": len(shots),
         "videos": n_videos,
         "copies": len(truth),
@@ -403,9 +449,20 @@ def main() -> None:
         model = EfficientNetLite0(batch_size=16)
         pool = music_video_shots()
         print(f"{len(pool)} music-video shots in the pool")
-        for samples in (1, dup.SHOT_SAMPLES):
+        for samples in ("grid", 3, 1):
             r = shot_bench(model, args.tune_seed, pool, samples)
-            print(samples, {k: r[k] for k in ("precision", "recall", "tp", "copies", "unrelated_pairs")})
+            keys = (
+                "precision",
+                "recall",
+                "tp",
+                "copies",
+                "unrelated_pairs",
+                "flat_matches",
+                "frames_per_shot",
+            )
+            print(
+                samples, {k: r[k] for k in (*keys, "span_iou", "span_err", "trim_span_iou", "trim_span_err")}
+            )
             print("  missed", r["missed"], "\n  false", r["false"])
         return
 
@@ -473,7 +530,9 @@ def main() -> None:
     shots_pool = music_video_shots()
     tune_shots = shot_bench(model, args.tune_seed, shots_pool)
     held_shots = shot_bench(model, args.held_out_seed, shots_pool)
-    # The previous rule in the same run: one keyframe (the middle frame) per shot.
+    # The previous rules in the same run: 3 frames at fixed fractions without times; one keyframe per shot.
+    tune_thirds = shot_bench(model, args.tune_seed, shots_pool, samples=3)
+    held_thirds = shot_bench(model, args.held_out_seed, shots_pool, samples=3)
     tune_single = shot_bench(model, args.tune_seed, shots_pool, samples=1)
     held_single = shot_bench(model, args.held_out_seed, shots_pool, samples=1)
     hash_rows = []
@@ -481,7 +540,7 @@ def main() -> None:
         key = "dHash (imagehash)" if hname == "dhash" else "pHash (imagehash)"
         hr = hash_shot_eval(held_shots, hname, chosen_t[key])
         hash_rows.append(
-            f"| {key} at its image threshold | {hr['precision']:.3f} | {hr['recall']:.3f} | {hr['unrelated_pairs']} | - |"
+            f"| {key} at its image threshold | {hr['precision']:.3f} | {hr['recall']:.3f} | {hr['unrelated_pairs']} | - | - | - |"
         )
     elapsed = time.perf_counter() - started
     ex = next(
@@ -497,7 +556,8 @@ def main() -> None:
     def shot_row(label: str, r: dict) -> str:
         return (
             f"| {label} | {r['precision']:.3f} | {r['recall']:.3f} ({r['tp']}/{r['copies']}) | "
-            f"{r['unrelated_pairs']} | {r['flat_matches']} |"
+            f"{r['unrelated_pairs']} | {r['flat_matches']} | {r['span_iou']:.3f} / {r['trim_span_iou']:.3f} | "
+            f"{r['span_err']:.2f} |"
         )
 
     lines = [
@@ -533,14 +593,25 @@ def main() -> None:
         f"(real footage, {len(shots_pool)} shots in the pool), every video with the same 1 s black intro and outro, "
         f"every other one with the same title card; {SHOT_COPIES} shots copied into other videos, 4 per edit "
         "(re-encode q35, crop + resize + re-encode, trim to 40-60 % from the start or the end, colour shift, "
-        f"caption, mirror), one edit per copy applied alike to every frame. **Ours**: {dup.SHOT_SAMPLES} frames "
-        f"per shot (`sample_positions`, keyframe among them), a copy when {dup.MATCHED_FRAMES} frames of one shot "
-        f"each verify against the other (`shot_score`; rule and count set on tune seed {args.tune_seed}). The "
-        "hashes compare the same frames, a match when any pair reaches the hash's image threshold.\n",
-        "| shots set | precision | recall | pairs between unrelated videos | black/title-card matches |",
-        "|---|---|---|---|---|",
+        f"caption, mirror), one edit per copy applied alike to every frame. **Ours**: frames on a "
+        f"{dup.SHOT_SAMPLE_STEP_S} s grid ({dup.SHOT_SAMPLES_MIN}-{dup.SHOT_SAMPLES_MAX} per shot, "
+        f"`sample_positions`) plus the keyframe, {tune_shots['frames_per_shot']:.1f} per shot on average; a copy "
+        f"when at one voted time offset >= {dup.ALIGNED_SHARE} of the time-aligned frame pairs verify (at least "
+        f"{dup.MATCHED_FRAMES}) and the pictures change alike (motion agreement >= {dup.MOTION_AGREEMENT}) "
+        f"(`match_shots`; all set on tune seed {args.tune_seed}). Rule before: 3 frames at 1/6, 1/2, 5/6 of "
+        "each shot, a copy when 2 frames of one shot verify, no times. The hashes compare our frames, a match "
+        "when any pair reaches the hash's image threshold. Shared spans: for each found copy the lower "
+        "intersection-over-union of its two reported spans (`match_a`, `match_b`) with the true ones, and the "
+        "largest endpoint error.\n",
+        "| shots set | precision | recall | pairs between unrelated videos | black/title-card matches "
+        "| shared-span IoU (all / trimmed) | max span error s |",
+        "|---|---|---|---|---|---|---|",
         shot_row(f"ours, tune seed {args.tune_seed}", tune_shots),
         shot_row(f"**ours, held-out seed {args.held_out_seed}**", held_shots),
+        shot_row(f"3 frames at fixed fractions (rule before), tune seed {args.tune_seed}", tune_thirds),
+        shot_row(
+            f"3 frames at fixed fractions (rule before), held-out seed {args.held_out_seed}", held_thirds
+        ),
         shot_row(f"one keyframe per shot (previous rule), tune seed {args.tune_seed}", tune_single),
         shot_row(f"one keyframe per shot (previous rule), held-out seed {args.held_out_seed}", held_single),
         *hash_rows,
@@ -548,7 +619,8 @@ def main() -> None:
         (
             f"Example held-out match: `{ex.segment_a}` {ex.span_a[0]:.2f}-{ex.span_a[1]:.2f} s in {ex.asset_a} = "
             f"`{ex.segment_b}` {ex.span_b[0]:.2f}-{ex.span_b[1]:.2f} s in {ex.asset_b} (p {ex.score:.3f}; best frames "
-            f"at {ex.at_a:.2f} s and {ex.at_b:.2f} s). "
+            f"at {ex.at_a:.2f} s and {ex.at_b:.2f} s; shared spans {ex.match_a[0]:.2f}-{ex.match_a[1]:.2f} s and "
+            f"{ex.match_b[0]:.2f}-{ex.match_b[1]:.2f} s). "
             if ex
             else ""
         )

@@ -332,20 +332,45 @@ def image_duplicates(
     return [(ids[int(r)], ids[int(c)], float(scores[r, c])) for r, c in zip(rows, cols, strict=True)]
 
 
-# Frames compared per shot. A trimmed copy keeps part of a shot, so its middle frame is another frame of
-# the original: with frames at the centres of three equal parts (1/6, 1/2, 5/6), a copy of either half of
-# a shot has a frame within 1/12 of the shot's length of one of the original's.
-SHOT_SAMPLES = 3
-# Frames of one shot that must each verify against the other shot (see `shot_score`). On the bench's
-# tuning seed, two takes of one set reached 0.92 on their best frame pair but at most 0.74 on the second,
-# while every copy but one trimmed one had its second frame at 0.84 or more.
+# Frames compared per shot, on a time grid: one every SHOT_SAMPLE_STEP_S seconds (centred in the shot), at
+# least SHOT_SAMPLES_MIN and at most SHOT_SAMPLES_MAX (a longer shot spreads them out). A trimmed copy keeps
+# part of a shot from another start, so its samples sit on the original's grid up to one constant offset
+# (below half a step): `aligned_score` votes for that offset. Samples at fixed fractions of each shot's
+# length (the rule before, still what older stores hold) do not line up once a copy is trimmed: the tuning
+# seed's trimmed copies had their second frame pair 1/12 of the shot apart. Step and counts set on the
+# bench's tuning seed (`bench/duplicates.py`, BENCHMARKS.md).
+SHOT_SAMPLE_STEP_S = 0.25
+SHOT_SAMPLES_MIN = 3
+SHOT_SAMPLES_MAX = 12
+# Frames of one shot that must each verify against the other shot at one time offset (see `shot_score`
+# and `aligned_score`). On the bench's tuning seed, two takes of one set reached 0.92 on their best frame
+# pair but at most 0.74 on the second.
 MATCHED_FRAMES = 2
+# Slack on top of the sampling step when grouping frame pairs by offset: the decoder keeps a shot's frames
+# at a doubling stride (`media.video`), so a sample can sit a few frames from its grid time.
+ALIGN_SLACK_S = 0.12
+# At the voted offset each frame is paired with the other shot's frame nearest in time. A copy: nearly
+# all those pairs verify, and the pictures change alike from one sampled time to the next (the correlation
+# of their 8x8 grey differences, mirror-aware). Two takes of one set (same singer, same framing) verify on
+# some pairs at best, and move differently. On the tuning seed: copies had 0.92-1.0 of their aligned pairs
+# verified and motion agreement 0.85-1.0 (one crop + resize + re-encode copy 0.78); the one pair of takes
+# with every aligned pair verified (p 0.90) had 0.80. Shots that hardly move (median difference under
+# STILL_LEVEL grey levels) have no motion to compare: the verified share decides.
+ALIGNED_SHARE = 0.85
+MOTION_AGREEMENT = 0.82
+STILL_LEVEL = 4.0
 
 
-def sample_positions(start_frame: int, end_frame: int, count: int = SHOT_SAMPLES) -> list[int]:
-    """The frames sampled from a shot (end frame included): the centres of `count` equal parts."""
+def sample_positions(start_frame: int, end_frame: int, fps: float) -> list[int]:
+    """The frames sampled from a shot (end frame included), on the SHOT_SAMPLE_STEP_S grid."""
     n = max(1, end_frame - start_frame + 1)
-    return sorted({start_frame + min(n - 1, (2 * k + 1) * n // (2 * count)) for k in range(count)})
+    step = max(float(fps), 1e-6) * SHOT_SAMPLE_STEP_S  # in frames
+    count = int(n // step)
+    if not SHOT_SAMPLES_MIN <= count <= SHOT_SAMPLES_MAX:  # too short or too long: evenly spread instead
+        count = min(SHOT_SAMPLES_MAX, max(SHOT_SAMPLES_MIN, count))
+        step = n / count
+    first = (n - step * count) / 2 + step / 2
+    return sorted({start_frame + min(n - 1, int(first + step * k)) for k in range(count)})
 
 
 @dataclass(frozen=True)
@@ -362,8 +387,10 @@ class Shot:
 
 @dataclass(frozen=True)
 class ShotMatch:
-    """A shot of one video found inside another: both segments, both time spans, the probability, and
-    the times of the two frames that matched best (None where the frames' times are not known)."""
+    """A shot of one video found inside another: both segments, both shots' spans, the span each video
+    shares with the other (`match_a`, `match_b`: the overlap at the voted time offset; the whole shots where
+    frame times are not known), the probability, and the times of the two frames that matched best (None
+    where the frames' times are not known)."""
 
     segment_a: str
     asset_a: str
@@ -374,6 +401,8 @@ class ShotMatch:
     score: float
     at_a: float | None = None
     at_b: float | None = None
+    match_a: tuple[float, float] | None = None
+    match_b: tuple[float, float] | None = None
 
 
 def shot_score(scores: np.ndarray) -> float:
@@ -392,19 +421,165 @@ def shot_score(scores: np.ndarray) -> float:
     return max(sides) if sides else float(scores.max())
 
 
-def frames_score(a: Sequence[Signature], b: Sequence[Signature]) -> tuple[float, int, int]:
-    """`shot_score` of two shots' frames, with the positions of the best-matching frame pair."""
-    scores = duplicate_scores(a, b)
+def _spacing(times: np.ndarray) -> float:
+    return float(np.median(np.diff(np.sort(times)))) if len(times) > 1 else float("inf")
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """The best time offset between two shots' frames: `score` (`shot_score` of the frame pairs at that
+    offset), `offset` (seconds to add to a time in the first shot to reach the second; None where the
+    frames' times are not known) and the best frame pair (i, j)."""
+
+    score: float
+    offset: float | None
+    i: int
+    j: int
+
+
+def aligned_score(scores: np.ndarray, times_a: Sequence[float], times_b: Sequence[float]) -> Alignment:
+    """`shot_score` of the frame pairs that agree on one time offset (within the coarser shot's sampling
+    step plus ALIGN_SLACK_S), the offset that scores best, and its best pair. A copy shows the same
+    moments in the same order, so its verified frames share an offset; two takes of one set match at
+    scattered offsets. Without times for every frame it is `shot_score` over all pairs."""
     if scores.size == 0:
-        return 0.0, 0, 0
-    i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
-    return shot_score(scores), int(i), int(j)
+        return Alignment(0.0, None, 0, 0)
+    ta, tb = np.asarray(times_a, dtype=np.float64), np.asarray(times_b, dtype=np.float64)
+    if (
+        len(ta) != scores.shape[0]
+        or len(tb) != scores.shape[1]
+        or not (np.isfinite(ta).all() and np.isfinite(tb).all())
+    ):
+        i, j = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        return Alignment(shot_score(scores), None, int(i), int(j))
+    offsets = tb[None, :] - ta[:, None]
+    width = max(_spacing(ta), _spacing(tb)) + ALIGN_SLACK_S
+    best = Alignment(-1.0, None, 0, 0)
+    for d in np.unique(offsets[scores > 0]) if (scores > 0).any() else [0.0]:
+        window = (offsets >= d - 1e-9) & (offsets <= d + width)
+        masked = np.where(window, scores, 0.0)
+        score = shot_score(masked)
+        if score > best.score:
+            i, j = np.unravel_index(int(np.argmax(masked)), masked.shape)
+            strong = window & (scores >= min(score, float(masked.max())))
+            best = Alignment(score, float(np.median(offsets[strong])), int(i), int(j))
+    return best
+
+
+def aligned_pairs(a: Shot, b: Shot, offset: float) -> list[tuple[int, int]]:
+    """Frame pairs (i of a, j of b) at this time offset: each frame inside the other shot's span (shifted
+    by the offset) with the other shot's frame nearest in time, when that is within half the coarser
+    sampling step (plus ALIGN_SLACK_S), from both sides, without repeats."""
+    ta, tb = np.asarray(a.times, dtype=np.float64), np.asarray(b.times, dtype=np.float64)
+    reach = min(max(_spacing(ta), _spacing(tb)), max(a.end - a.start, b.end - b.start)) / 2 + ALIGN_SLACK_S
+    pairs: set[tuple[int, int]] = set()
+    for i, t in enumerate(ta):
+        if b.start - 1e-6 <= t + offset <= b.end + 1e-6:
+            j = int(np.argmin(np.abs(tb - (t + offset))))
+            if abs(tb[j] - t - offset) <= reach:
+                pairs.add((i, j))
+    for j, t in enumerate(tb):
+        if a.start - 1e-6 <= t - offset <= a.end + 1e-6:
+            i = int(np.argmin(np.abs(ta - (t - offset))))
+            if abs(ta[i] - t + offset) <= reach:
+                pairs.add((i, j))
+    return sorted(pairs)
+
+
+def _coarse(thumb: np.ndarray, flip: bool) -> np.ndarray:
+    pil = Image.fromarray(thumb)
+    if flip:
+        pil = pil.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return np.asarray(pil.resize((8, 8), Image.Resampling.BOX), dtype=np.float32).ravel()
+
+
+def motion_agreement(a: Shot, b: Shot, pairs: Sequence[tuple[int, int]]) -> tuple[float, float]:
+    """(agreement, level): how alike the two shots' pictures change between aligned times (the median
+    correlation of their 8x8 grey differences over steps between two aligned pairs, the better of b as is
+    and b mirrored), and how much they change (median grey levels of the lesser of the two; 0 without a
+    step). Agreement is 1.0 where there is nothing to compare."""
+    # Steps between two aligned pairs that span the same time in both shots (within ALIGN_SLACK_S): where
+    # one shot's samples are coarser (older stores), a pair's frames can be a little apart in time.
+    ta, tb = a.times, b.times
+    steps = [
+        (p, q)
+        for p, q in itertools.combinations(pairs, 2)
+        if p[0] != q[0]
+        and p[1] != q[1]
+        and abs((tb[q[1]] - tb[p[1]]) - (ta[q[0]] - ta[p[0]])) <= ALIGN_SLACK_S
+    ]
+    if not steps:
+        return 1.0, 0.0
+    best, levels = -1.0, []
+    for flip in (False, True):
+        ca = {i: _coarse(a.frames[i].thumb, False) for i, _ in pairs}
+        cb = {j: _coarse(b.frames[j].thumb, flip) for _, j in pairs}
+        corr = []
+        for (i, j), (i2, j2) in steps:
+            da, db = ca[i2] - ca[i], cb[j2] - cb[j]
+            if not flip:
+                levels.append(min(np.linalg.norm(da), np.linalg.norm(db)) / 8.0)
+            da, db = da - da.mean(), db - db.mean()
+            corr.append(float(da @ db / max(1e-6, float(np.linalg.norm(da) * np.linalg.norm(db)))))
+        best = max(best, float(np.median(corr)))
+    return best, float(np.median(levels))
+
+
+def match_shots(
+    a: Shot, b: Shot, scores: np.ndarray | None = None, threshold: float = VERIFY_THRESHOLD
+) -> ShotMatch | None:
+    """The two shots as a `ShotMatch` (a before b by asset and start) when their aligned frames verify
+    (`aligned_score` >= threshold), else None; `scores` is their frames' duplicate probabilities when
+    already computed."""
+    scores = duplicate_scores(a.frames, b.frames) if scores is None else scores
+    if scores.size == 0 or scores.max() < threshold:
+        return None
+    al = aligned_score(scores, a.times, b.times)
+    if al.score < threshold:
+        return None
+    score = al.score
+    if al.offset is not None:
+        pairs = aligned_pairs(a, b, al.offset)
+        if len(pairs) < MATCHED_FRAMES:
+            return None
+        probs = np.array([scores[i, j] for i, j in pairs])
+        if float(np.mean(probs >= threshold)) < ALIGNED_SHARE:
+            return None
+        agreement, level = motion_agreement(a, b, pairs)
+        if level >= STILL_LEVEL and agreement < MOTION_AGREEMENT:
+            return None
+        score = float(np.median(probs))
+    i, j, offset = al.i, al.j, al.offset
+    if (a.asset_id, a.start) > (b.asset_id, b.start):
+        a, b, i, j = b, a, j, i
+        offset = -offset if offset is not None else None
+    if offset is None:
+        match_a, match_b = (a.start, a.end), (b.start, b.end)
+    else:
+        lo, hi = max(a.start, b.start - offset), min(a.end, b.end - offset)
+        if hi <= lo:  # the voted offset puts the shots just apart (matched frames at their edges)
+            match_a, match_b = (a.start, a.end), (b.start, b.end)
+        else:
+            match_a = (round(lo, 3), round(hi, 3))
+            match_b = (round(lo + offset, 3), round(hi + offset, 3))
+    return ShotMatch(
+        a.segment_id,
+        a.asset_id,
+        (a.start, a.end),
+        b.segment_id,
+        b.asset_id,
+        (b.start, b.end),
+        score,
+        a.times[i] if len(a.times) > i else None,
+        b.times[j] if len(b.times) > j else None,
+        match_a,
+        match_b,
+    )
 
 
 def shot_duplicates(shots: Sequence[Shot], threshold: float = VERIFY_THRESHOLD) -> list[ShotMatch]:
-    """Shots copied across videos (never within one video; flat frames such as black intros never match).
-
-    Two shots match when any frame of one verifies against any frame of the other."""
+    """Shots copied across videos (never within one video; flat frames such as black intros never match),
+    by `match_shots`."""
     if len(shots) < 2:
         return []
     frames = [f for s in shots for f in s.frames]
@@ -417,26 +592,9 @@ def shot_duplicates(shots: Sequence[Shot], threshold: float = VERIFY_THRESHOLD) 
         block = scores[offsets[r] : offsets[r + 1], offsets[c] : offsets[c + 1]]
         if block.size == 0 or block.max() < threshold:
             continue
-        score = shot_score(block)
-        if score < threshold:
-            continue
-        i, j = np.unravel_index(int(np.argmax(block)), block.shape)
-        a, b = shots[r], shots[c]
-        if (a.asset_id, a.start) > (b.asset_id, b.start):
-            a, b, i, j = b, a, j, i
-        out.append(
-            ShotMatch(
-                a.segment_id,
-                a.asset_id,
-                (a.start, a.end),
-                b.segment_id,
-                b.asset_id,
-                (b.start, b.end),
-                score,
-                a.times[i] if len(a.times) > i else None,
-                b.times[j] if len(b.times) > j else None,
-            )
-        )
+        match = match_shots(shots[r], shots[c], block, threshold)
+        if match is not None:
+            out.append(match)
     return sorted(out, key=lambda m: (m.asset_a, m.asset_b, m.span_a, m.span_b))
 
 

@@ -1,10 +1,11 @@
-"""Shot copies across videos, compared by several frames per shot: a trimmed, cropped and re-encoded copy
-of a real shot inside another video is found with both time spans; two takes of one set, black intros
-and title cards are not copies."""
+"""Shot copies across videos, compared by frames sampled on a time grid and aligned at one time offset: a
+trimmed, re-encoded copy of a real shot inside another video is found with both time spans (the shots'
+and the span each video shares); two takes of one set, black intros and title cards are not copies."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from fractions import Fraction
 from pathlib import Path
 
@@ -42,56 +43,110 @@ def model() -> EfficientNetLite0:
 
 
 def _shot(
-    model: EfficientNetLite0, segment: str, video: str, start: float, end: float, pictures: list[Image.Image]
+    model: EfficientNetLite0,
+    segment: str,
+    video: str,
+    start: float,
+    end: float,
+    pictures: list[Image.Image],
+    times: list[float] | None = None,
 ) -> dup.Shot:
+    """A shot at start..end of a video; `times` are its frames' offsets from the shot's start (evenly
+    spread when not given)."""
     emb = model.embed_images(pictures)
     desc = describe_images(pictures)
     sigs = tuple(dup.signature(p, e, d) for p, e, d in zip(pictures, emb, desc, strict=True))
     step = (end - start) / len(pictures)
-    return dup.Shot(
-        segment, video, start, end, sigs, tuple(start + step * (k + 0.5) for k in range(len(sigs)))
-    )
+    offsets = times if times is not None else [step * (k + 0.5) for k in range(len(sigs))]
+    return dup.Shot(segment, video, start, end, sigs, tuple(start + t for t in offsets))
 
 
-def _sampled(first: int, end: int) -> list[Image.Image]:
-    frames = real_media.read_frames("test.mp4", dup.sample_positions(first, end - 1))
-    return [frames[i] for i in sorted(frames)]
+def _sampled(
+    first: int, end: int, positions: list[int] | None = None
+) -> tuple[list[Image.Image], list[float]]:
+    """Frames first..end-1 of the music video as the video stage samples them (`sample_positions` and the
+    middle frame, its keyframe), with their offsets from the shot's start."""
+    at = positions or sorted({(first + end - 1) // 2, *dup.sample_positions(first, end - 1, FPS)})
+    frames = real_media.read_frames("test.mp4", at)
+    return [frames[i] for i in at], [(i - first) / FPS for i in at]
 
 
-def test_a_trimmed_cropped_reencoded_copy_matches_by_its_frames_and_two_takes_of_one_set_do_not(
+def test_shot_samples_sit_on_a_time_grid_so_a_trimmed_copy_shares_sample_times_with_its_original() -> None:
+    # 2.48 s at 25 fps: one frame every SHOT_SAMPLE_STEP_S seconds (under SHOT_SAMPLES_MAX of them).
+    grid = dup.sample_positions(0, 61, FPS)
+    step = dup.SHOT_SAMPLE_STEP_S * FPS
+    assert dup.SHOT_SAMPLES_MIN <= len(grid) == int(62 // step) <= dup.SHOT_SAMPLES_MAX
+    assert all(abs((b - a) - step) <= 1 for a, b in itertools.pairwise(grid))
+    # A copy trimmed to its last 1.2 s: every one of its samples is within half a step of an original's.
+    copy = dup.sample_positions(32, 61, FPS)
+    assert all(min(abs(c - g) for g in grid) <= step / 2 + 1 for c in copy)
+    # Short and long shots: at least SHOT_SAMPLES_MIN, at most SHOT_SAMPLES_MAX, all inside the shot.
+    assert len(dup.sample_positions(10, 14, FPS)) == dup.SHOT_SAMPLES_MIN
+    long = dup.sample_positions(0, 2499, FPS)
+    assert len(long) == dup.SHOT_SAMPLES_MAX and long[0] > 0 and long[-1] < 2499
+
+
+def test_a_trimmed_reencoded_copy_matches_with_both_spans_and_two_takes_of_one_set_do_not(
     model: EfficientNetLite0,
 ) -> None:
     size = real_media.read_frames("test.mp4", [CLOSE_UP[0]])[CLOSE_UP[0]].size
-    black = [Image.new("RGB", size, (0, 0, 0))] * dup.SHOT_SAMPLES
+    black = [Image.new("RGB", size, (0, 0, 0))] * 4
     card = Image.new("RGB", size, (12, 12, 40))
     ImageDraw.Draw(card).text((20, size[1] // 2), "A DATAFLUX FILM", fill=(230, 230, 230))
-    # The copy keeps the last half of the close-up, re-encoded (JPEG q40). Trimmed *and* heavily cropped
-    # copies are weaker: with 10 % crop, 0.6x scale and q40 on top, the second frame reaches 0.71-0.74.
+    # The copy keeps the last half of the close-up, re-encoded (JPEG q40): its own sample grid starts
+    # elsewhere than the original's.
     a, b = CLOSE_UP
     half = (a + (b - a) // 2, b)
-    copy = [pe.reencode(f, 40) for f in _sampled(*half)]
+    pictures, times = _sampled(*half)
+    copy = [pe.reencode(f, 40) for f in pictures]
     close_up_end, copy_end = 2.0 + (b - a) / FPS, 4.16 + (half[1] - half[0]) / FPS
     shots = [
         _shot(model, "A:intro", "A", 0.0, 1.0, black),
-        _shot(model, "A:card", "A", 1.0, 2.0, [card] * dup.SHOT_SAMPLES),
-        _shot(model, "A:close-up", "A", 2.0, close_up_end, _sampled(*CLOSE_UP)),
-        _shot(model, "A:take", "A", close_up_end, close_up_end + 2.0, _sampled(*TAKE_A)),
+        _shot(model, "A:card", "A", 1.0, 2.0, [card] * 4),
+        _shot(model, "A:close-up", "A", 2.0, close_up_end, *_sampled(*CLOSE_UP)),
+        _shot(model, "A:take", "A", close_up_end, close_up_end + 2.0, *_sampled(*TAKE_A)),
         _shot(model, "B:intro", "B", 0.0, 1.0, black),
-        _shot(model, "B:card", "B", 1.0, 2.0, [card] * dup.SHOT_SAMPLES),
-        _shot(model, "B:take", "B", 2.0, 4.16, _sampled(*TAKE_B)),
-        _shot(model, "B:copy", "B", 4.16, copy_end, copy),
+        _shot(model, "B:card", "B", 1.0, 2.0, [card] * 4),
+        _shot(model, "B:take", "B", 2.0, 4.16, *_sampled(*TAKE_B)),
+        _shot(model, "B:copy", "B", 4.16, copy_end, copy, times),
     ]
-    assert all(len(s.frames) == dup.SHOT_SAMPLES for s in shots)
     [match] = dup.shot_duplicates(shots)
     assert (match.segment_a, match.segment_b) == ("A:close-up", "B:copy")
     assert match.span_a == (2.0, close_up_end) and match.span_b == (4.16, copy_end)
-    assert (
-        match.span_a[0] <= match.at_a <= match.span_a[1] and match.span_b[0] <= match.at_b <= match.span_b[1]
-    )
+    # The spans both videos show: the close-up's second half in A (from 2.0 + 0.64 s), all of the copy in B.
+    shared_start = 2.0 + (half[0] - a) / FPS
+    assert match.match_a is not None and match.match_b is not None
+    assert abs(match.match_a[0] - shared_start) <= 0.2 and abs(match.match_a[1] - close_up_end) <= 0.2
+    assert abs(match.match_b[0] - 4.16) <= 0.2 and abs(match.match_b[1] - copy_end) <= 0.2
+    assert match.match_a[0] <= match.at_a <= match.match_a[1] + 1e-6
     assert match.score >= dup.VERIFY_THRESHOLD
-    # The takes' best single frame pair is alike; a second frame is not, so they are no copy.
+    # The takes' best single frame pair is alike, but they are no copy.
+    assert dup.match_shots(shots[3], shots[6]) is None
     takes = dup.duplicate_scores(shots[3].frames, shots[6].frames)
-    assert dup.shot_score(takes) < dup.VERIFY_THRESHOLD
+    assert takes.max() >= dup.VERIFY_THRESHOLD
+
+
+def test_rows_of_older_stores_three_frames_at_fixed_fractions_or_without_times_still_match(
+    model: EfficientNetLite0,
+) -> None:
+    """Stores built before the time grid hold 3 frames per shot at 1/6, 1/2 and 5/6 of its length (with
+    their times): their shots still match a copy sampled on the grid, and frames without times (no fps)
+    are compared unaligned, as before."""
+    a, b = CLOSE_UP
+    n = b - a
+    old_positions = [a + (2 * k + 1) * n // 6 for k in range(3)]
+    original = _shot(model, "A:close-up", "A", 2.0, 2.0 + n / FPS, *_sampled(a, b, old_positions))
+    half = (a + n // 2, b)
+    pictures, times = _sampled(*half)
+    copy = _shot(
+        model, "B:copy", "B", 5.0, 5.0 + (b - half[0]) / FPS, [pe.reencode(f, 40) for f in pictures], times
+    )
+    match = dup.match_shots(original, copy)
+    assert match is not None and match.match_a is not None
+    assert match.match_a[0] >= 2.0 + (half[0] - a) / FPS - 0.4
+    untimed = dataclasses.replace(original, times=())
+    unaligned = dup.match_shots(untimed, copy)
+    assert unaligned is not None and unaligned.match_a == (untimed.start, untimed.end)
 
 
 def _write_video(path: Path, frames: list[Image.Image]) -> Path:
@@ -145,10 +200,14 @@ def test_the_pipeline_finds_a_trimmed_copy_of_a_shot_in_another_video_with_both_
     assert [len(shots[n]) for n in ("a.mp4", "b.mp4")] == [3, 3], "intro and two shots per video"
     # Every shot's sampled frames (keyframe and the others) are stored with the learned model's vectors.
     frames = connect(settings).open_table(layout.SHOT_FRAMES_TABLE).to_arrow().to_pylist()
-    per_shot = {s["id"]: sum(1 for f in frames if f["segment_id"] == s["id"]) for n in ids for s in shots[n]}
-    assert set(per_shot.values()) == {dup.SHOT_SAMPLES}
-    technical = shots["a.mp4"][1]["technical_features"]
-    assert len(technical["sample_frames"]) == dup.SHOT_SAMPLES - 1
+    for n in ids:
+        for s in shots[n]:
+            technical = s["technical_features"]
+            mine = sorted(f["frame"] for f in frames if f["segment_id"] == s["id"])
+            assert mine == sorted({technical["keyframe_frame"], *technical["sample_frames"]})
+            grid = dup.sample_positions(s["start_frame"], s["end_frame"], FPS)
+            assert len(grid) <= len(mine) <= len(grid) + 1  # the time grid and the keyframe
+            assert all(f["time"] == round(f["frame"] / FPS, 4) for f in frames if f["segment_id"] == s["id"])
 
     reader = GraphReader(settings.graph_dir)
     pairs = reader.query(
@@ -167,6 +226,17 @@ def test_the_pipeline_finds_a_trimmed_copy_of_a_shot_in_another_video_with_both_
             (ids["b.mp4"], copy["start_time"], copy["end_time"]),
         ]
     )
+    # The segment edge carries the span each video shows of the other: the copy kept the close-up's last
+    # 60 %, so in A the shared span starts 40 % into the close-up.
+    [edge] = reader.query(
+        "MATCH (x:Segment)-[d:DUPLICATE_OF]->(y:Segment) RETURN x.id AS x, y.id AS y, d.spans AS spans"
+    )
+    spans = dict(zip((edge["x"], edge["y"]), (edge["spans"][:2], edge["spans"][2:]), strict=True))
+    kept_from = close_up["start_time"] + (b - a) * 2 // 5 / FPS
+    assert abs(spans[close_up["id"]][0] - kept_from) <= 0.2
+    assert abs(spans[close_up["id"]][1] - close_up["end_time"]) <= 0.2
+    assert abs(spans[copy["id"]][0] - copy["start_time"]) <= 0.2
+    assert abs(spans[copy["id"]][1] - copy["end_time"]) <= 0.2
     # The spans are where the shots are: the close-up after A's 1 s intro, the copy at the end of B.
     assert abs(close_up["start_time"] - 1.0) < 0.1 and abs(close_up["end_time"] - (1.0 + (b - a) / FPS)) < 0.1
     assert abs(copy["end_time"] - (1.0 + (TAKE_B[1] - TAKE_B[0] + len(trimmed)) / FPS)) < 0.1

@@ -77,7 +77,16 @@ def _copy(conn: kuzu.Connection, table: str, frame: pl.DataFrame, pair: tuple[st
 
 
 def _undirected(frame: pl.DataFrame) -> pl.DataFrame:
-    """(src, dst) with src < dst, so a pair found from both sides is one edge."""
+    """(src, dst) with src < dst, so a pair found from both sides is one edge; `spans` ([src start,
+    src end, dst start, dst end]) swap halves with them."""
+    swapped = pl.col("src") > pl.col("dst")
+    if "spans" in frame.columns:
+        frame = frame.with_columns(
+            pl.when(swapped & pl.col("spans").is_not_null())
+            .then(pl.concat_list(pl.col("spans").list.slice(2, 2), pl.col("spans").list.slice(0, 2)))
+            .otherwise(pl.col("spans"))
+            .alias("spans")
+        )
     return frame.with_columns(
         pl.min_horizontal("src", "dst").alias("src"), pl.max_horizontal("src", "dst").alias("dst")
     )
@@ -197,13 +206,21 @@ def build_graph(conn: kuzu.Connection, inputs: GraphInputs) -> BuildReport:
         conn, "SIMILAR_TO", asset_similar, ("Asset", "Asset")
     )
 
-    dups = pairs.filter(pl.col("kind") == "DUPLICATE_OF").group_by("src", "dst").agg(pl.col("score").max())
+    if "spans" not in pairs.columns:
+        pairs = pairs.with_columns(pl.lit(None, pl.List(pl.Float64)).alias("spans"))
+    dups = (
+        pairs.filter(pl.col("kind") == "DUPLICATE_OF")
+        .sort("score", descending=True, nulls_last=True)
+        .group_by("src", "dst", maintain_order=True)
+        .agg(pl.col("score").first(), pl.col("spans").drop_nulls().first())
+    )
     seg_dups = dups.select(
         pl.col("src").alias("from"),
         pl.col("dst").alias("to"),
         "score",
         pl.lit(1, pl.Int64).alias("shared_segments"),
         pl.lit(None, pl.List(pl.String)).alias("segment_pairs"),
+        pl.col("spans").cast(pl.List(pl.Float64)),
     )
     shared = shared_segments(dups.select("src", "dst", "score").iter_rows(), seg_asset)
     asset_dups = pl.DataFrame(
@@ -213,6 +230,7 @@ def build_graph(conn: kuzu.Connection, inputs: GraphInputs) -> BuildReport:
             "score": [s.score for s in shared],
             "shared_segments": [s.count for s in shared],
             "segment_pairs": [[f"{x}:{y}" for x, y in s.pairs] for s in shared],
+            "spans": [None] * len(shared),
         },
         schema={
             "from": pl.String,
@@ -220,6 +238,7 @@ def build_graph(conn: kuzu.Connection, inputs: GraphInputs) -> BuildReport:
             "score": pl.Float64,
             "shared_segments": pl.Int64,
             "segment_pairs": pl.List(pl.String),
+            "spans": pl.List(pl.Float64),
         },
     )
     report.relations["DUPLICATE_OF"] = _copy(conn, "DUPLICATE_OF", seg_dups, ("Segment", "Segment")) + _copy(

@@ -36,6 +36,9 @@ CONTRIB_SCHEMA = pa.schema(
         pa.field("dst", pa.string()),
         pa.field("score", pa.float64()),
         pa.field("modality", pa.string()),
+        # DUPLICATE_OF between segments: [src start, src end, dst start, dst end] in seconds, the span
+        # each shares with the other (null on other edges, and in contributions written before it).
+        pa.field("spans", pa.list_(pa.float64())),
     ]
 )
 assert tuple(CONTRIB_SCHEMA.names) == CONTRIB_COLUMNS
@@ -234,22 +237,25 @@ def _frame_candidates(catalog: Any, asset_id: str, names: list[str]) -> list[tup
     return [(a, b, None) for a, b in sorted(pairs)]
 
 
-def _shot_frames(catalog: Any, ids: list[str]) -> dict[str, list[dup.Signature]]:
-    """The stored sampled frames of these shots (keyframe included), in frame order."""
+def _shot_frames(catalog: Any, ids: list[str]) -> dict[str, list[tuple[float | None, dup.Signature]]]:
+    """The stored sampled frames of these shots (keyframe included) with their times, in frame order.
+
+    Stores written before the time-grid sampling hold 3 frames per shot at fixed fractions of its length,
+    with their times: `duplicates.match_shots` aligns those as well."""
     if layout.SHOT_FRAMES_TABLE not in table_names(catalog.db):
         return {}
     rows = (
         catalog.db.open_table(layout.SHOT_FRAMES_TABLE)
         .search()
         .where(in_list("segment_id", ids, uuids=True))
-        .select(["segment_id", "frame", "vector", "descriptor", "signature"])
+        .select(["segment_id", "frame", "time", "vector", "descriptor", "signature"])
         .limit(None)
         .to_list()
     )
-    out: dict[str, list[dup.Signature]] = {}
+    out: dict[str, list[tuple[float | None, dup.Signature]]] = {}
     for r in sorted(rows, key=lambda r: (r["segment_id"], r["frame"] or 0)):
         out.setdefault(r["segment_id"], []).append(
-            dup.Signature.from_stored(json.loads(r["signature"]), r["vector"], r["descriptor"])
+            (r["time"], dup.Signature.from_stored(json.loads(r["signature"]), r["vector"], r["descriptor"]))
         )
     return out
 
@@ -259,7 +265,8 @@ def _verified_duplicates(
 ) -> list[dict[str, Any]]:
     """DUPLICATE_OF edges for candidate pairs that pass `duplicates.duplicate_scores` (hashes, thumbnails,
     descriptor and learned embedding; flat frames never pass). Shots with stored sampled frames are
-    compared frame by frame (`duplicates.frames_score`). Score: the verification probability."""
+    compared frame by frame at their best time offset (`duplicates.match_shots`), and the edge carries the
+    span each shares with the other. Score: the verification probability."""
     ids = sorted({a for a, _, _ in candidates} | {b for _, b, _ in candidates})
     where = in_list("segment_id", ids, uuids=True)
     learned = {
@@ -278,11 +285,17 @@ def _verified_duplicates(
             r["segment_id"]: np.asarray(r["vector"], np.float32) for r in rows.limit(len(ids)).to_list()
         }
     stored = {}
+    spans: dict[str, tuple[str, float, float]] = {}  # segment -> (asset, start, end)
     for r in (
-        (catalog.segments.search().where(in_list("id", ids, uuids=True)).select(["id", "semantic_features"]))
+        (
+            catalog.segments.search()
+            .where(in_list("id", ids, uuids=True))
+            .select(["id", "asset_id", "start_time", "end_time", "semantic_features"])
+        )
         .limit(len(ids))
         .to_list()
     ):
+        spans[r["id"]] = (r["asset_id"], float(r["start_time"] or 0.0), float(r["end_time"] or 0.0))
         features = json.loads(r["semantic_features"] or "{}")
         if isinstance(features, dict) and isinstance(features.get("image_hashes"), dict):
             stored[r["id"]] = features["image_hashes"]
@@ -295,14 +308,37 @@ def _verified_duplicates(
             descriptor = descriptors[sid] if all_descriptors else learned[sid]
             signatures[sid] = dup.Signature.from_stored(stored[sid], learned[sid], descriptor)
     frames = _shot_frames(catalog, ids)
+
+    def shot(sid: str) -> dup.Shot | None:
+        asset, start, end = spans.get(sid, ("", 0.0, 0.0))
+        sampled = frames.get(sid) or ([(None, signatures[sid])] if sid in signatures else [])
+        if not sampled:
+            return None
+        times = tuple(t for t, _ in sampled)
+        known = all(t is not None for t in times)  # frames without a time (no fps) are compared unaligned
+        return dup.Shot(sid, asset, start, end, tuple(f for _, f in sampled), times if known else ())  # type: ignore[arg-type]
+
     edges = []
     for a, b in dict.fromkeys((a, b) for a, b, _ in candidates):
-        fa = frames.get(a) or ([signatures[a]] if a in signatures else [])
-        fb = frames.get(b) or ([signatures[b]] if b in signatures else [])
-        if fa and fb:
-            p = dup.frames_score(fa, fb)[0]
-            if p >= dup.VERIFY_THRESHOLD:
-                edges.append({"kind": "DUPLICATE_OF", "src": a, "dst": b, "score": p, "modality": "verified"})
+        sa, sb = shot(a), shot(b)
+        if sa is None or sb is None:
+            continue
+        match = dup.match_shots(sa, sb)
+        if match is not None:
+            # The span each segment shares with the other, in the edge's own order (src then dst).
+            forward = match.segment_a == a
+            mine, theirs = (match.match_a, match.match_b) if forward else (match.match_b, match.match_a)
+            edges.append(
+                {
+                    "kind": "DUPLICATE_OF",
+                    "src": a,
+                    "dst": b,
+                    "score": match.score,
+                    "modality": "verified",
+                    # Only shots with timed frames have spans (pictures and untimed frames: none).
+                    "spans": [*mine, *theirs] if sa.times and sb.times and mine and theirs else None,
+                }
+            )
     return edges
 
 

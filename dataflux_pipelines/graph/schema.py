@@ -37,8 +37,9 @@ DDL = (
     # Segment pairs carry the measured score; asset pairs aggregate them (best score, modality).
     "CREATE REL TABLE SIMILAR_TO(FROM Segment TO Segment, FROM Asset TO Asset, score DOUBLE, modality STRING)",
     # Asset pairs also say how many segments they share and which (as "src_segment:dst_segment").
+    # Segment pairs: `spans` = [from start, from end, to start, to end], the seconds each shares with the other.
     "CREATE REL TABLE DUPLICATE_OF(FROM Segment TO Segment, FROM Asset TO Asset, score DOUBLE, "
-    "shared_segments INT64, segment_pairs STRING[])",
+    "shared_segments INT64, segment_pairs STRING[], spans DOUBLE[])",
     # A transcript or on-screen text segment and the shot (or audio passage) it overlaps in time;
     # `seconds` is the length of the overlap.
     "CREATE REL TABLE OVERLAPS(FROM Segment TO Segment, seconds DOUBLE)",
@@ -46,4 +47,4 @@ DDL = (
 )
 
 # Columns of the per-file contribution Parquet files (`graph/contrib/{asset_id}.parquet`).
-CONTRIB_COLUMNS = ("kind", "src", "dst", "score", "modality")
+CONTRIB_COLUMNS = ("kind", "src", "dst", "score", "modality", "spans")

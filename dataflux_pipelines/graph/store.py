@@ -488,7 +488,16 @@ _NODE_PROPS = (
     "name",
     "auto_generated",
 )
-_REL_PROPS = ("score", "modality", "confidence", "segments", "shared_segments", "segment_pairs", "gap")
+_REL_PROPS = (
+    "score",
+    "modality",
+    "confidence",
+    "segments",
+    "shared_segments",
+    "segment_pairs",
+    "spans",
+    "gap",
+)
 
 
 def _node(value: dict[str, Any]) -> dict[str, Any]:

@@ -47,14 +47,13 @@ class _MiddleFrames:
     def nearest(self, index: int) -> tuple[int, np.ndarray]:
         return min(self.frames, key=lambda item: abs(item[0] - index))
 
-    def samples(self, shot: Shot, key_index: int) -> list[tuple[int, np.ndarray]]:
-        """The frames nearest to the shot's sample positions (`duplicates.sample_positions`), keyframe left out."""
-        positions = sample_positions(shot.start_frame, shot.end_frame)
-        middle = min(positions, key=lambda p: abs(p - key_index))  # the keyframe stands for this one
+    def samples(self, shot: Shot, key_index: int, fps: float) -> list[tuple[int, np.ndarray]]:
+        """The frames nearest to the shot's sample positions (`duplicates.sample_positions`, a time grid),
+        the keyframe left out (it is compared as well)."""
         picked = {}
-        for position in positions:
+        for position in sample_positions(shot.start_frame, shot.end_frame, fps):
             index, rgb = self.nearest(position)
-            if position != middle and index != key_index:
+            if index != key_index:
                 picked[index] = rgb
         return sorted(picked.items(), key=lambda item: item[0])
 
@@ -66,6 +65,7 @@ class _KeyframePicker:
     plus one batch); settled frames are sampled per shot, so even a one-frame shot has its frame."""
 
     def __init__(self) -> None:
+        self.fps = 25.0  # the stream's, set once the first batch is decoded
         self.pending: deque[tuple[int, np.ndarray]] = deque()
         self.sampler = _MiddleFrames()
         self.done = 0  # shots whose keyframe was taken
@@ -91,7 +91,7 @@ class _KeyframePicker:
                 Reason.INTERNAL_ERROR, f"no decoded frame for shot {shot.start_frame}-{shot.end_frame}"
             )
         index, rgb = self.sampler.middle(shot)
-        samples = self.sampler.samples(shot, index)
+        samples = self.sampler.samples(shot, index, self.fps)
         self.sampler = _MiddleFrames()
         self.done += 1
         return shot, index, rgb, samples
@@ -223,6 +223,7 @@ def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
             batch_fps, batch = item[0], item[1]
             if detector is None:
                 fps = batch_fps or float(probe.fps or 25.0)
+                picker.fps = fps
                 detector = FusedShotDetector(fps, device=device, detector=shot_detector, window=STREAM_WINDOW)
                 sampler = ChangeSampler(fps)
             start = detector.frames
