@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dataflux_pipelines.duplicates import SHOT_SAMPLES_MAX, sample_positions
 from dataflux_pipelines.media.shots import Shot
 from dataflux_pipelines.media.video import KEYFRAME_BUFFER, _KeyframePicker
 
@@ -36,13 +37,13 @@ def test_a_one_frame_shot_after_a_long_shot_still_gets_its_own_keyframe() -> Non
         assert all(s.start_frame <= i <= s.end_frame and i != index for i, _ in samples)
         assert all(int(f[0, 0, 0]) == i % 256 for i, f in samples)
     assert abs(picked[0][1] - 1500) <= 3000 // KEYFRAME_BUFFER  # near the middle of the long shot
-    # The long shot's other samples sit near 1/6 and 5/6 of it; the one-frame shot has only its keyframe.
-    assert [
-        abs(i - p) <= 3000 // KEYFRAME_BUFFER for (i, _), p in zip(picked[0][3], (500, 2500), strict=True)
-    ] == [
-        True,
-        True,
+    # The long shot's other samples sit near its time grid (`sample_positions`: a 120 s shot spreads the
+    # most it keeps evenly); the one-frame shot has only its keyframe.
+    grid = [
+        p for p in sample_positions(0, 2999, picker.fps) if abs(p - picked[0][1]) > 3000 // KEYFRAME_BUFFER
     ]
+    assert len(grid) == SHOT_SAMPLES_MAX
+    assert all(min(abs(i - p) for i, _ in picked[0][3]) <= 3000 // KEYFRAME_BUFFER for p in grid)
     assert picked[1][3] == []
 
 
