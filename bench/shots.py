@@ -3,7 +3,10 @@
 Sets: the generated corpus at the tuning seed (7), the same generator at the held-out seed (11, never tuned
 on), and two real clips shipped in installed packages, annotated by eye (bench/ground_truth/*.json).
 
-Usage: .venv/bin/python bench/shots.py [--videos 8] [--sets tuning,heldout,real] [--only fused,...] [--no-append]
+Usage: .venv/bin/python bench/shots.py [--videos 8] [--montages 2] [--sets tuning,heldout,real] [--only fused,...]
+       [--no-append]
+The tuning set also holds `--montages` close-up montages (bench/shots_corpus.py `build_montage`, tuning seed only);
+the held-out set is the standard generator alone, as it was before montages existed.
 """
 
 from __future__ import annotations
@@ -268,6 +271,7 @@ def main() -> None:
         "--corpus", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "dataflux_shots_corpus"
     )
     ap.add_argument("--videos", type=int, default=8)
+    ap.add_argument("--montages", type=int, default=2, help="close-up montages added to the tuning set")
     ap.add_argument("--sets", default="tuning,heldout,real")
     ap.add_argument("--only", default=None, help="comma-separated substrings of method names")
     ap.add_argument("--no-append", action="store_true")
@@ -318,7 +322,10 @@ def main() -> None:
             )
         else:
             seed = TUNING_SEED if set_name == "tuning" else HELDOUT_SEED
-            corpus = generate_corpus(args.corpus / f"seed{seed}", count=args.videos, seed=seed)
+            montages = args.montages if seed == TUNING_SEED else 0
+            corpus = generate_corpus(
+                args.corpus / f"seed{seed}", count=args.videos, seed=seed, montages=montages
+            )
             items = [(p, t, []) for p, t in corpus]
             kinds = {
                 k: sum(1 for _, t in corpus for g in t.transitions if g["type"] == k)
@@ -327,7 +334,9 @@ def main() -> None:
             n_frames = sum(t.frames for _, t in corpus)
             desc = (
                 f"generated corpus seed {seed} ({'the tuning seed' if seed == TUNING_SEED else 'held out, never tuned on'}): "
-                f"{len(corpus)} H.264 videos {WIDTH}x{HEIGHT} at {FPS} fps, {n_frames} frames; {kinds['cut']} cuts, "
+                f"{len(corpus)} H.264 videos {WIDTH}x{HEIGHT} at {FPS} fps"
+                + (f" ({montages} of them close-up montages)" if montages else "")
+                + f", {n_frames} frames; {kinds['cut']} cuts, "
                 f"{kinds['dissolve']} dissolves, {kinds['fade']} fades; {sum(len(t.flashes) for _, t in corpus)} flashes, "
                 f"{sum(len(t.fast_motion) for _, t in corpus)} whip pans/fast objects, "
                 f"{sum(len(t.camera_motion) for _, t in corpus)} shots with sustained camera motion or in-shot change "

@@ -31,8 +31,11 @@ class Truth:
     description: str = ""
 
 
-def make_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A textured landscape: multi-octave colour noise with a random palette plus drawn shapes (edges)."""
+def make_texture(
+    rng: np.random.Generator, h: int, w: int, palette: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
+    """A textured landscape: multi-octave colour noise with a random palette (or the given (base, tint)) plus drawn
+    shapes (edges)."""
     acc = np.zeros((h, w, 3), np.float32)
     for octave, weight in ((4, 1.0), (12, 0.6), (36, 0.35), (100, 0.2)):
         small = rng.random((max(2, h * octave // w), octave, 3)).astype(np.float32)
@@ -40,6 +43,9 @@ def make_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         acc += weight * (np.asarray(img, np.float32) / 255.0 - 0.5)
     base = rng.random(3).astype(np.float32) * 0.6 + 0.2
     tint = (rng.random((3, 3)).astype(np.float32) - 0.5) * 1.2 + np.eye(3, dtype=np.float32)
+    if palette is not None:
+        base = palette[0] + (base - 0.5) * 0.08  # a slight variation of one shared palette
+        tint = palette[1]
     tex = np.clip(base + acc @ tint, 0, 1)
     img = Image.fromarray((tex * 255).astype(np.uint8))
     draw = ImageDraw.Draw(img)
@@ -68,9 +74,15 @@ def make_sprite(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.nda
 class Scene:
     """A place: a large texture the camera pans over, with objects moving across it."""
 
-    def __init__(self, rng: np.random.Generator, w: int = WIDTH, h: int = HEIGHT) -> None:
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        w: int = WIDTH,
+        h: int = HEIGHT,
+        palette: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         self.w, self.h = w, h
-        self.tex = make_texture(rng, h * 3, w * 4)
+        self.tex = make_texture(rng, h * 3, w * 4, palette)
         self.sprites = [
             make_sprite(rng, int(rng.integers(h // 6, h // 3))) for _ in range(int(rng.integers(1, 4)))
         ]
@@ -132,6 +144,9 @@ class Shot:
         self.shake: list[tuple[float, float, float, float]] = []  # (amp x, amp y, Hz, phase) components
         self.light: tuple[int, int, np.ndarray] | None = None  # start, length, final per-channel gain
         self.big: tuple[int, float, float, float] | None = None  # foreground disc: start, x speed, y, size
+        self.zoom0 = 1.0  # base magnification (a close-up)
+        # A close-up's subject: a large disc held near (x, y) that moves with the camera shake: (x, y, size)
+        self.subject: tuple[float, float, float] | None = None
 
     def set_motion(self, rng: np.random.Generator, kind: str) -> None:
         """Sustained camera motion (or change within the shot) over the whole take."""
@@ -172,7 +187,8 @@ class Shot:
 
     def zoom_at(self, t: float) -> float:
         # Bounded between 0.75x and 1.9x (the texture is only so large).
-        return float(np.clip(np.exp(self.zoom_rate * t) * (1.15 if self.zoom_rate < 0 else 1.0), 0.75, 1.9))
+        z = np.exp(self.zoom_rate * t) * (1.15 if self.zoom_rate < 0 else 1.0) * self.zoom0
+        return float(np.clip(z, 0.75, 1.9))
 
     def cam_at(self, t: float) -> tuple[float, float]:
         x = self.cam0[0] + self.vel[0] * t
@@ -215,17 +231,27 @@ class Shot:
         if self.big is not None:
             start, vx, y, size = self.big
             x = -size + vx * (t - start) if vx > 0 else self.scene.w + vx * (t - start)
-            spr, mask = self.scene.sprites[0]
-            s = int(size)
-            big = np.asarray(Image.fromarray(spr).resize((s, s), Image.BILINEAR))
-            bmask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((s, s))) > 127
-            ix, iy = int(x), int(y)
-            fx0, fy0 = max(ix, 0), max(iy, 0)
-            fx1, fy1 = min(ix + s, self.scene.w), min(iy + s, self.scene.h)
-            if fx0 < fx1 and fy0 < fy1:
-                sub = bmask[fy0 - iy : fy1 - iy, fx0 - ix : fx1 - ix]
-                img[fy0:fy1, fx0:fx1][sub] = big[fy0 - iy : fy1 - iy, fx0 - ix : fx1 - ix][sub]
+            self._paste_disc(img, x, y, size)
+        if self.subject is not None:
+            x, y, size = self.subject
+            cx, cy = self.cam_at(t)
+            # The subject moves against the background at a fraction of the camera's shake and drift.
+            dx, dy = cx - self.cam0[0], cy - self.cam0[1]
+            self._paste_disc(img, x - 0.6 * dx, y - 0.6 * dy, size)
         return img
+
+    def _paste_disc(self, img: np.ndarray, x: float, y: float, size: float) -> None:
+        """Paste the scene's first sprite scaled to `size` pixels with its top-left corner at (x, y)."""
+        spr, mask = self.scene.sprites[0]
+        s = int(size)
+        big = np.asarray(Image.fromarray(spr).resize((s, s), Image.BILINEAR))
+        bmask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((s, s))) > 127
+        ix, iy = int(x), int(y)
+        fx0, fy0 = max(ix, 0), max(iy, 0)
+        fx1, fy1 = min(ix + s, self.scene.w), min(iy + s, self.scene.h)
+        if fx0 < fx1 and fy0 < fy1:
+            sub = bmask[fy0 - iy : fy1 - iy, fx0 - ix : fx1 - ix]
+            img[fy0:fy1, fx0:fx1][sub] = big[fy0 - iy : fy1 - iy, fx0 - ix : fx1 - ix][sub]
 
 
 def write_video(path: Path, frames, fps: int = FPS, crf: int = 20) -> None:
@@ -243,6 +269,32 @@ def write_video(path: Path, frames, fps: int = FPS, crf: int = 20) -> None:
 
 
 MOTIONS = ("slow_pan", "fast_pan", "zoom", "pan_zoom", "handheld", "lighting", "foreground")
+
+
+def dissolve_frames(prev_shot: Shot, prev_t: int, shot: Shot, n: int) -> list[np.ndarray]:
+    """n blended frames: the previous shot keeps moving while it blends into the first n frames of this one."""
+    out = []
+    for k in range(n):
+        alpha = (k + 1) / (n + 1)
+        a = prev_shot.frame(prev_t + k).astype(np.float32)
+        b = shot.frame(k).astype(np.float32)
+        out.append(np.clip((1 - alpha) * a + alpha * b + 0.5, 0, 255).astype(np.uint8))
+    return out
+
+
+def fade_frames(
+    prev_shot: Shot, prev_t: int, shot: Shot, n_out: int, n_black: int, n_in: int
+) -> list[np.ndarray]:
+    """Fade out over n_out frames, n_black black frames, fade in over the first n_in frames of the next shot."""
+    out = []
+    for k in range(n_out):
+        g = 1 - (k + 1) / (n_out + 1)
+        out.append((prev_shot.frame(prev_t + k).astype(np.float32) * g).astype(np.uint8))
+    out.extend(np.zeros((HEIGHT, WIDTH, 3), np.uint8) for _ in range(n_black))
+    for k in range(n_in):
+        g = (k + 1) / (n_in + 1)
+        out.append((shot.frame(k).astype(np.float32) * g).astype(np.uint8))
+    return out
 
 
 def build_video(seed: int, seconds: float, camera_motion: float = 0.6) -> tuple[list[np.ndarray], Truth]:
@@ -275,12 +327,7 @@ def build_video(seed: int, seconds: float, camera_motion: float = 0.6) -> tuple[
                 )
             elif kind == "dissolve":
                 offset = int(rng.integers(12, 40))
-                # The previous shot keeps moving while it blends into the first frames of this one.
-                for k in range(offset):
-                    alpha = (k + 1) / (offset + 1)
-                    a = prev_shot.frame(prev_t + k).astype(np.float32)
-                    b = shot.frame(k).astype(np.float32)
-                    frames.append(np.clip((1 - alpha) * a + alpha * b + 0.5, 0, 255).astype(np.uint8))
+                frames += dissolve_frames(prev_shot, prev_t, shot, offset)
                 truth.transitions.append(
                     {
                         "type": "dissolve",
@@ -292,13 +339,7 @@ def build_video(seed: int, seconds: float, camera_motion: float = 0.6) -> tuple[
             elif kind == "fade":
                 n_out, n_black = int(rng.integers(8, 25)), int(rng.integers(0, 8))
                 offset = int(rng.integers(8, 25))
-                for k in range(n_out):
-                    g = 1 - (k + 1) / (n_out + 1)
-                    frames.append((prev_shot.frame(prev_t + k).astype(np.float32) * g).astype(np.uint8))
-                frames.extend(np.zeros((HEIGHT, WIDTH, 3), np.uint8) for _ in range(n_black))
-                for k in range(offset):
-                    g = (k + 1) / (offset + 1)
-                    frames.append((shot.frame(k).astype(np.float32) * g).astype(np.uint8))
+                frames += fade_frames(prev_shot, prev_t, shot, n_out, n_black, offset)
                 truth.transitions.append(
                     {"type": "fade", "start_frame": start, "end_frame": len(frames) - 1, "similar": False}
                 )
@@ -342,25 +383,122 @@ def build_video(seed: int, seconds: float, camera_motion: float = 0.6) -> tuple[
     return frames, truth
 
 
+def build_montage(seed: int, seconds: float) -> tuple[list[np.ndarray], Truth]:
+    """Render a music-video-like montage: short hand-held close-ups (a large subject over a magnified background,
+    every scene in one shared palette) joined mostly by hard cuts, half of them between two views of the same
+    scene, with some dissolves between two views of the same scene and the odd fade. Cuts here are small steps
+    against a lot of in-shot motion, the case the standard corpus lacks."""
+    rng = np.random.default_rng(seed)
+    base = rng.random(3).astype(np.float32) * 0.5 + 0.25
+    tint = (rng.random((3, 3)).astype(np.float32) - 0.5) * 0.8 + np.eye(3, dtype=np.float32)
+    scenes = [Scene(rng, palette=(base, tint)) for _ in range(3)]
+    total = int(seconds * FPS)
+    frames: list[np.ndarray] = []
+    truth = Truth(frames=0, fps=float(FPS))
+    scene_idx = 0
+    cam = (rng.uniform(0, 800), rng.uniform(0, 300))
+    prev_shot: Shot | None = None
+    prev_t = 0
+    while len(frames) < total:
+        length = int(rng.integers(14, 70))
+        shot = Shot(rng, scenes[scene_idx], cam, length)
+        shot.set_motion(rng, "handheld")
+        shot.motion = "closeup"
+        shot.zoom0 = float(rng.uniform(1.3, 1.85))
+        shot.zoom_rate = float(rng.choice([0.0, rng.uniform(-0.006, 0.006)]))
+        shot.shake = [(ax * 1.5, ay * 1.5, hz, ph) for ax, ay, hz, ph in shot.shake]
+        size = float(rng.uniform(0.55, 1.0) * HEIGHT)
+        shot.subject = (rng.uniform(0, WIDTH - size), rng.uniform(-0.2 * size, HEIGHT - 0.7 * size), size)
+        kind = (
+            "cut" if prev_shot is None else str(rng.choice(["cut", "dissolve", "fade"], p=[0.86, 0.1, 0.04]))
+        )
+        if kind == "dissolve" and shot.scene is not prev_shot.scene:
+            kind = "cut"  # dissolves here are between two views of one scene
+        start, offset = len(frames), 0
+        if prev_shot is not None:
+            similar = shot.scene is prev_shot.scene
+            if kind == "cut":
+                truth.transitions.append(
+                    {"type": "cut", "start_frame": start, "end_frame": start, "similar": similar}
+                )
+            elif kind == "dissolve":
+                offset = int(rng.integers(8, 30))
+                frames += dissolve_frames(prev_shot, prev_t, shot, offset)
+                truth.transitions.append(
+                    {
+                        "type": "dissolve",
+                        "start_frame": start,
+                        "end_frame": start + offset - 1,
+                        "similar": True,
+                    }
+                )
+            else:
+                n_out, n_black, offset = (
+                    int(rng.integers(6, 18)),
+                    int(rng.integers(0, 5)),
+                    int(rng.integers(6, 18)),
+                )
+                frames += fade_frames(prev_shot, prev_t, shot, n_out, n_black, offset)
+                truth.transitions.append(
+                    {"type": "fade", "start_frame": start, "end_frame": len(frames) - 1, "similar": False}
+                )
+        body = len(frames) - offset
+        if length - offset > 12:
+            truth.camera_motion.append([body + offset + 3, body + length - 4, shot.motion])
+        flash: tuple[int, int] | None = None
+        if length - offset > 24 and rng.random() < 0.15:
+            flash = (int(rng.integers(offset + 8, length - 10)), int(rng.integers(1, 3)))
+            truth.flashes.append([body + flash[0], body + flash[0] + flash[1] - 1])
+        for t in range(offset, length):
+            img = shot.frame(t)
+            if flash is not None and flash[0] <= t < flash[0] + flash[1]:
+                strength = rng.uniform(0.4, 0.8)
+                img = (img.astype(np.float32) * (1 - strength) + 255 * strength).astype(np.uint8)
+            frames.append(img)
+        prev_shot, prev_t = shot, length
+        # Half the cuts stay in the scene: the camera jumps a little (another angle on the same place).
+        if rng.random() < 0.5:
+            end_cam = shot.cam_at(length)
+            cam = (end_cam[0] + rng.choice([-1, 1]) * rng.uniform(40, 140), end_cam[1] + rng.uniform(-30, 30))
+        else:
+            scene_idx = (scene_idx + int(rng.integers(1, len(scenes)))) % len(scenes)
+            cam = (rng.uniform(0, 800), rng.uniform(0, 300))
+    truth.frames = len(frames)
+    truth.description = f"montage seed {seed}: {len(frames)} frames {WIDTH}x{HEIGHT}@{FPS}"
+    return frames, truth
+
+
 CORPUS_VERSION = 2  # bump when the generator changes: cached files of another version are rebuilt
 
 
 def generate_corpus(
-    folder: Path, count: int = 8, seed: int = 7, seconds: tuple[float, float] = (18, 34)
+    folder: Path,
+    count: int = 8,
+    seed: int = 7,
+    seconds: tuple[float, float] = (18, 34),
+    montages: int = 0,
 ) -> list[tuple[Path, Truth]]:
-    """Write `count` videos (length drawn from `seconds`) with ground-truth JSON beside each; reuses files there."""
+    """Write `count` videos (length drawn from `seconds`) and then `montages` close-up montages (`build_montage`)
+    with ground-truth JSON beside each; reuses files there. The first `count` are the same whatever `montages` is."""
     folder = folder / f"v{CORPUS_VERSION}"
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     out = []
-    for i in range(count):
-        seconds_i = float(rng.uniform(*seconds))  # the last shot may run up to 6 s past this
-        path = folder / f"shots_{i:02d}.mp4"
+    # The last shot may run up to 6 s past the drawn length.
+    jobs = [
+        (f"shots_{i:02d}", build_video, seed * 1000 + i, float(rng.uniform(*seconds))) for i in range(count)
+    ]
+    for i in range(montages):
+        video_seed = seed * 1000 + 500 + i
+        length = float(np.random.default_rng(video_seed).uniform(*seconds))
+        jobs.append((f"montage_{i:02d}", build_montage, video_seed, length))
+    for name, build, video_seed, seconds_i in jobs:
+        path = folder / f"{name}.mp4"
         truth_path = path.with_suffix(".json")
         if path.exists() and truth_path.exists():
             truth = Truth(**json.loads(truth_path.read_text()))
         else:
-            frames, truth = build_video(seed * 1000 + i, seconds_i)
+            frames, truth = build(video_seed, seconds_i)
             write_video(path, frames)
             truth_path.write_text(json.dumps(asdict(truth)))
         out.append((path, truth))

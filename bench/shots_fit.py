@@ -1,6 +1,6 @@
 """Fit the shot-fusion weights (calibrated logistic models) on the tuning corpus only: seed 7 of bench/shots_corpus.py.
 
-Usage: .venv/bin/python bench/shots_fit.py [--seed 7] [--videos 24] [--l2 0.3] [--cv 0.3,1,3,10]
+Usage: .venv/bin/python bench/shots_fit.py [--seed 7] [--videos 24] [--montages 12] [--l2 0.3] [--cv 0.3,1,3,10]
 Prints the weights for dataflux_pipelines/media/shot_fusion.py and a reliability table; `--cv` instead prints the
 out-of-fold F1 of each L2 strength in a 4-fold split of the tuning videos (how --l2 was chosen).
 Refuses any seed but the tuning seed: the held-out seed (11) and the real clips are never fitted on.
@@ -95,8 +95,8 @@ def stacked(items: list[tuple[sf.Evidence, Truth]]) -> tuple[np.ndarray, np.ndar
 def fit(items: list[tuple[sf.Evidence, Truth]], l2: float) -> sf.FusionWeights:
     xc_, yc_, xg_, yg_ = stacked(items)
     return sf.FusionWeights(
-        learned=sf.fit_logistic(xc_[:, :1], yc_, l2=l2),
-        classical=sf.fit_logistic(xc_[:, 1:], yc_, l2=l2),
+        learned=sf.fit_logistic(xc_[:, : sf.LEARNED_COLUMNS], yc_, l2=l2),
+        classical=sf.fit_logistic(xc_[:, sf.LEARNED_COLUMNS :], yc_, l2=l2),
         prior=float(yc_.mean()),
         gradual=sf.fit_logistic(xg_, yg_, l2=l2),
     )
@@ -136,6 +136,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=TUNING_SEED)
     ap.add_argument("--videos", type=int, default=24)
     ap.add_argument(
+        "--montages", type=int, default=12, help="close-up montages (music-video-like) added to the videos"
+    )
+    ap.add_argument(
         "--corpus", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "dataflux_shots_corpus"
     )
     ap.add_argument("--l2", type=float, default=0.3)
@@ -145,7 +148,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.seed != TUNING_SEED:
         raise SystemExit(f"fit only on the tuning seed {TUNING_SEED}: other seeds are held out")
-    corpus = generate_corpus(args.corpus / f"seed{args.seed}", count=args.videos, seed=args.seed)
+    corpus = generate_corpus(
+        args.corpus / f"seed{args.seed}", count=args.videos, seed=args.seed, montages=args.montages
+    )
     if args.cv:
         cross_validate([(evidence_of(p), t) for p, t in corpus], [float(x) for x in args.cv.split(",")])
         return

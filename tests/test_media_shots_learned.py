@@ -34,6 +34,33 @@ def cut_dissolve_pan_frames(dissolve_len: int = 24) -> list[np.ndarray]:
     return frames
 
 
+CLOSEUP_CUTS = (30, 58, 90, 115, 150)
+CLOSEUP_FLASHES = (70, 71, 130)
+
+
+def handheld_closeup_frames() -> list[np.ndarray]:
+    """Magnified textures shaken by up to ~20 px a frame, hard cuts at CLOSEUP_CUTS (every other shot another view
+    of the same texture), and bright flashes inside two shots."""
+    frames: list[np.ndarray] = []
+    bounds = (0, *CLOSEUP_CUTS, 180)
+    for k in range(len(bounds) - 1):
+        tex = texture(42 + k // 2)
+        tex = np.asarray(Image.fromarray(tex).resize((tex.shape[1] * 2, tex.shape[0] * 2)))  # a close-up
+        for t in range(bounds[k + 1] - bounds[k]):
+            x = (
+                40
+                + 400 * (k % 2)
+                + 3 * t
+                + 14 * np.sin(2 * np.pi * 1.7 * t / 25)
+                + 8 * np.sin(2 * np.pi * 3.1 * t / 25 + k)
+            )
+            img = view(tex, x, 30 + round(10 * np.sin(2 * np.pi * 2.3 * t / 25 + 2 * k)))
+            if bounds[k] + t in CLOSEUP_FLASHES:
+                img = (img * 0.3 + 255 * 0.7).astype(np.uint8)
+            frames.append(img)
+    return frames
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write(tmp_path_factory.mktemp("learned") / "cut_dissolve_pan.mp4", cut_dissolve_pan_frames())
@@ -178,3 +205,16 @@ def test_fused_detector_finds_no_boundary_in_a_whip_pan(tmp_path: Path) -> None:
     assert det.detector == "fused"
     assert [(t.type, t.start_frame) for t in det.transitions if abs(t.start_frame - 140) > 1] == []
     assert any(t.type == "cut" and abs(t.start_frame - 140) <= 1 for t in det.transitions)
+
+
+def test_fused_detector_finds_every_cut_between_handheld_closeups_and_no_flash(tmp_path: Path) -> None:
+    # A cut between two shaking close-ups is a small step against the shot's own motion: the fusion weighs the
+    # learned peak against its neighbourhood and the step against its neighbours (TransNetV2 alone fires on a flash).
+    clip = write(tmp_path / "closeups.mp4", handheld_closeup_frames())
+    det = detect_video(clip, detector="fused")
+    assert det.detector == "fused"
+    assert [t.type for t in det.transitions] == ["cut"] * len(CLOSEUP_CUTS), det.transitions
+    assert all(abs(t.start_frame - c) <= 1 for t, c in zip(det.transitions, CLOSEUP_CUTS, strict=True))
+    assert all(t.confidence >= 0.5 for t in det.transitions)
+    learned = detect_video(clip, detector="learned")
+    assert any(abs(t.start_frame - f) <= 2 for t in learned.transitions for f in CLOSEUP_FLASHES)
