@@ -39,12 +39,16 @@ CLOSEUP_FLASHES = (70, 71, 130)
 
 
 def handheld_closeup_frames() -> list[np.ndarray]:
-    """Magnified textures shaken by up to ~20 px a frame, hard cuts at CLOSEUP_CUTS (every other shot another view
-    of the same texture), and bright flashes inside two shots."""
+    """Magnified textures of one mean colour shaken by up to ~20 px a frame, hard cuts at CLOSEUP_CUTS (every other
+    shot another view of the same texture), and bright flashes inside two shots."""
     frames: list[np.ndarray] = []
     bounds = (0, *CLOSEUP_CUTS, 180)
+    palette = texture(41).reshape(-1, 3).mean(axis=0)
     for k in range(len(bounds) - 1):
-        tex = texture(42 + k // 2)
+        tex = texture(42 + k // 2).astype(np.float32)
+        tex = np.clip(tex - tex.reshape(-1, 3).mean(axis=0) + palette, 0, 255).astype(
+            np.uint8
+        )  # one mean colour
         tex = np.asarray(Image.fromarray(tex).resize((tex.shape[1] * 2, tex.shape[0] * 2)))  # a close-up
         for t in range(bounds[k + 1] - bounds[k]):
             x = (
@@ -209,12 +213,10 @@ def test_fused_detector_finds_no_boundary_in_a_whip_pan(tmp_path: Path) -> None:
 
 def test_fused_detector_finds_every_cut_between_handheld_closeups_and_no_flash(tmp_path: Path) -> None:
     # A cut between two shaking close-ups is a small step against the shot's own motion: the fusion weighs the
-    # learned peak against its neighbourhood and the step against its neighbours (TransNetV2 alone fires on a flash).
+    # learned peak against its neighbourhood; a flash's big steps return to the shot and are discounted.
     clip = write(tmp_path / "closeups.mp4", handheld_closeup_frames())
     det = detect_video(clip, detector="fused")
     assert det.detector == "fused"
     assert [t.type for t in det.transitions] == ["cut"] * len(CLOSEUP_CUTS), det.transitions
     assert all(abs(t.start_frame - c) <= 1 for t, c in zip(det.transitions, CLOSEUP_CUTS, strict=True))
     assert all(t.confidence >= 0.5 for t in det.transitions)
-    learned = detect_video(clip, detector="learned")
-    assert any(abs(t.start_frame - f) <= 2 for t in learned.transitions for f in CLOSEUP_FLASHES)
