@@ -102,10 +102,12 @@ def _env(home: Path, code: Path) -> dict[str, str]:
     }
 
 
-def _watched(argv: list[str], env: dict[str, str]) -> tuple[float, str, int, int]:
+def _watched(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, str, int, int]:
     """Run a command; wall seconds, stdout, peak RSS of the process and of its whole tree (bytes)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        argv, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     watched = psutil.Process(proc.pid)
     peak_main = peak_tree = 0
     chunks: list[str] = []
@@ -138,12 +140,14 @@ def end_to_end(kind: str, files: list[Path], code: Path, scratch: Path) -> dict[
     home = scratch / f"e2e-{kind}-{code.name}"
     env = _env(home, code)
     cli = [PYTHON, "-m", "dataflux_api.cli.main"]
-    subprocess.run([*cli, "ingest", *map(str, files)], env=env, check=True, capture_output=True)
-    wall, stdout, peak_main, peak_tree = _watched([*cli, "process", "--json"], env)
+    # `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH: run in the checkout
+    # measured, or a --before run started from another checkout would import that one's code.
+    subprocess.run([*cli, "ingest", *map(str, files)], env=env, cwd=code, check=True, capture_output=True)
+    wall, stdout, peak_main, peak_tree = _watched([*cli, "process", "--json"], env, code)
     report = _report(stdout)
     if report["completed"] != len(files):
         raise SystemExit(f"{kind}: {report['completed']} of {len(files)} completed: {report['failures'][:3]}")
-    idle_wall, idle_out, _, _ = _watched([*cli, "process", "--json"], env)
+    idle_wall, idle_out, _, _ = _watched([*cli, "process", "--json"], env, code)
     shutil.rmtree(home, ignore_errors=True)
     return {
         "wall": wall,

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from dataflux_pipelines.models.registry import ModelRegistry
 
 STAGES = ("media_file", "segments", "segment_embeddings", "graph_contributions")
+# The models `embed_segments` loads for any file (registry property names), preloaded from `media_file` on.
+EMBEDDERS = ("vision", "image_model", "text")
 
 
 def kill_at_boundary(settings: Settings, stage: str) -> None:
@@ -187,6 +189,9 @@ class MediaPipeline:
         self.profile = Profile()
         self.spent: dict[str, float] = {}  # seconds each file has used so far, against its time budget
         self.media_types: dict[str, str | None] = {}
+        self._preloads: list[threading.Thread] = []
+        self._preload_requested: set[str] = set()
+        self._loads_before: set[str] | None = None
 
     # --- shared resources, created once per batch -------------------------------------------
     @property
@@ -231,6 +236,8 @@ class MediaPipeline:
             return dict(zip(asset_ids, pool.map(fn, asset_ids), strict=True))
 
     def close(self) -> None:
+        for thread in self._preloads:  # a run that ended early leaves no thread loading behind it
+            thread.join()
         with self._lock:
             workers, self._workers, self._idle = self._workers, [], []
         for worker in workers:
@@ -342,6 +349,9 @@ class MediaPipeline:
             return self._guard(asset_id, functools.partial(self._media_file_one, row, updates))
 
         self.start_decoders(len(asset_ids))
+        import dataflux_pipelines.media.analyze  # noqa: F401 - here, before the preload thread imports
+
+        self.preload_models(EMBEDDERS)
         out = self.each(asset_ids, one)
         with self.profile.timed("run", "write_catalog"):
             self._commit(out, lambda: self.catalog.update_assets(updates))
@@ -417,11 +427,45 @@ class MediaPipeline:
             "storage_path": key,
         }
 
+    # --- models, loaded while the decode workers hash, probe and analyse ------------------------
+    def preload_models(self, roles: Sequence[str]) -> None:
+        """Start loading these models (registry property names) on a background thread, in order.
+
+        The embedders every file goes through are asked for when `media_file` starts, the transcript
+        and on-screen text models when `segments` knows the media types: decoding runs in worker
+        processes meanwhile, so the loads cost little wall time. The main thread has imported the
+        decoding code first, and `segment_embeddings` waits for the threads before it imports the
+        embedding code, so model code is never imported from two threads at once."""
+        wanted = [r for r in roles if r not in self._preload_requested]
+        if not wanted:
+            return
+        if self._loads_before is None:
+            self._loads_before = set(self.registry.load_seconds)
+        self._preload_requested.update(wanted)
+        self._preloads.append(self.registry.preload(wanted))
+
+    def _await_preload(self) -> None:
+        if not self._preloads:
+            return
+        with self.profile.timed("run", "preload_wait"):
+            for thread in self._preloads:
+                thread.join()
+        self._preloads = []
+        # Load time spent on the preload threads, beside other work (not added into the run's total).
+        loads, before = self.registry.load_seconds, self._loads_before or set()
+        self.profile.add("run", "preload_background", sum(v for k, v in loads.items() if k not in before))
+        self._loads_before = set(loads)
+
     # --- stage 2: segments -----------------------------------------------------------------
     def segments(self, asset_ids: Sequence[str]) -> dict[str, Outcome]:
         rows = {r["id"]: r for r in self.catalog.get_assets(list(asset_ids))}
         for asset_id, row in rows.items():
             self.media_types[asset_id] = row.get("media_type")
+        types = {row.get("media_type") for row in rows.values()}
+        self.preload_models(
+            (["ocr"] if types & {"image", "video"} else [])
+            + (["vad", "whisper"] if types & {"audio", "video"} else [])
+        )
         segment_rows: dict[str, list[dict[str, Any]]] = {}
         updates: dict[str, dict[str, Any]] = {}
         analyses: dict[str, tuple[Path, MediaAnalysis]] = {}
@@ -658,6 +702,7 @@ class MediaPipeline:
 
     # --- stage 3: segment_embeddings -----------------------------------------------------
     def segment_embeddings(self, asset_ids: Sequence[str]) -> dict[str, Outcome]:
+        self._await_preload()  # before the import below: one thread importing model code at a time
         from dataflux_pipelines.embeddings.stage import embed_segments
 
         started = time.perf_counter()

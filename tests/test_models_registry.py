@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -164,3 +167,60 @@ def test_a_vision_model_change_changes_the_fingerprint_of_visual_media_only(
     # The offline image model (labels + learned embedding) runs beside CLIP for pictures and video.
     assert set(clip.model_versions("video")) == {"text", "vision", "image-labels"}
     assert set(clip.model_versions("document")) == {"text"}
+
+
+def test_preloading_a_model_delays_no_lookup_of_a_loaded_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline loads the run's models on a thread while decode workers analyse: a model already
+    loaded is handed out at once meanwhile, and the preloaded one is the one later callers get."""
+    from dataflux_pipelines.models import registry as registry_module
+
+    registry = ModelRegistry(settings_for(tmp_path, DATAFLUX_CLIP_MODEL=str(tmp_path / "no-such-clip")))
+    vision = registry.vision  # visual-offline, loaded before the preload starts
+    release, loading = threading.Event(), threading.Event()
+    real = registry_module.LOADERS["text"]
+
+    def held_text_loader(profile: object) -> object:
+        loading.set()
+        assert release.wait(60)
+        return real(profile)
+
+    monkeypatch.setitem(registry_module.LOADERS, "text", held_text_loader)
+    thread = registry.preload(["text"])
+    assert loading.wait(60)
+    assert registry.vision is vision  # answered while MiniLM's load holds the loading lock
+    vectors = registry.embed_images([textured_image(5)])  # inference counters take no loading lock
+    assert vectors.shape == (1, VISUAL_OFFLINE_DIM)
+    assert thread.is_alive()
+    release.set()
+    thread.join(120)
+    assert not thread.is_alive()
+    text = registry.text
+    assert text is registry.text and registry.load_seconds["text"] > 0
+    assert registry.embed_texts(["a guitar on stage"]).shape == (1, 384)
+
+
+def test_an_unobtainable_hub_clip_fails_before_importing_its_model_code(tmp_path: Path) -> None:
+    """Offline, a CLIP id that is not in the hub cache is refused by `check_obtainable` at once, with
+    the reason, instead of after transformers' image stack was imported for nothing."""
+    code = (
+        "import sys, os\n"
+        "os.environ['HF_HUB_OFFLINE'] = '1'\n"
+        "from dataflux_pipelines.models.loading import check_obtainable\n"
+        "try:\n"
+        "    check_obtainable('dataflux-test/no-such-clip', None)\n"
+        "except OSError as exc:\n"
+        "    print('refused:', exc)\n"
+        "print('clip code imported:', 'transformers.models.clip' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        env={**os.environ, "HF_HOME": str(tmp_path / "hf")},
+    ).stdout
+    assert "refused: dataflux-test/no-such-clip is not in the Hugging Face cache" in out
+    assert "clip code imported: False" in out

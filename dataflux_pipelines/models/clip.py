@@ -10,6 +10,7 @@ from dataflux_pipelines.models.loading import (
     ImageInput,
     ModelProfile,
     batches,
+    check_obtainable,
     from_pretrained,
     model_version,
     space_name,
@@ -21,6 +22,7 @@ class ClipEncoder:
     """CLIP's image tower (keyframes, images) and text tower (queries, concept labels)."""
 
     def __init__(self, profile: ModelProfile) -> None:
+        check_obtainable(profile.model_id_or_path, profile.revision)  # before seconds of imports
         import torch
         from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
 

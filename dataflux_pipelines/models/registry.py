@@ -113,7 +113,10 @@ class ModelRegistry:
                 max(1, settings.batch_size // 4),
                 self.dtype,
             )
+        # Held while a model loads (one load at a time, each model once). Lookups of a loaded model and
+        # the inference counters do not take it, so a load on the preload thread delays no other model.
         self._lock = threading.RLock()
+        self._stats_lock = threading.Lock()
         self._loaded: dict[str, Any] = {}
         self._failed: dict[str, str] = {}
         self._memo: dict[str, Any] = {}
@@ -124,6 +127,9 @@ class ModelRegistry:
     # --- loading ------------------------------------------------------------------------
     def _load(self, name: str) -> Any:
         """The loaded model of a profile, or None when it cannot be loaded (reason recorded once)."""
+        model = self._loaded.get(name)
+        if model is not None:
+            return model
         with self._lock:
             if name in self._loaded:
                 return self._loaded[name]
@@ -155,6 +161,23 @@ class ModelRegistry:
                 self.load_seconds[name],
             )
             return model
+
+    def preload(self, roles: Sequence[str]) -> threading.Thread:
+        """Load these models (property names: "ocr", "whisper", "vision", ...) in this order on a
+        background thread, so their loading overlaps work that does not need them yet (decoding runs
+        in worker processes). A model that fails here is recorded as usual; "text", which raises,
+        raises again where it is used."""
+
+        def run() -> None:
+            for role in roles:
+                try:
+                    getattr(self, role)
+                except Exception as exc:  # the caller's own load of this model reports it
+                    log.debug("preload of %s failed: %s", role, exc)
+
+        thread = threading.Thread(target=run, name="dataflux-model-preload", daemon=True)
+        thread.start()
+        return thread
 
     def memo(self, key: str, factory: Callable[[], Any]) -> Any:
         """A value computed once per registry (e.g. concept label embeddings)."""
@@ -203,8 +226,7 @@ class ModelRegistry:
         """Why a profile is not loaded: switched off, or its load failure."""
         if name not in self.profiles:
             return f"{name}: switched off by settings"
-        with self._lock:
-            return self._failed.get(name)
+        return self._failed.get(name)
 
     @property
     def degraded(self) -> list[str]:
@@ -218,7 +240,7 @@ class ModelRegistry:
             return call()
         finally:
             elapsed = time.perf_counter() - started
-            with self._lock:
+            with self._stats_lock:
                 calls = self.inference.setdefault(name, [0, 0, 0.0])
                 calls[0] += 1
                 calls[1] += items
@@ -252,7 +274,7 @@ class ModelRegistry:
 
     def timings(self) -> dict[str, dict[str, float]]:
         """Load seconds and inference totals per model of this registry (for /metrics)."""
-        with self._lock:
+        with self._stats_lock:
             names = set(self.load_seconds) | set(self.inference)
             return {
                 name: {

@@ -208,7 +208,13 @@ def process_landing(
             elif row["status"] == Status.COMPLETED.value:
                 report.completed += 1
     report.timings["runs_s"] = round(time.perf_counter() - runs_started, 3)
-    staged = sum(v for kind in report.profile.values() for k, v in kind.items() if k != "files")
+    # "files" is a count; "*_background" ran on another thread beside the rest (model preloading).
+    staged = sum(
+        v
+        for kind in report.profile.values()
+        for k, v in kind.items()
+        if k != "files" and not k.endswith("_background")
+    )
     if report.files:
         # What the runs spent outside DataFlux's own stages: Dagster's events, run and step set-up.
         report.timings["orchestration_s"] = round(max(0.0, report.timings["runs_s"] - staged), 3)

@@ -1,0 +1,63 @@
+"""Dagster's SQLite storages as DataFlux configures them: commits without an fsync each, and one idle
+connection kept per database file so an event's connection is never the last one closed."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from dataflux_pipelines.orchestration import resources
+
+
+def _wal_db(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE events (n INTEGER)")
+
+
+def test_event_connections_commit_durably_and_never_checkpoint_on_close(tmp_path: Path) -> None:
+    resources.relax_sqlite_sync()
+    db = tmp_path / "run.db"
+    _wal_db(db)
+    # Dagster's SQLite storages: a NullPool engine, so every event opens and closes its own connection.
+    engine = sa.create_engine(f"sqlite:///{db}", poolclass=NullPool)
+    for n in range(20):
+        with engine.begin() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            conn.exec_driver_sql("INSERT INTO events VALUES (?)", (n,))
+    # The last close did not checkpoint the WAL away: the kept connection is still open on the file.
+    assert str(db) in resources._KEPT_OPEN
+    assert (tmp_path / "run.db-wal").exists()
+    # What was committed is there for another process, as after a kill of this one.
+    count = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sqlite3; print(sqlite3.connect({str(db)!r}).execute('SELECT count(*) FROM events').fetchone()[0])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert count == "20"
+    # The kept connection holds no lock and no snapshot: a full checkpoint completes beside it.
+    with sqlite3.connect(db) as other:
+        busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    assert busy == 0
+
+
+def test_kept_connections_are_bounded(tmp_path: Path) -> None:
+    resources.relax_sqlite_sync()
+    for i in range(resources._KEPT_OPEN_MAX + 5):
+        db = tmp_path / f"instance_{i}.db"
+        _wal_db(db)
+        with sa.create_engine(f"sqlite:///{db}", poolclass=NullPool).begin() as conn:
+            conn.exec_driver_sql("INSERT INTO events VALUES (1)")
+    assert len(resources._KEPT_OPEN) == resources._KEPT_OPEN_MAX
+    assert str(tmp_path / "instance_0.db") not in resources._KEPT_OPEN  # the oldest were closed
+    assert str(tmp_path / f"instance_{resources._KEPT_OPEN_MAX + 4}.db") in resources._KEPT_OPEN
