@@ -431,8 +431,8 @@ class MediaPipeline:
     def preload_models(self, roles: Sequence[str]) -> None:
         """Start loading these models (registry property names) on a background thread, in order.
 
-        The embedders every file goes through are asked for when `media_file` starts, the transcript
-        and on-screen text models when `segments` knows the media types: decoding runs in worker
+        The embedders every file goes through are asked for when `media_file` starts, OCR when
+        `segments` knows there are pictures (Whisper loads where it is used): decoding runs in worker
         processes meanwhile, so the loads cost little wall time. The main thread has imported the
         decoding code first, and `segment_embeddings` waits for the threads before it imports the
         embedding code, so model code is never imported from two threads at once."""
@@ -461,11 +461,10 @@ class MediaPipeline:
         rows = {r["id"]: r for r in self.catalog.get_assets(list(asset_ids))}
         for asset_id, row in rows.items():
             self.media_types[asset_id] = row.get("media_type")
-        types = {row.get("media_type") for row in rows.values()}
-        self.preload_models(
-            (["ocr"] if types & {"image", "video"} else [])
-            + (["vad", "whisper"] if types & {"audio", "video"} else [])
-        )
+        if {row.get("media_type") for row in rows.values()} & {"image", "video"}:
+            # Not Whisper: loaded on another thread, CTranslate2 transcribed 7x slower (5.2-5.8 s
+            # against 36-40 s for the same 12 s of audio, measured twice each here).
+            self.preload_models(["ocr"])
         segment_rows: dict[str, list[dict[str, Any]]] = {}
         updates: dict[str, dict[str, Any]] = {}
         analyses: dict[str, tuple[Path, MediaAnalysis]] = {}

@@ -163,10 +163,11 @@ class ModelRegistry:
             return model
 
     def preload(self, roles: Sequence[str]) -> threading.Thread:
-        """Load these models (property names: "ocr", "whisper", "vision", ...) in this order on a
+        """Load these models (property names: "ocr", "vision", "text", ...) in this order on a
         background thread, so their loading overlaps work that does not need them yet (decoding runs
         in worker processes). A model that fails here is recorded as usual; "text", which raises,
-        raises again where it is used."""
+        raises again where it is used. Not for "whisper": CTranslate2 loaded on another thread than
+        the one transcribing ran 7x slower here."""
 
         def run() -> None:
             for role in roles:
