@@ -128,8 +128,8 @@ class ModelRegistry:
     def _load(self, name: str) -> Any:
         """The loaded model of a profile, or None when it cannot be loaded (reason recorded once)."""
         model = self._loaded.get(name)
-        if model is not None:
-            return model
+        if model is not None or name in self._failed:
+            return model  # loaded, or failed for good: no lock, so a load on another thread delays nobody
         with self._lock:
             if name in self._loaded:
                 return self._loaded[name]
