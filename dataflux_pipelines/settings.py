@@ -288,6 +288,13 @@ class Settings:
         "How stale a reader's view of LanceDB may be, in seconds",
         _float,
     )
+    landing_settle_s: float = setting(
+        "DATAFLUX_LANDING_SETTLE_S",
+        2.0,
+        "Seconds a new object in landing must stay unmodified before the sensor takes it (a copy still "
+        "being written waits for a later tick); 0 takes every object at once",
+        _float,
+    )
     published_poll_s: float = setting(
         "DATAFLUX_PUBLISHED_POLL_S",
         5.0,

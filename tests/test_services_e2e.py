@@ -131,11 +131,15 @@ def cluster(s3_server, postgres_server, tmp_path_factory: pytest.TempPathFactory
             Metadata={"dataflux-context": "dropped by a script"},
         )
         with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            # The first tick sees the PutObject as still being written, however slow this machine is;
+            # the second sees it settled (settle 0), so the test does not race the clock.
+            mp.setenv("DATAFLUX_LANDING_SETTLE_S", "3600")
             first = _tick(instance)  # the upload is registered; the fresh PutObject is left to settle
             uploaded_id = asset_id_for_hash(hashlib.sha256(uploaded).hexdigest())
             key = keys_by_asset(instance.get_dynamic_partitions("media_files"))[uploaded_id]
             (run,) = execute_runs(defs, instance, "process_media", [{"dagster/partition": key}])
-            second = _tick(instance)  # the run took seconds: the dropped file has settled
+            mp.setenv("DATAFLUX_LANDING_SETTLE_S", "0")
+            second = _tick(instance)  # the dropped file has settled
             third = _tick(instance)
             report = process_landing(settings, instance, defs)
             fourth = _tick(instance)  # the processed keys are gone from landing

@@ -94,6 +94,7 @@ def test_from_env_reads_every_declared_variable_and_nothing_else(tmp_path: Path)
         "DATAFLUX_DAGSTER_PORT": "3",
         "DATAFLUX_DAGSTER_METRICS_PORT": "9464",
         "DATAFLUX_LANCE_READ_CONSISTENCY_S": "0.5",
+        "DATAFLUX_LANDING_SETTLE_S": "30",
         "DATAFLUX_PUBLISHED_POLL_S": "0.25",
         "DATAFLUX_GRAPH_SNAPSHOTS_KEPT": "3",
         "DATAFLUX_GRAPH_SNAPSHOT_GRACE_S": "30",

@@ -62,6 +62,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) 
         stores.store,
         stores.catalog,
         {asset_id_of(k) for k in known},
+        settle_seconds=stores.settings.landing_settle_s,
         max_files_per_run=MAX_PARTITIONS_PER_RUN,
         # Only files whose run died: a file never attempted is waiting for the run this sensor requested.
         recover={a: n for a, n in recovery.recoverable.items() if n > 0},
