@@ -297,6 +297,48 @@ def fade_frames(
     return out
 
 
+def flashed_frames(
+    rng: np.random.Generator,
+    shot: Shot,
+    offset: int,
+    length: int,
+    flash: tuple[int, int] | None,
+    strength: tuple[float, float],
+) -> list[np.ndarray]:
+    """The shot's frames from `offset` on, with a white flash over `flash` = (first frame, frame count); each
+    flash frame draws its own strength from `strength`."""
+    frames = []
+    for t in range(offset, length):
+        img = shot.frame(t)
+        if flash is not None and flash[0] <= t < flash[0] + flash[1]:
+            amount = rng.uniform(*strength)
+            img = (img.astype(np.float32) * (1 - amount) + 255 * amount).astype(np.uint8)
+        frames.append(img)
+    return frames
+
+
+def next_camera(
+    rng: np.random.Generator,
+    shot: Shot,
+    length: int,
+    scene_idx: int,
+    n_scenes: int,
+    same_scene: float,
+    jump: tuple[float, float],
+    dy: float,
+) -> tuple[int, tuple[float, float]]:
+    """The next shot's scene and camera: with probability `same_scene` the same scene seen from a camera
+    jumped sideways by `jump` pixels (and up to `dy` vertically) from where this shot ended; else another scene."""
+    if rng.random() < same_scene:
+        end_cam = shot.cam_at(length)
+        return scene_idx, (
+            end_cam[0] + rng.choice([-1, 1]) * rng.uniform(*jump),
+            end_cam[1] + rng.uniform(-dy, dy),
+        )
+    scene_idx = (scene_idx + int(rng.integers(1, n_scenes))) % n_scenes
+    return scene_idx, (rng.uniform(0, 800), rng.uniform(0, 300))
+
+
 def build_video(seed: int, seconds: float, camera_motion: float = 0.6) -> tuple[list[np.ndarray], Truth]:
     """Render one video: a random sequence of shots joined by cuts, similar-scene cuts, dissolves and fades;
     a `camera_motion` share of the shots has sustained camera motion or a change within the take."""
@@ -364,20 +406,10 @@ def build_video(seed: int, seconds: float, camera_motion: float = 0.6) -> tuple[
         if hi - lo > 10 and rng.random() < 0.4:
             flash = (int(rng.integers(lo, hi)), int(rng.integers(1, 4)))
             truth.flashes.append([body + flash[0], body + flash[0] + flash[1] - 1])
-        for t in range(offset, length):
-            img = shot.frame(t)
-            if flash is not None and flash[0] <= t < flash[0] + flash[1]:
-                strength = rng.uniform(0.55, 0.9)
-                img = (img.astype(np.float32) * (1 - strength) + 255 * strength).astype(np.uint8)
-            frames.append(img)
+        frames += flashed_frames(rng, shot, offset, length, flash, (0.55, 0.9))
         prev_shot, prev_t = shot, length
         # Next shot: a similar-scene cut keeps the scene and jumps the camera a little; otherwise a new scene.
-        if rng.random() < 0.35:
-            end_cam = shot.cam_at(length)
-            cam = (end_cam[0] + rng.choice([-1, 1]) * rng.uniform(90, 160), end_cam[1] + rng.uniform(-40, 40))
-        else:
-            scene_idx = (scene_idx + int(rng.integers(1, len(scenes)))) % len(scenes)
-            cam = (rng.uniform(0, 800), rng.uniform(0, 300))
+        scene_idx, cam = next_camera(rng, shot, length, scene_idx, len(scenes), 0.35, (90, 160), 40)
     truth.frames = len(frames)
     truth.description = f"seed {seed}: {len(frames)} frames {WIDTH}x{HEIGHT}@{FPS}"
     return frames, truth
@@ -449,20 +481,10 @@ def build_montage(seed: int, seconds: float) -> tuple[list[np.ndarray], Truth]:
         if length - offset > 24 and rng.random() < 0.15:
             flash = (int(rng.integers(offset + 8, length - 10)), int(rng.integers(1, 3)))
             truth.flashes.append([body + flash[0], body + flash[0] + flash[1] - 1])
-        for t in range(offset, length):
-            img = shot.frame(t)
-            if flash is not None and flash[0] <= t < flash[0] + flash[1]:
-                strength = rng.uniform(0.4, 0.8)
-                img = (img.astype(np.float32) * (1 - strength) + 255 * strength).astype(np.uint8)
-            frames.append(img)
+        frames += flashed_frames(rng, shot, offset, length, flash, (0.4, 0.8))
         prev_shot, prev_t = shot, length
         # Half the cuts stay in the scene: the camera jumps a little (another angle on the same place).
-        if rng.random() < 0.5:
-            end_cam = shot.cam_at(length)
-            cam = (end_cam[0] + rng.choice([-1, 1]) * rng.uniform(40, 140), end_cam[1] + rng.uniform(-30, 30))
-        else:
-            scene_idx = (scene_idx + int(rng.integers(1, len(scenes)))) % len(scenes)
-            cam = (rng.uniform(0, 800), rng.uniform(0, 300))
+        scene_idx, cam = next_camera(rng, shot, length, scene_idx, len(scenes), 0.5, (40, 140), 30)
     truth.frames = len(frames)
     truth.description = f"montage seed {seed}: {len(frames)} frames {WIDTH}x{HEIGHT}@{FPS}"
     return frames, truth
