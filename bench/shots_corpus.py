@@ -30,6 +30,9 @@ class Truth:
     camera_motion: list[list] = field(default_factory=list)
     description: str = ""
 
+    def transition(self, kind: str, start: int, end: int, similar: bool) -> None:
+        self.transitions.append({"type": kind, "start_frame": start, "end_frame": end, "similar": similar})
+
 
 def make_texture(
     rng: np.random.Generator, h: int, w: int, palette: tuple[np.ndarray, np.ndarray] | None = None
@@ -364,27 +367,16 @@ def build_video(seed: int, seconds: float, camera_motion: float = 0.6) -> tuple[
         if prev_shot is not None:
             if kind == "cut":
                 similar = shot.scene is prev_shot.scene
-                truth.transitions.append(
-                    {"type": "cut", "start_frame": start, "end_frame": start, "similar": similar}
-                )
+                truth.transition("cut", start, start, similar)
             elif kind == "dissolve":
                 offset = int(rng.integers(12, 40))
                 frames += dissolve_frames(prev_shot, prev_t, shot, offset)
-                truth.transitions.append(
-                    {
-                        "type": "dissolve",
-                        "start_frame": start,
-                        "end_frame": start + offset - 1,
-                        "similar": shot.scene is prev_shot.scene,
-                    }
-                )
+                truth.transition("dissolve", start, start + offset - 1, shot.scene is prev_shot.scene)
             elif kind == "fade":
                 n_out, n_black = int(rng.integers(8, 25)), int(rng.integers(0, 8))
                 offset = int(rng.integers(8, 25))
                 frames += fade_frames(prev_shot, prev_t, shot, n_out, n_black, offset)
-                truth.transitions.append(
-                    {"type": "fade", "start_frame": start, "end_frame": len(frames) - 1, "similar": False}
-                )
+                truth.transition("fade", start, len(frames) - 1, False)
         body = len(frames) - offset  # global index of shot-local frame 0
         # Events inside the shot, away from its ends so they cannot mix with transitions.
         lo, hi = offset + 12, length - 30
@@ -450,20 +442,11 @@ def build_montage(seed: int, seconds: float) -> tuple[list[np.ndarray], Truth]:
         if prev_shot is not None:
             similar = shot.scene is prev_shot.scene
             if kind == "cut":
-                truth.transitions.append(
-                    {"type": "cut", "start_frame": start, "end_frame": start, "similar": similar}
-                )
+                truth.transition("cut", start, start, similar)
             elif kind == "dissolve":
                 offset = int(rng.integers(8, 30))
                 frames += dissolve_frames(prev_shot, prev_t, shot, offset)
-                truth.transitions.append(
-                    {
-                        "type": "dissolve",
-                        "start_frame": start,
-                        "end_frame": start + offset - 1,
-                        "similar": True,
-                    }
-                )
+                truth.transition("dissolve", start, start + offset - 1, True)
             else:
                 n_out, n_black, offset = (
                     int(rng.integers(6, 18)),
@@ -471,9 +454,7 @@ def build_montage(seed: int, seconds: float) -> tuple[list[np.ndarray], Truth]:
                     int(rng.integers(6, 18)),
                 )
                 frames += fade_frames(prev_shot, prev_t, shot, n_out, n_black, offset)
-                truth.transitions.append(
-                    {"type": "fade", "start_frame": start, "end_frame": len(frames) - 1, "similar": False}
-                )
+                truth.transition("fade", start, len(frames) - 1, False)
         body = len(frames) - offset
         if length - offset > 12:
             truth.camera_motion.append([body + offset + 3, body + length - 4, shot.motion])

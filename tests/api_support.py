@@ -163,6 +163,20 @@ def seed_processed_asset(
     return {"id": asset_id, "segments": [r["id"] for r in seg_rows], "original": original, "thumbnail": thumb}
 
 
+# A raw MCP streamable-HTTP exchange: the headers the transport requires and the first message of a session.
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+MCP_INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
+}
+
+
 LOCAL_URL = "http://127.0.0.1:8000"  # a loopback client: the request policy refuses unknown Host names
 
 

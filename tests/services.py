@@ -44,6 +44,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_http(
+    proc: subprocess.Popen, url: str, what: str, timeout: float = 180.0, status: int | None = None
+) -> None:
+    """Poll `url` until the server started as `proc` answers (any status below 500, or exactly `status`);
+    fail at once if the process exits, or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, f"{what} exited with {proc.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                code = response.status
+        except urllib.error.HTTPError as exc:
+            code = exc.code
+        except (urllib.error.URLError, OSError):
+            code = None
+        if code is not None and (code == status if status is not None else code < 500):
+            return
+        assert time.monotonic() < deadline, f"{what} did not answer {url} in {timeout:.0f} s"
+        time.sleep(0.5)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = _STOP_TIMEOUT_S) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within `timeout` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
 def _tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -376,12 +407,7 @@ def running_moto_server() -> Iterator[S3Server]:
                 pytest.fail(f"moto server exited with {proc.returncode}:\n{_tail(log)}", pytrace=False)
         yield S3Server(url, "dataflux-test-key", "dataflux-test-secret")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=_STOP_TIMEOUT_S)
+        stop_process(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -16,12 +16,13 @@ import anyio
 import httpx
 import httpx2
 import pytest
-from api_support import SECRET, token
+from api_support import MCP_HEADERS, MCP_INIT, SECRET, token
 from click.testing import CliRunner
 from litestar.testing import TestClient
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from media_factory import make_markdown
+from services import free_port, stop_process
 
 from dataflux_api.cli.main import cli
 from dataflux_api.mcp_server import build_server, http_app
@@ -29,17 +30,6 @@ from dataflux_api.service import DataFlux
 from dataflux_pipelines.settings import REPO_ROOT, Settings, SettingsError
 
 DEADLINE_S = 120.0
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -84,12 +74,6 @@ def test_stdio_subprocess_lists_tools_queues_a_file_and_reads_it_back(settings: 
     assert refused.is_error and "path_not_allowed: " in text_of(refused)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def http_server(settings: Settings) -> Iterator[str]:
     """`dataflux mcp --http` with a JWT secret, on a free loopback port, ready to answer."""
@@ -117,12 +101,7 @@ def http_server(settings: Settings) -> Iterator[str]:
                 time.sleep(0.1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop_process(proc, timeout=15)
 
 
 def http_session(url: str, bearer: str, body: Any) -> Any:
@@ -138,11 +117,11 @@ def http_session(url: str, bearer: str, body: Any) -> Any:
 def test_http_refuses_token_less_calls_and_serves_valid_tokens_by_permission(
     http_server: str, settings: Settings
 ) -> None:
-    no_token = httpx.post(http_server, json=INIT, headers=MCP_HEADERS, timeout=30)
+    no_token = httpx.post(http_server, json=MCP_INIT, headers=MCP_HEADERS, timeout=30)
     assert no_token.status_code == 401
     assert no_token.json()["error"]["code"] == "missing_token"
     forged = httpx.post(
-        http_server, json=INIT, headers={**MCP_HEADERS, "Authorization": "Bearer abc.def.ghi"}, timeout=30
+        http_server, json=MCP_INIT, headers={**MCP_HEADERS, "Authorization": "Bearer abc.def.ghi"}, timeout=30
     )
     assert forged.status_code == 401 and forged.json()["error"]["code"] == "invalid_token"
 
@@ -172,15 +151,15 @@ def test_http_refuses_token_less_calls_and_serves_valid_tokens_by_permission(
 def test_http_refuses_browser_origins_other_than_loopback(http_server: str) -> None:
     headers = {**MCP_HEADERS, "Authorization": f"Bearer {token(['search'])}"}
     evil = httpx.post(
-        http_server, json=INIT, headers={**headers, "Origin": "https://evil.example"}, timeout=30
+        http_server, json=MCP_INIT, headers={**headers, "Origin": "https://evil.example"}, timeout=30
     )
     assert evil.status_code == 403 and evil.json()["error"]["code"] == "origin_not_allowed"
     local = httpx.post(
-        http_server, json=INIT, headers={**headers, "Origin": "http://localhost:5173"}, timeout=30
+        http_server, json=MCP_INIT, headers={**headers, "Origin": "http://localhost:5173"}, timeout=30
     )
     assert local.status_code == 200, local.text
     rebinding = httpx.post(
-        http_server, json=INIT, headers={**headers, "Host": "attacker.example:8004"}, timeout=30
+        http_server, json=MCP_INIT, headers={**headers, "Host": "attacker.example:8004"}, timeout=30
     )
     assert rebinding.status_code == 403 and rebinding.json()["error"]["code"] == "host_not_allowed"
 
@@ -188,11 +167,11 @@ def test_http_refuses_browser_origins_other_than_loopback(http_server: str) -> N
 def test_http_without_a_secret_answers_loopback_callers_without_a_token(settings: Settings) -> None:
     app = http_app(build_server(DataFlux(settings)), settings, "127.0.0.1")
     with TestClient(app=app, base_url="http://127.0.0.1:8004") as client:
-        response = client.post("/mcp", json=INIT, headers=MCP_HEADERS)
+        response = client.post("/mcp", json=MCP_INIT, headers=MCP_HEADERS)
         assert response.status_code == 200, response.text
         assert (
             client.post(
-                "/mcp", json=INIT, headers={**MCP_HEADERS, "Origin": "http://evil.example"}
+                "/mcp", json=MCP_INIT, headers={**MCP_HEADERS, "Origin": "http://evil.example"}
             ).status_code
             == 403
         )

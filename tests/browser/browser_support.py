@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from services import free_port
 
 CHROMIUM = Path(os.environ.get("DATAFLUX_CHROMIUM", "/usr/bin/chromium"))
 # Never a downloaded browser: the system Chromium, headless, with nothing phoning home.
@@ -25,12 +25,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:

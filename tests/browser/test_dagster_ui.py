@@ -8,15 +8,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from browser_support import free_port, screenshot
+from browser_support import screenshot
+from services import free_port, wait_for_http
 
 from dataflux_pipelines.settings import REPO_ROOT
 
@@ -35,16 +34,7 @@ def dagster_ui(library: dict[str, Any]) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, "dagster-webserver exited"
-            try:
-                if httpx.get(f"{url}/server_info", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "dagster-webserver did not start"
-            time.sleep(1)
+        wait_for_http(proc, f"{url}/server_info", "dagster-webserver", status=200)
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -9,7 +9,17 @@ import time
 from pathlib import Path
 
 import pytest
-from api_support import SECRET, api_client, bearer, make_settings, png_bytes, raw_token, token
+from api_support import (
+    MCP_HEADERS,
+    MCP_INIT,
+    SECRET,
+    api_client,
+    bearer,
+    make_settings,
+    png_bytes,
+    raw_token,
+    token,
+)
 from litestar.testing import TestClient
 from mcp import Client
 from tally import TALLY
@@ -19,17 +29,6 @@ from dataflux_api.service import DataFlux
 
 pytestmark = pytest.mark.reliability
 
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-INIT = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
 JSON = {"Content-Type": "application/json"}
 NIL = "00000000-0000-4000-8000-000000000000"
 
@@ -195,7 +194,9 @@ def test_forged_expired_none_and_wrong_permission_tokens_never_get_a_2xx_on_rest
         for name, bad in {**_bad_tokens(), "no token": ""}.items():
             headers = {**MCP_HEADERS, **({"Authorization": f"Bearer {bad}"} if bad else {})}
             if (
-                problem := _refused(mcp.post("/mcp", json=INIT, headers=headers), statuses=range(401, 402))
+                problem := _refused(
+                    mcp.post("/mcp", json=MCP_INIT, headers=headers), statuses=range(401, 402)
+                )
             ) is not None:
                 problems.append(f"MCP {name}: {problem}")
     assert not problems, "\n".join(problems)

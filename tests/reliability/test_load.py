@@ -17,7 +17,7 @@ import httpx
 import pytest
 from audit import audit
 from hostile import ordinary_files
-from services import free_port
+from services import free_port, stop_process, wait_for_http
 from tally import TALLY, full_run
 
 from dataflux_pipelines.settings import Settings
@@ -41,28 +41,14 @@ def api(dataflux_env: Settings) -> Iterator[str]:
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
     try:
-        while True:
-            assert proc.poll() is None, f"the API exited with {proc.returncode}"
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code < 500:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the API did not answer in 180 s"
-            time.sleep(0.5)
+        wait_for_http(proc, f"{url}/health", "the API")
         yield url
         if proc.poll() is not None:
             TALLY.add("crashes")
         assert proc.poll() is None, "the API process died under load"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
+        stop_process(proc, timeout=20)
 
 
 def test_concurrent_uploads_of_the_same_files_land_each_once_then_searches_survive_processing(
