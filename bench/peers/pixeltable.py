@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import json
 import multiprocessing
 import os
@@ -257,6 +258,40 @@ def offline_gaps(env: dict[str, str], manifest_path: Path) -> tuple[list[str], l
     return ours, theirs
 
 
+def _ours_ingest(cli: list[str], folder: str, env: dict[str, str]) -> dict:
+    """`dataflux ingest` then `dataflux process --json` of one folder, as a user runs them."""
+    load = os.getloadavg()[0]
+    s1, m1, _ = measured([*cli, "ingest", folder], env)
+    s2, m2, report = measured([*cli, "process", "--json"], env)
+    lines = report.splitlines()  # log lines may come first; the report is the last JSON object
+    processed = json.loads("\n".join(lines[max(i for i, line in enumerate(lines) if line == "{") :]))
+    return {
+        "ours_s": s1 + s2,
+        "ours_mib": max(m1, m2),
+        "ours_done": f"{processed['completed']}/{processed['files']}",
+        "ours_load": (load + os.getloadavg()[0]) / 2,
+    }
+
+
+def _theirs_ingest(
+    step: str, expected: int, manifest_path: Path, env: dict[str, str], peer_home: Path
+) -> dict:
+    """The Pixeltable worker's step for one kind, with its Postgres counted in the peak memory."""
+    load = os.getloadavg()[0]
+    seconds, mib, out = measured(
+        [str(PEER_PYTHON), "-P", str(WORKER), step, str(manifest_path)], env, str(peer_home)
+    )
+    peer = json.loads(out.strip().splitlines()[-1])
+    return {
+        "theirs_s": seconds,
+        "theirs_work_s": peer["seconds"],
+        "theirs_mib": mib,
+        "theirs_done": f"{peer['rows']}/{expected} ({peer['errors']} errors)",
+        "theirs_load": (load + os.getloadavg()[0]) / 2,
+        "peer": peer,
+    }
+
+
 def run_all(
     files: dict[str, list[str]],
     manifest_path: Path,
@@ -269,26 +304,19 @@ def run_all(
     """Ingest each kind on both sides, then the queries warm and under contention, then the offline probes."""
     cli = [sys.executable, "-m", "dataflux_api.cli.main"]
     ingest: dict[str, dict] = {}
-    for kind, step in (("documents", "docs"), ("images", "images"), ("videos", "videos")):
+    kinds = (("documents", "docs"), ("images", "images"), ("videos", "videos"))
+    for turn, (kind, step) in enumerate(kinds):
         folder = str(Path(files[kind][0]).parent)
-        s1, m1, _ = measured([*cli, "ingest", folder], ours_env)
-        s2, m2, report = measured([*cli, "process", "--json"], ours_env)
-        lines = report.splitlines()  # log lines may come first; the report is the last JSON object
-        processed = json.loads("\n".join(lines[max(i for i, line in enumerate(lines) if line == "{") :]))
-        s3, m3, out = measured(
-            [str(PEER_PYTHON), "-P", str(WORKER), step, str(manifest_path)], theirs_env, str(peer_home)
+
+        # Alternate which side goes first, so a load that drifts over the run does not always favour one.
+        ours = functools.partial(_ours_ingest, cli, folder, ours_env)
+        theirs = functools.partial(
+            _theirs_ingest, step, len(files[kind]), manifest_path, theirs_env, peer_home
         )
-        peer = json.loads(out.strip().splitlines()[-1])
-        ingest[kind] = {
-            "ours_s": s1 + s2,
-            "ours_mib": max(m1, m2),
-            "ours_done": f"{processed['completed']}/{processed['files']}",
-            "theirs_s": s3,
-            "theirs_work_s": peer["seconds"],
-            "theirs_mib": m3,
-            "theirs_done": f"{peer['rows']}/{len(files[kind])} ({peer['errors']} errors)",
-            "peer": peer,
-        }
+        sides = (ours, theirs) if turn % 2 == 0 else (theirs, ours)
+        ingest[kind] = {"first": "DataFlux" if turn % 2 == 0 else "Pixeltable"}
+        for side in sides:
+            ingest[kind].update(side())
         print(kind, json.dumps(ingest[kind], default=str), flush=True)
 
     names = dataflux_names(ours_env)
@@ -390,6 +418,10 @@ def report_table(
             f"{_ratio(r['ours_s'], r['theirs_s'])} |"
         )
         rows.append(
+            f"| {kind}: load average while running ({r['first']} first) | {r['ours_load']:.1f} | "
+            f"{r['theirs_load']:.1f} | |"
+        )
+        rows.append(
             f"| {kind}: peak memory | {r['ours_mib']} MiB | {r['theirs_mib']} MiB | "
             f"{_ratio(r['ours_mib'], r['theirs_mib'])} |"
         )
@@ -436,8 +468,8 @@ def _preamble(version: str) -> str:
     load = os.getloadavg()
     return (
         f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
-        f"load average {load[0]:.1f} at the end (other helpers' work shares the machine: the ratios are "
-        f"what count). Pixeltable {version} in `.bench-venvs/pixeltable`; same MiniLM weights by local path. "
+        f"load average {load[0]:.1f} at the end (other work may share the machine: each kind's row says the "
+        f"load each side saw, and the side that goes first alternates by kind). Pixeltable {version} in `.bench-venvs/pixeltable`; same MiniLM weights by local path. "
         "Documents: 300 Markdown + 20 PDF (tests/topic_corpus.py, seed 17); 200 1280×720 JPEGs; 3 videos "
         "(20 s, 480×272, 4-6 scenes). DataFlux: `dataflux ingest` + `dataflux process` per kind, the whole "
         "pipeline. Queries in process on both sides; DataFlux caches cleared before each query; contention = "
