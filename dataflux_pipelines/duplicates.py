@@ -306,21 +306,29 @@ def pair_features(a: Sequence[Signature], b: Sequence[Signature]) -> np.ndarray:
     )
 
 
+def verify_logits(features: np.ndarray) -> np.ndarray:
+    """The verification model's log-odds for each pair (unclipped, unlike `verify`'s probability)."""
+    return np.asarray(features, dtype=np.float64) @ VERIFY_WEIGHTS + VERIFY_BIAS
+
+
 def verify(features: np.ndarray) -> np.ndarray:
     """The verification model's probability that each pair is a duplicate (same shape minus the last axis)."""
-    z = np.asarray(features, dtype=np.float64) @ VERIFY_WEIGHTS + VERIFY_BIAS
+    z = verify_logits(features)
     return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
 
-def duplicate_scores(a: Sequence[Signature], b: Sequence[Signature]) -> np.ndarray:
-    """(len(a), len(b)) duplicate probability; 0 for pairs that are not candidates or involve a flat picture."""
-    feats = pair_features(a, b)
+def _gated_scores(feats: np.ndarray, a: Sequence[Signature], b: Sequence[Signature]) -> np.ndarray:
     if feats.size == 0:
         return np.zeros((len(a), len(b)))
     candidate = (feats[..., 0] >= CANDIDATE_COSINE) | (feats[..., 1] >= CANDIDATE_HASH_SIMILARITY)
     flat_a = np.array([s.flat for s in a])[:, None]
     flat_b = np.array([s.flat for s in b])[None, :]
     return np.where(candidate & ~flat_a & ~flat_b, verify(feats), 0.0)
+
+
+def duplicate_scores(a: Sequence[Signature], b: Sequence[Signature]) -> np.ndarray:
+    """(len(a), len(b)) duplicate probability; 0 for pairs that are not candidates or involve a flat picture."""
+    return _gated_scores(pair_features(a, b), a, b)
 
 
 def image_duplicates(
@@ -350,14 +358,28 @@ MATCHED_FRAMES = 2
 # at a doubling stride (`media.video`), so a sample can sit a few frames from its grid time.
 ALIGN_SLACK_S = 0.12
 # At the voted offset each frame is paired with the other shot's frame nearest in time. A copy: nearly
-# all those pairs verify, and the pictures change alike from one sampled time to the next (the correlation
-# of their 8x8 grey differences, mirror-aware). Two takes of one set (same singer, same framing) verify on
-# some pairs at best, and move differently. On the tuning seed: copies had 0.92-1.0 of their aligned pairs
-# verified and motion agreement 0.85-1.0 (one crop + resize + re-encode copy 0.78); the one pair of takes
-# with every aligned pair verified (p 0.90) had 0.80. Shots that hardly move (median difference under
-# STILL_LEVEL grey levels) have no motion to compare: the verified share decides.
+# all those pairs verify, and each aligned pair is the same moment, so it verifies far better than either
+# frame does against the other shot's frames at other moments (temporal specificity, below). Two takes of
+# one set (same singer, same framing) verify on some pairs at best, and where they verify on all, the
+# aligned frame is no better a match than frames a moment away: the take is alike at every offset. On the
+# tuning seed copies had 0.92-1.0 of their aligned pairs verified.
 ALIGNED_SHARE = 0.85
+# Temporal specificity: for each aligned pair (i, j), its verification log-odds minus the best log-odds of
+# i against the other shot's frames at least SPECIFIC_GAP_S from the aligned time, or of j likewise (two
+# sampling steps, so that a slow shot's next sample, nearly the same picture, does not count); the lower
+# quartile over the aligned pairs. On the tuning seed (bench/duplicates.py, seed 7): copies 2.15-7.1 (the
+# crop + resize + re-encode copy the motion test missed: 2.49), the takes of one set with every aligned
+# pair verified 0.37-0.40, every other look-alike pair at most 0.85; the threshold sits between.
+# The motion test it replaces (agreement of 8x8 grey differences, >= 0.82) had copies down to 0.78 and
+# those takes at 0.80: no threshold separated them.
+SPECIFIC_GAP_S = 0.5
+SPECIFICITY = 1.5
+# Where no frame of either shot lies SPECIFIC_GAP_S from an aligned time (both shots under ~0.75 s),
+# there is no specificity to measure and the motion test decides: the pictures change alike from one
+# sampled time to the next (median correlation of their 8x8 grey differences, mirror-aware).
 MOTION_AGREEMENT = 0.82
+# Shots that hardly move (median difference under STILL_LEVEL grey levels) are alike at every offset:
+# the verified share decides.
 STILL_LEVEL = 4.0
 
 
@@ -525,13 +547,37 @@ def motion_agreement(a: Shot, b: Shot, pairs: Sequence[tuple[int, int]]) -> tupl
     return best, float(np.median(levels))
 
 
+def temporal_specificity(
+    a: Shot, b: Shot, pairs: Sequence[tuple[int, int]], offset: float, logits: np.ndarray
+) -> float | None:
+    """How much better each aligned frame pair verifies than its frames do against the other shot at
+    other moments: per pair (i, j), its log-odds minus the best log-odds of i with a frame of b at least
+    SPECIFIC_GAP_S from i's aligned time, or of a frame of a that far with j; the lower quartile over
+    the pairs. None where no pair has such a frame to compare with."""
+    ta, tb = np.asarray(a.times, dtype=np.float64), np.asarray(b.times, dtype=np.float64)
+    margins = []
+    for i, j in pairs:
+        far_b = np.abs(tb - (ta[i] + offset)) >= SPECIFIC_GAP_S
+        far_a = np.abs(ta - (tb[j] - offset)) >= SPECIFIC_GAP_S
+        others = np.concatenate([logits[i, far_b], logits[far_a, j]])
+        if others.size:
+            margins.append(float(logits[i, j] - others.max()))
+    return float(np.quantile(margins, 0.25)) if margins else None
+
+
 def match_shots(
-    a: Shot, b: Shot, scores: np.ndarray | None = None, threshold: float = VERIFY_THRESHOLD
+    a: Shot,
+    b: Shot,
+    scores: np.ndarray | None = None,
+    threshold: float = VERIFY_THRESHOLD,
+    logits: np.ndarray | None = None,
 ) -> ShotMatch | None:
     """The two shots as a `ShotMatch` (a before b by asset and start) when their aligned frames verify
-    (`aligned_score` >= threshold), else None; `scores` is their frames' duplicate probabilities when
-    already computed."""
-    scores = duplicate_scores(a.frames, b.frames) if scores is None else scores
+    (`aligned_score` >= threshold), else None; `scores` and `logits` are their frames' duplicate
+    probabilities and verification log-odds when already computed (both or neither)."""
+    if scores is None or logits is None:
+        feats = pair_features(a.frames, b.frames)
+        scores, logits = _gated_scores(feats, a.frames, b.frames), verify_logits(feats)
     if scores.size == 0 or scores.max() < threshold:
         return None
     al = aligned_score(scores, a.times, b.times)
@@ -546,8 +592,12 @@ def match_shots(
         if float(np.mean(probs >= threshold)) < ALIGNED_SHARE:
             return None
         agreement, level = motion_agreement(a, b, pairs)
-        if level >= STILL_LEVEL and agreement < MOTION_AGREEMENT:
-            return None
+        if level >= STILL_LEVEL:
+            specificity = temporal_specificity(a, b, pairs, al.offset, logits)
+            if specificity is None and agreement < MOTION_AGREEMENT:
+                return None
+            if specificity is not None and specificity < SPECIFICITY:
+                return None
         score = float(np.median(probs))
     i, j, offset = al.i, al.j, al.offset
     if (a.asset_id, a.start) > (b.asset_id, b.start):
@@ -583,7 +633,8 @@ def shot_duplicates(shots: Sequence[Shot], threshold: float = VERIFY_THRESHOLD) 
     if len(shots) < 2:
         return []
     frames = [f for s in shots for f in s.frames]
-    scores = duplicate_scores(frames, frames)
+    feats = pair_features(frames, frames)
+    scores, logits = _gated_scores(feats, frames, frames), verify_logits(feats)
     offsets = np.concatenate([[0], np.cumsum([len(s.frames) for s in shots])]).astype(int)
     out = []
     for r, c in itertools.combinations(range(len(shots)), 2):
@@ -592,7 +643,8 @@ def shot_duplicates(shots: Sequence[Shot], threshold: float = VERIFY_THRESHOLD) 
         block = scores[offsets[r] : offsets[r + 1], offsets[c] : offsets[c + 1]]
         if block.size == 0 or block.max() < threshold:
             continue
-        match = match_shots(shots[r], shots[c], block, threshold)
+        rows, cols = slice(offsets[r], offsets[r + 1]), slice(offsets[c], offsets[c + 1])
+        match = match_shots(shots[r], shots[c], block, threshold, logits[rows, cols])
         if match is not None:
             out.append(match)
     return sorted(out, key=lambda m: (m.asset_a, m.asset_b, m.span_a, m.span_b))

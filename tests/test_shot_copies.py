@@ -35,6 +35,12 @@ FPS = 25.0
 CLOSE_UP = (186, 219)
 TAKE_A = (3454, 3505)
 TAKE_B = (4827, 4881)
+# A shot with the singer moving (724-760), and two takes of another set that verify frame by frame at one
+# time offset (every aligned pair) and change alike (motion agreement 0.80): what tells them apart from a
+# copy is that their aligned frames are no better a match than frames a moment away.
+MOVING = (724, 761)
+ALIKE_A = (2502, 2535)
+ALIKE_B = (1427, 1485)
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +130,52 @@ def test_a_trimmed_reencoded_copy_matches_with_both_spans_and_two_takes_of_one_s
     assert dup.match_shots(shots[3], shots[6]) is None
     takes = dup.duplicate_scores(shots[3].frames, shots[6].frames)
     assert takes.max() >= dup.VERIFY_THRESHOLD
+
+
+def test_a_cropped_resized_reencoded_copy_is_told_from_two_alike_takes_by_temporal_specificity(
+    model: EfficientNetLite0,
+) -> None:
+    size = real_media.read_frames("test.mp4", [MOVING[0]])[MOVING[0]].size
+    black = [Image.new("RGB", size, (0, 0, 0))] * 4
+    pictures, times = _sampled(*MOVING)
+    # Cropped by 10 % a side, resized to 60 % and re-encoded (JPEG q40), like the bench's copies.
+    copy = [pe.reencode(pe.resize(pe.crop(f, 0.10), 0.6), 40) for f in pictures]
+    length = {span: (span[1] - span[0]) / FPS for span in (MOVING, ALIKE_A, ALIKE_B)}
+    a_take_end = 1.0 + length[MOVING] + length[ALIKE_A]
+    b_take_end = 1.0 + length[ALIKE_B]
+    shots = [
+        _shot(model, "A:intro", "A", 0.0, 1.0, black),
+        _shot(model, "A:moving", "A", 1.0, 1.0 + length[MOVING], pictures, times),
+        _shot(model, "A:take", "A", 1.0 + length[MOVING], a_take_end, *_sampled(*ALIKE_A)),
+        _shot(model, "B:intro", "B", 0.0, 1.0, black),
+        _shot(model, "B:take", "B", 1.0, b_take_end, *_sampled(*ALIKE_B)),
+        _shot(model, "B:copy", "B", b_take_end, b_take_end + length[MOVING], copy, times),
+    ]
+    [match] = dup.shot_duplicates(shots)
+    assert (match.segment_a, match.segment_b) == ("A:moving", "B:copy")
+    assert match.match_b is not None and abs(match.match_b[0] - b_take_end) <= 0.2
+
+    def aligned(x: dup.Shot, y: dup.Shot) -> tuple[list[tuple[int, int]], float, float, float]:
+        feats = dup.pair_features(x.frames, y.frames)
+        scores = dup.duplicate_scores(x.frames, y.frames)
+        al = dup.aligned_score(scores, x.times, y.times)
+        assert al.offset is not None
+        pairs = dup.aligned_pairs(x, y, al.offset)
+        share = float(np.mean([scores[i, j] >= dup.VERIFY_THRESHOLD for i, j in pairs]))
+        specificity = dup.temporal_specificity(x, y, pairs, al.offset, dup.verify_logits(feats))
+        assert specificity is not None
+        return pairs, share, dup.motion_agreement(x, y, pairs)[0], specificity
+
+    # The crop moves the copy's pictures against the 8x8 grid of the motion test, which alone (the rule
+    # before) turned it down; its aligned frames are the best matches by far.
+    pairs, share, agreement, specificity = aligned(shots[1], shots[5])
+    assert share >= dup.ALIGNED_SHARE and agreement < dup.MOTION_AGREEMENT
+    assert specificity >= dup.SPECIFICITY
+    # The takes: every aligned pair verifies and they move alike, but a moment away matches as well.
+    pairs, share, agreement, specificity = aligned(shots[2], shots[4])
+    assert share == 1.0 and len(pairs) >= 3
+    assert specificity < dup.SPECIFICITY
+    assert dup.match_shots(shots[2], shots[4]) is None
 
 
 def test_rows_of_older_stores_three_frames_at_fixed_fractions_or_without_times_still_match(
