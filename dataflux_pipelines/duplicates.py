@@ -369,7 +369,8 @@ ALIGNED_SHARE = 0.85
 # sampling steps, so that a slow shot's next sample, nearly the same picture, does not count); the lower
 # quartile over the aligned pairs. On the tuning seed (bench/duplicates.py, seed 7): copies 2.15-7.1 (the
 # crop + resize + re-encode copy the motion test missed: 2.49), the takes of one set with every aligned
-# pair verified 0.37-0.40, every other look-alike pair at most 0.85; the threshold sits between.
+# pair verified 0.37 (0.40 against a mirrored copy of one), every other look-alike pair at most 0.85;
+# the threshold sits between.
 # The motion test it replaces (agreement of 8x8 grey differences, >= 0.82) had copies down to 0.78 and
 # those takes at 0.80: no threshold separated them.
 SPECIFIC_GAP_S = 0.5
