@@ -61,3 +61,39 @@ def test_kept_connections_are_bounded(tmp_path: Path) -> None:
     assert len(resources._KEPT_OPEN) == resources._KEPT_OPEN_MAX
     assert str(tmp_path / "instance_0.db") not in resources._KEPT_OPEN  # the oldest were closed
     assert str(tmp_path / f"instance_{resources._KEPT_OPEN_MAX + 4}.db") in resources._KEPT_OPEN
+
+
+def test_dagster_sqlite_storages_reuse_one_engine_per_file(tmp_path: Path, monkeypatch) -> None:
+    import dagster as dg
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log
+
+    resources.relax_sqlite_sync()
+    first = sqlite_event_log.create_engine(f"sqlite:///{tmp_path / 'a.db'}", poolclass=NullPool)
+    again = sqlite_event_log.create_engine(f"sqlite:///{tmp_path / 'a.db'}", poolclass=NullPool)
+    other = sqlite_event_log.create_engine(f"sqlite:///{tmp_path / 'b.db'}", poolclass=NullPool)
+    assert first is again and first is not other
+    assert isinstance(first.pool, NullPool)  # still a fresh connection per use, closed after it
+    pooled = sqlite_event_log.create_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    assert pooled is not first  # anything but a NullPool engine is left to SQLAlchemy
+
+    # Through a real instance: every event is stored and read back, from this process and another.
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    (tmp_path / "dagster").mkdir()
+    with dg.DagsterInstance.get() as instance:
+        for n in range(30):
+            instance.report_runless_asset_event(dg.AssetMaterialization("thing", partition=str(n)))
+        records = instance.fetch_materializations(dg.AssetKey("thing"), limit=100).records
+        assert sorted(int(r.partition_key or -1) for r in records) == list(range(30))
+    index = tmp_path / "dagster" / "history" / "runs" / "index.db"
+    count = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sqlite3; print(sqlite3.connect({str(index)!r}).execute("
+            "\"SELECT count(*) FROM event_logs WHERE dagster_event_type='ASSET_MATERIALIZATION'\").fetchone()[0])",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert count == "30"
