@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,6 +175,7 @@ class MediaPipeline:
         *,
         log: Log | None = None,
         registry: ModelRegistry | None = None,
+        registry_factory: Callable[[], ModelRegistry] | None = None,
         catalog: Catalog | None = None,
         store: ObjectStore | None = None,
     ) -> None:
@@ -183,6 +184,10 @@ class MediaPipeline:
         self.catalog = catalog or Catalog(settings)
         self.log = log or (lambda message: None)
         self._registry = registry
+        # Builds the registry on first use (e.g. the process-wide one); building imports torch, which
+        # the first model preload does on its thread, beside the decoding.
+        self._registry_factory = registry_factory
+        self._registry_lock = threading.Lock()
         self._lock = threading.Lock()
         self._workers: list[DecodeWorker] = []
         self._idle: list[DecodeWorker] = []
@@ -197,9 +202,14 @@ class MediaPipeline:
     @property
     def registry(self) -> ModelRegistry:
         if self._registry is None:
-            from dataflux_pipelines.models.registry import ModelRegistry
+            with self._registry_lock:
+                if self._registry is None:
+                    if self._registry_factory is not None:
+                        self._registry = self._registry_factory()
+                    else:
+                        from dataflux_pipelines.models.registry import ModelRegistry
 
-            self._registry = ModelRegistry(self.settings)
+                        self._registry = ModelRegistry(self.settings)
         return self._registry
 
     @contextlib.contextmanager
@@ -228,12 +238,31 @@ class MediaPipeline:
             for _ in range(wanted):  # held together, so each is a different worker
                 held.enter_context(self.decoder()).start()
 
-    def each(self, asset_ids: Sequence[str], fn: Callable[[str], Outcome]) -> dict[str, Outcome]:
-        """`fn` over every asset, on up to `decode_workers` threads (each with its own decode worker)."""
-        if self.settings.decode_workers <= 1 or len(asset_ids) <= 1:
+    def each(
+        self,
+        asset_ids: Sequence[str],
+        fn: Callable[[str], Outcome],
+        *,
+        ready: Callable[[list[str]], None] | None = None,
+    ) -> dict[str, Outcome]:
+        """`fn` over every asset, on up to `decode_workers` threads (each with its own decode worker).
+
+        With `ready`, this thread does not just wait: whenever files have finished while others still
+        run, it hands them to `ready` (each file once, in batches of what finished meanwhile) and goes
+        on. The main process's work on finished files (transcripts, OCR) then overlaps the decoding
+        of the next ones, even with one decode worker; the files still running when the last batch
+        is handed over, the caller takes after this returns."""
+        workers = max(1, self.settings.decode_workers)
+        if len(asset_ids) <= 1 or (workers == 1 and ready is None):
             return {a: fn(a) for a in asset_ids}
-        with ThreadPoolExecutor(max_workers=self.settings.decode_workers) as pool:
-            return dict(zip(asset_ids, pool.map(fn, asset_ids), strict=True))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(fn, a): a for a in asset_ids}
+            pending = set(futures)
+            while ready is not None and pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                if pending:
+                    ready([a for f, a in futures.items() if f in finished])
+            return {a: f.result() for f, a in futures.items()}
 
     def close(self) -> None:
         for thread in self._preloads:  # a run that ended early leaves no thread loading behind it
@@ -439,10 +468,22 @@ class MediaPipeline:
         wanted = [r for r in roles if r not in self._preload_requested]
         if not wanted:
             return
-        if self._loads_before is None:
-            self._loads_before = set(self.registry.load_seconds)
         self._preload_requested.update(wanted)
-        self._preloads.append(self.registry.preload(wanted))
+        built = self._registry is not None
+
+        def run() -> None:
+            started = time.perf_counter()
+            registry = self.registry  # the first time, built here (torch imported) beside the decoding
+            if not built:
+                self.profile.add("run", "registry_background", time.perf_counter() - started)
+            with self._lock:
+                if self._loads_before is None:
+                    self._loads_before = set(registry.load_seconds)
+            registry.preload(wanted).join()
+
+        thread = threading.Thread(target=run, name="dataflux-model-preload", daemon=True)
+        thread.start()
+        self._preloads.append(thread)
 
     def _await_preload(self) -> None:
         if not self._preloads:
@@ -470,18 +511,30 @@ class MediaPipeline:
         analyses: dict[str, tuple[Path, MediaAnalysis]] = {}
         self.start_decoders(len(asset_ids))
         with contextlib.ExitStack() as sources:
-            # Every file of the batch is analysed first (sources stay open), so transcripts and OCR
-            # batch across files; then the rows are built.
+            # Files are analysed in the decode workers while this thread reads the transcripts and
+            # on-screen text of those already analysed, in batches of what finished meanwhile (so
+            # they still batch across files); sources stay open to the end; then the rows are built.
+            failures: dict[str, MediaError] = {}
+            read: set[str] = set()
+
+            def read_text(ids: Sequence[str]) -> None:
+                """Transcripts and OCR of these analysed files, in one batch."""
+                group = {a: analyses[a] for a in ids if a in analyses and a not in read}
+                read.update(group)
+                if group:
+                    started = time.perf_counter()
+                    failures.update(self._read_text(group))
+                    self._charge_text(group, time.perf_counter() - started)
+
             out = self.each(
                 asset_ids,
                 lambda asset_id: self._guard(
                     asset_id,
                     functools.partial(self._analyze_one, rows.get(asset_id), asset_id, analyses, sources),
                 ),
+                ready=read_text,  # finished files' text is read while the next ones decode
             )
-            started = time.perf_counter()
-            failures = self._read_text(analyses)
-            self._charge_text(analyses, time.perf_counter() - started)
+            read_text(list(analyses))
             for asset_id, (_, analysis) in analyses.items():
                 if not out[asset_id].ok:
                     continue
@@ -571,6 +624,7 @@ class MediaPipeline:
         sources: contextlib.ExitStack,
     ) -> dict[str, Any]:
         from dataflux_pipelines.media.analyze import analyze_file
+        from dataflux_pipelines.models.registry import has_speech_profile
 
         if row is None or not row.get("storage_path"):
             raise MediaError(Reason.MISSING_SOURCE, "media_file has not stored this asset yet")
@@ -596,7 +650,7 @@ class MediaPipeline:
             raise
         finally:
             self.profile.add(probe.media_type, "analyse", time.perf_counter() - started)
-        if "speech" in self.registry.profiles:
+        if has_speech_profile(self.settings):
             with self.profile.timed(probe.media_type, "model_speech"):
                 self._transcribe(path, analysis)  # a transformers Whisper folder: speech passages only
         analyses[asset_id] = (path, analysis)

@@ -99,3 +99,78 @@ def test_a_file_past_its_time_budget_fails_alone_with_the_reason(
     store = open_object_store(settings)
     assert not [k.key for k in store.list(layout.asset_prefix(long["id"])) if "/keyframes/" in k.key]
     assert report.completed == 2 and report.failed == 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_finished_files_are_handed_on_while_the_next_ones_still_decode(
+    settings: Settings, workers: int
+) -> None:
+    """`MediaPipeline.each` with `ready`: the main thread gets the files finished so far while the
+    rest still run (transcripts and OCR overlap decoding), each file once, and the outcomes keep
+    the files' order. The last file decodes only once the first has been handed on: without the
+    overlap it would wait out its timeout and the test fails."""
+    import dataclasses
+    import threading
+
+    from dataflux_pipelines.pipeline import MediaPipeline, Outcome
+
+    pipeline = MediaPipeline(dataclasses.replace(settings, decode_workers=workers))
+    ids = ["first", "second", "third"]
+    handed: list[list[str]] = []
+    first_handed = threading.Event()
+    waited: dict[str, bool] = {}
+
+    def fn(asset_id: str) -> Outcome:
+        if asset_id == "third":
+            waited[asset_id] = first_handed.wait(timeout=20)
+        return Outcome(asset_id, metadata={"n": ids.index(asset_id)})
+
+    def ready(batch: list[str]) -> None:
+        handed.append(batch)
+        if "first" in batch:
+            first_handed.set()
+
+    out = pipeline.each(ids, fn, ready=ready)
+    pipeline.close()
+    assert list(out) == ids and [o.metadata["n"] for o in out.values()] == [0, 1, 2]
+    assert waited == {"third": True}
+    flat = [a for batch in handed for a in batch]
+    assert len(flat) == len(set(flat)) and "third" not in flat  # the last one is the caller's
+
+
+def test_the_model_registry_is_built_once_on_the_preload_thread(settings: Settings) -> None:
+    """The op hands the pipeline a factory: building the registry (the torch import) happens on the
+    model preload thread beside the decoding, once, even when the main thread asks for it meanwhile."""
+    import threading
+
+    from dataflux_pipelines.pipeline import MediaPipeline
+
+    built_on: list[str] = []
+    release = threading.Event()
+    loaded: list[list[str]] = []
+
+    class Registry:
+        def __init__(self) -> None:
+            self.load_seconds: dict[str, float] = {}
+
+        def preload(self, roles: list[str]) -> threading.Thread:
+            loaded.append(list(roles))
+            thread = threading.Thread(target=lambda: None)
+            thread.start()
+            return thread
+
+    def factory() -> Registry:
+        built_on.append(threading.current_thread().name)
+        release.wait(timeout=20)
+        return Registry()
+
+    pipeline = MediaPipeline(settings, registry_factory=factory)  # type: ignore[arg-type]
+    pipeline.preload_models(["text"])
+    asked = threading.Thread(target=lambda: pipeline.registry)  # another user, while it is being built
+    asked.start()
+    release.set()
+    asked.join(timeout=20)
+    pipeline._await_preload()
+    assert built_on == ["dataflux-model-preload"]
+    assert loaded == [["text"]] and isinstance(pipeline.registry, Registry)
+    pipeline.close()

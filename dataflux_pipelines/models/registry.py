@@ -103,7 +103,7 @@ class ModelRegistry:
         }
         # Transcripts and on-screen text (offline packages by default; see `_text_model_profiles`).
         self.profiles.update(_text_model_profiles(settings, self.device))
-        if settings.speech_model and not is_ct2_folder(settings.speech_model):
+        if settings.speech_model and has_speech_profile(settings):
             # A Hugging Face Whisper folder or id: the transformers path, as before.
             self.profiles["speech"] = ModelProfile(
                 "speech",
@@ -402,6 +402,13 @@ class ModelRegistry:
 # --- speech and on-screen text: faster-whisper, Silero VAD, RapidOCR ------------------------------
 # One model module each (`whisper_ct2`, `vad`, `ocr`); the weights come from an explicit setting first,
 # then the offline package that ships them. Nothing here reaches a hub.
+
+
+def has_speech_profile(settings: Settings) -> bool:
+    """Whether a registry for these settings has the "speech" profile (a transformers Whisper folder
+    or id); answered without building the registry (no torch import)."""
+    speech = settings.speech_model
+    return bool(speech) and not is_ct2_folder(str(speech))
 
 
 def is_ct2_folder(ident: str) -> bool:

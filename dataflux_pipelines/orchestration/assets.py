@@ -7,6 +7,7 @@ fails at the end naming it, so Dagster marks exactly that partition failed while
 stay materialized.
 """
 
+import functools
 import json
 import time
 from collections.abc import Generator, Iterator
@@ -126,7 +127,7 @@ def media_pipeline(
     with MediaPipeline(
         settings,
         log=context.log.info,
-        registry=models.registry(settings),
+        registry_factory=functools.partial(models.registry, settings),  # built on the preload thread
         catalog=stores.catalog,
         store=stores.store,
     ) as pipeline:
