@@ -23,6 +23,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -136,7 +137,10 @@ def _report(stdout: str) -> dict[str, Any]:
     return json.loads("\n".join(lines[start:]))
 
 
-def end_to_end(kind: str, files: list[Path], code: Path, scratch: Path) -> dict[str, Any]:
+def end_to_end(
+    kind: str, files: list[Path], code: Path, scratch: Path, *, idle: bool = True
+) -> dict[str, Any]:
+    """One `dataflux process --json` over freshly landed files; with `idle`, then one with nothing to do."""
     home = scratch / f"e2e-{kind}-{code.name}"
     env = _env(home, code)
     cli = [PYTHON, "-m", "dataflux_api.cli.main"]
@@ -147,16 +151,12 @@ def end_to_end(kind: str, files: list[Path], code: Path, scratch: Path) -> dict[
     report = _report(stdout)
     if report["completed"] != len(files):
         raise SystemExit(f"{kind}: {report['completed']} of {len(files)} completed: {report['failures'][:3]}")
-    idle_wall, idle_out, _, _ = _watched([*cli, "process", "--json"], env, code)
+    out: dict[str, Any] = {"wall": wall, "peak_main": peak_main, "peak_tree": peak_tree, "report": report}
+    if idle:
+        idle_wall, idle_out, _, _ = _watched([*cli, "process", "--json"], env, code)
+        out.update(idle_wall=idle_wall, idle_report=_report(idle_out))
     shutil.rmtree(home, ignore_errors=True)
-    return {
-        "wall": wall,
-        "peak_main": peak_main,
-        "peak_tree": peak_tree,
-        "idle_wall": idle_wall,
-        "report": report,
-        "idle_report": _report(idle_out),
-    }
+    return out
 
 
 # --- the floor -------------------------------------------------------------------------------
@@ -222,6 +222,22 @@ def run_floor(kind: str, files: list[Path], scratch: Path) -> dict[str, Any]:
     return {**json.loads(stdout.strip().splitlines()[-1]), "wall": wall, "peak_tree": peak_tree}
 
 
+def _each(side: dict[str, Any]) -> str:
+    return f" [{', '.join(f'{v:.1f}' for v in side['all'])}]" if len(side.get("all", [])) > 1 else ""
+
+
+def _median_run(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The median of the runs' `key` (of two: their mean), every run's `key` beside it (`all`), the
+    peak RSS of the worst run, and the rest (profile, idle figures) from the first run."""
+    merged = dict(runs[0])
+    merged[key] = statistics.median(r[key] for r in runs)
+    merged["all"] = [round(r[key], 2) for r in runs]
+    for peak in ("peak_main", "peak_tree"):
+        if peak in merged:
+            merged[peak] = max(r[peak] for r in runs)
+    return merged
+
+
 # --- the table -------------------------------------------------------------------------------
 def _rate(kind: str, n: int, minutes: float, seconds: float) -> str:
     if kind == "videos":
@@ -239,6 +255,9 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--before", type=Path, help="another checkout: its `dataflux process`, same files")
     parser.add_argument("--before-kinds", default=",".join(KINDS), help="the kinds run with --before too")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="runs of each side per kind, taking turns (median reported)"
+    )
     parser.add_argument("--corpus", type=Path, help="reuse a corpus folder this script made earlier")
     parser.add_argument("--results", type=Path, help="also keep the raw results here (JSON, after each kind)")
     parser.add_argument("--render", type=Path, help="only print and append the table of saved --results")
@@ -267,27 +286,40 @@ def main() -> None:
         "audio": len(corpus.get("audio", [])),
         "documents": len(corpus.get("documents", [])),
         "before": str(args.before) if args.before else None,
+        "repeats": args.repeats,
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip(),
+        "command": "bench/ingest.py " + " ".join(sys.argv[1:]),
     }
+    before_kinds = set(args.before_kinds.split(",")) if args.before else set()
     for kind in args.kinds.split(","):
         files = corpus.get(kind, [])
         if not files:
             continue
         minutes = video_minutes(files) if kind == "videos" else 0.0
-        result: dict[str, Any] = {"files": len(files), "minutes": minutes}
-        result["after"] = end_to_end(kind, files, REPO, scratch)
-        result["floor"] = run_floor(kind, files, scratch)
+        sides = ["after", "floor", *(["before"] if kind in before_kinds else [])]
+        runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+        # The sides take turns, mirrored (after, floor, [before], [before], floor, after for 2 repeats):
+        # each side's runs are centred on the same moment, so a load that drifts linearly through
+        # the kind's runs moves every side alike and leaves the ratios alone.
+        order = [side for i in range(args.repeats) for side in (sides if i % 2 == 0 else sides[::-1])]
+        for side in order:
+            first = not runs[side]
+            if side == "floor":
+                runs[side].append(run_floor(kind, files, scratch))
+            else:
+                code = REPO if side == "after" else args.before.resolve()
+                runs[side].append(end_to_end(kind, files, code, scratch, idle=first))
+            load = max(load, os.getloadavg()[0])
+        result: dict[str, Any] = {"files": len(files), "minutes": minutes, "order": order}
+        for side, done in runs.items():
+            result[side] = _median_run(done, "seconds" if side == "floor" else "wall")
         results[kind] = result
-        load = max(load, os.getloadavg()[0])
         after, fl = result["after"]["wall"], result["floor"]["seconds"]
-        print(f"{kind}: end to end {after:.1f} s, floor {fl:.1f} s", flush=True)
+        print(f"{kind}: end to end {after:.1f} s, floor {fl:.1f} s (medians of {args.repeats})", flush=True)
         if args.results:
             args.results.write_text(json.dumps({"results": results, "args": described, "load": load}))
-    # The other checkout last: every kind has its floor ratio before the longer comparison starts.
-    for kind in args.before_kinds.split(",") if args.before else []:
-        if kind in results:
-            results[kind]["before"] = end_to_end(kind, corpus[kind], args.before.resolve(), scratch)
-            if args.results:
-                args.results.write_text(json.dumps({"results": results, "args": described, "load": load}))
     render(results, described, load)
     shutil.rmtree(scratch, ignore_errors=True)
 
@@ -304,7 +336,15 @@ def render(results: dict[str, dict[str, Any]], args: dict[str, Any], load: float
         "documents (3 in 4 Markdown, the rest 3-page PDFs). End to end: `dataflux process --json` as a "
         "subprocess after `dataflux ingest` (start-up, Dagster, model loads and the shared refresh "
         "included). Floor: the same functions in a plain loop in one process, models loaded before the "
-        "clock (`bench/ingest.py`). Ratio = end-to-end rate / floor rate (target ≥ 0.7).",
+        "clock (`bench/ingest.py`). Ratio = end-to-end rate / floor rate (target ≥ 0.7). "
+        f"Commit {args.get('commit') or '?'}; `{args.get('command') or 'bench/ingest.py'}`. "
+        + (
+            f"Each side ran {args['repeats']} times per kind, taking turns in mirrored order "
+            f"({', '.join(next(iter(results.values())).get('order', []))}); the seconds are medians, "
+            "each run's in brackets."
+            if args.get("repeats")
+            else ""
+        ),
         "",
         "| media | files | end to end s | rate | floor s (+ model load) | floor rate | ratio | "
         "peak RSS process / all | start-up s | first file touched s | nothing to do s |",
@@ -315,11 +355,13 @@ def render(results: dict[str, dict[str, Any]], args: dict[str, Any], load: float
         timings = after["report"].get("timings", {})
         ratio = fl["seconds"] / after["wall"]
         lines.append(
-            f"| {kind} | {r['files']} | {after['wall']:.1f} | {_rate(kind, r['files'], r['minutes'], after['wall'])} "
-            f"| {fl['seconds']:.1f} (+{fl['load_s']:.1f}) | {_rate(kind, r['files'], r['minutes'], fl['seconds'])} "
+            f"| {kind} | {r['files']} | {after['wall']:.1f}{_each(after)} "
+            f"| {_rate(kind, r['files'], r['minutes'], after['wall'])} "
+            f"| {fl['seconds']:.1f}{_each(fl)} (+{fl['load_s']:.1f}) "
+            f"| {_rate(kind, r['files'], r['minutes'], fl['seconds'])} "
             f"| **{ratio:.2f}** | {after['peak_main'] / mib:.0f} / {after['peak_tree'] / mib:.0f} MiB "
             f"| {timings.get('startup_s', float('nan')):.1f} | {timings.get('first_file_touched_s', float('nan')):.1f} "
-            f"| {after['idle_wall']:.1f} |"
+            f"| {after.get('idle_wall', float('nan')):.1f} |"
         )
     if any("before" in r for r in results.values()):
         lines += [
@@ -335,7 +377,7 @@ def render(results: dict[str, dict[str, Any]], args: dict[str, Any], load: float
                 continue
             b, a = r["before"], r["after"]
             lines.append(
-                f"| {kind} | {b['wall']:.1f} | {a['wall']:.1f} | **{b['wall'] / a['wall']:.2f}×** | "
+                f"| {kind} | {b['wall']:.1f}{_each(b)} | {a['wall']:.1f}{_each(a)} | **{b['wall'] / a['wall']:.2f}×** | "
                 f"{b['peak_tree'] / mib:.0f} MiB | {a['peak_tree'] / mib:.0f} MiB | {b['idle_wall']:.1f} | "
                 f"{a['idle_wall']:.1f} |"
             )
