@@ -10,6 +10,7 @@ from dataflux_api.cli import backup as backup_cli
 from dataflux_api.cli import config, demo, pipeline, serve
 from dataflux_api.cli import mcp as mcp_cli
 from dataflux_api.cli import media as media_cli
+from dataflux_api.cli.common import end_process
 from dataflux_pipelines import __version__
 
 
@@ -32,7 +33,11 @@ media_cli.register(cli)
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except SystemExit as exc:
+        end_process(exc.code)  # a command that asked for it skips the interpreter's teardown
+        raise
 
 
 if __name__ == "__main__":

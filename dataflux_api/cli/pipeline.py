@@ -18,6 +18,7 @@ from rich.table import Table
 
 from dataflux_api.cli.common import console as _console
 from dataflux_api.cli.common import load_settings as _settings
+from dataflux_api.cli.common import skip_teardown
 from dataflux_pipelines.settings import REPO_ROOT, Settings
 
 
@@ -103,6 +104,7 @@ def run_process(settings: Settings, *, stale: bool = False, quiet: bool = False)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def process(stale: bool, as_json: bool) -> None:
     """Evaluate landing as the sensor does and materialize the pending partitions here."""
+    skip_teardown()  # everything is committed and closed when it returns: no teardown at exit
     settings = _settings()
     report = run_process(settings, stale=stale, quiet=as_json)
     data = {
