@@ -386,12 +386,19 @@ def render(results: dict[str, dict[str, Any]], args: dict[str, Any], load: float
         "Where the time went after (seconds summed over files, from `dataflux process --json`):",
         "",
     ]
-    for kind, r in results.items():
-        report = r["after"]["report"]
-        lines.append(
-            f"- {kind}: timings {json.dumps(report.get('timings', {}))}; profile "
-            f"{json.dumps(report.get('profile', {}), sort_keys=True)}"
-        )
+    for side in ("after", "before"):
+        if side == "before":
+            if not any("before" in r for r in results.values()):
+                break
+            lines += ["", "Where the time went before (the `--before` checkout, same files):", ""]
+        for kind, r in results.items():
+            if side not in r:
+                continue
+            report = r[side]["report"]
+            lines.append(
+                f"- {kind}: timings {json.dumps(report.get('timings', {}))}; profile "
+                f"{json.dumps(report.get('profile', {}), sort_keys=True)}"
+            )
     table = "\n".join(lines) + "\n"
     print(table)
     append_section(table)

@@ -19,7 +19,7 @@ import psutil
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.landing import clear_reanalysis_request, plan_runs
 from dataflux_pipelines.objectstore import open_object_store
-from dataflux_pipelines.orchestration.assets import FIRST_TOUCH_TAG, PROFILE_TAG
+from dataflux_pipelines.orchestration.assets import FIRST_TOUCH_TAG, OP_TOTAL, PROFILE_TAG
 from dataflux_pipelines.orchestration.jobs import EMBEDDING_STAGES
 from dataflux_pipelines.orchestration.partitions import (
     MEDIA_PARTITIONS,
@@ -208,8 +208,9 @@ def process_landing(
             elif row["status"] == Status.COMPLETED.value:
                 report.completed += 1
     report.timings["runs_s"] = round(time.perf_counter() - runs_started, 3)
-    # "files" is a count; "*_background" ran on another thread beside the rest (model preloading).
-    staged = sum(
+    # The media ops' wall time; without it (runs of an older op), the sum of the stages' seconds
+    # ("files" is a count; "*_background" ran on another thread beside the rest, model preloading).
+    staged = report.profile.get("run", {}).get(OP_TOTAL) or sum(
         v
         for kind in report.profile.values()
         for k, v in kind.items()
