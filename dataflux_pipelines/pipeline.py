@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from dataflux_pipelines import layout
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.errors import MediaError, Reason
+from dataflux_pipelines.heap import release_heap
 from dataflux_pipelines.identity import segment_id_for, sha256_file
 from dataflux_pipelines.landing import sidecar_key
 from dataflux_pipelines.media.sniff import check_claim
@@ -758,12 +759,15 @@ class MediaPipeline:
         self._await_preload()  # before the import below: one thread importing model code at a time
         from dataflux_pipelines.embeddings.stage import embed_segments
 
+        release_heap()  # what the segments stage freed (audio, frames, OCR buffers) leaves the process
         started = time.perf_counter()
         try:
             results = embed_segments(self.catalog.db, self.registry, list(asset_ids), self.store.get_bytes)
         except Exception as exc:  # one batch: a failure here is every file's failure, with the reason
             error = MediaError(Reason.INTERNAL_ERROR, f"embedding failed: {type(exc).__name__}: {exc}")
             return {a: Outcome(a, error) for a in asset_ids}
+        finally:
+            release_heap()  # and what the keyframe batches and model calls freed
         elapsed = round(time.perf_counter() - started, 3)
         out = {}
         for asset_id in asset_ids:

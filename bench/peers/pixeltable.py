@@ -11,8 +11,12 @@ Work (generated here): 300 Markdown documents and 20 PDFs from tests/topic_corpu
 1280x720 JPEGs, 3 videos of 20 s with 4 scenes each. DataFlux runs as a user runs it (`dataflux ingest`
 then `dataflux process`, one process per kind, the whole pipeline); Pixeltable does per kind what it can
 offline: documents split by characters into a MiniLM embedding index; images with a thumbnail and a
-colour-histogram index; videos with frames at 1 fps and PySceneDetect content scenes. Peak memory is the
-sum of resident memory over the process tree (and Pixeltable's Postgres), sampled every 50 ms.
+colour-histogram index; videos with frames at 1 fps and PySceneDetect content scenes. Peak memory is
+sampled every 50 ms over the process tree (and Pixeltable's Postgres) and reported two ways: the sum of
+PSS (proportional set size: a page shared by n processes counts 1/n to each) and the sum of RSS (a shared
+page counts once per process, which inflates both sides: Postgres's backends share shared_buffers,
+DataFlux's decode worker shares libraries with its parent). The memory target (peak <= Pixeltable's +
+30 %) is judged on the PSS sum.
 
 Queries: the 30 labelled queries of tests/topic_corpus.py (15 `tune`, 15 `held_out`), each run once to
 warm up, then timed in process on both sides (DataFlux's result and query-vector caches cleared before
@@ -79,11 +83,18 @@ def ensure_peer_venv() -> str:
 
 
 class PeakMemory:
-    """Peak summed RSS of a process tree, plus any process whose command line names `also` (a data dir)."""
+    """Peak summed RSS and peak summed PSS of a process tree, plus any process whose command line names
+    `also` (a data dir).
+
+    RSS summed over processes counts every shared page (libraries, Postgres shared_buffers, copy-on-write
+    pages of a spawn worker) once per process that maps it; PSS (proportional set size, Linux) charges a
+    shared page 1/n to each of its n sharers, so the PSS sum is what the tree really holds. Both peaks are
+    kept; PSS is the figure the memory target is judged on."""
 
     def __init__(self, root_pid: int, also: str | None = None, every_s: float = 0.05) -> None:
         self.root_pid, self.also, self.every_s = root_pid, also, every_s
         self.peak = 0
+        self.peak_pss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -101,13 +112,16 @@ class PeakMemory:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            total = 0
+            total = total_pss = 0
             for p in self._members():
                 try:
-                    total += p.memory_info().rss
+                    full = p.memory_full_info()  # reads smaps_rollup: rss, pss and uss in one pass
                 except psutil.Error:
                     continue
+                total += full.rss
+                total_pss += full.pss
             self.peak = max(self.peak, total)
+            self.peak_pss = max(self.peak_pss, total_pss)
             self._stop.wait(self.every_s)
 
     def __enter__(self) -> PeakMemory:
@@ -119,8 +133,9 @@ class PeakMemory:
         self._thread.join()
 
 
-def measured(cmd: list[str], env: dict[str, str], also: str | None = None) -> tuple[float, int, str]:
-    """Run a command to completion: (wall seconds, peak MiB, stdout); a failure raises with its output."""
+def measured(cmd: list[str], env: dict[str, str], also: str | None = None) -> tuple[float, int, int, str]:
+    """Run a command to completion: (wall seconds, peak RSS-sum MiB, peak PSS-sum MiB, stdout); a failure
+    raises with its output."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with PeakMemory(proc.pid, also) as peak:
@@ -128,7 +143,7 @@ def measured(cmd: list[str], env: dict[str, str], also: str | None = None) -> tu
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} failed ({proc.returncode}):\n{out[-3000:]}\n{err[-3000:]}")
-    return seconds, peak.peak // (1024 * 1024), out
+    return seconds, peak.peak // (1024 * 1024), peak.peak_pss // (1024 * 1024), out
 
 
 def build_files(folder: Path, small: bool = False) -> dict[str, list[str]]:
@@ -261,13 +276,14 @@ def offline_gaps(env: dict[str, str], manifest_path: Path) -> tuple[list[str], l
 def _ours_ingest(cli: list[str], folder: str, env: dict[str, str]) -> dict:
     """`dataflux ingest` then `dataflux process --json` of one folder, as a user runs them."""
     load = os.getloadavg()[0]
-    s1, m1, _ = measured([*cli, "ingest", folder], env)
-    s2, m2, report = measured([*cli, "process", "--json"], env)
+    s1, m1, p1, _ = measured([*cli, "ingest", folder], env)
+    s2, m2, p2, report = measured([*cli, "process", "--json"], env)
     lines = report.splitlines()  # log lines may come first; the report is the last JSON object
     processed = json.loads("\n".join(lines[max(i for i, line in enumerate(lines) if line == "{") :]))
     return {
         "ours_s": s1 + s2,
         "ours_mib": max(m1, m2),
+        "ours_pss_mib": max(p1, p2),
         "ours_done": f"{processed['completed']}/{processed['files']}",
         "ours_load": (load + os.getloadavg()[0]) / 2,
     }
@@ -278,7 +294,7 @@ def _theirs_ingest(
 ) -> dict:
     """The Pixeltable worker's step for one kind, with its Postgres counted in the peak memory."""
     load = os.getloadavg()[0]
-    seconds, mib, out = measured(
+    seconds, mib, pss_mib, out = measured(
         [str(PEER_PYTHON), "-P", str(WORKER), step, str(manifest_path)], env, str(peer_home)
     )
     peer = json.loads(out.strip().splitlines()[-1])
@@ -286,6 +302,7 @@ def _theirs_ingest(
         "theirs_s": seconds,
         "theirs_work_s": peer["seconds"],
         "theirs_mib": mib,
+        "theirs_pss_mib": pss_mib,
         "theirs_done": f"{peer['rows']}/{expected} ({peer['errors']} errors)",
         "theirs_load": (load + os.getloadavg()[0]) / 2,
         "peer": peer,
@@ -324,7 +341,7 @@ def run_all(
     for load in ("warm", "contention"):
         with Contention() if load == "contention" else contextlib.nullcontext():
             ours_answers, ours_ms = dataflux_queries(ours_env, texts, rounds)
-            _, _, out = measured(
+            _, _, _, out = measured(
                 [str(PEER_PYTHON), "-P", str(WORKER), "queries", str(manifest_path)],
                 theirs_env,
                 str(peer_home),
@@ -422,8 +439,12 @@ def report_table(
             f"{r['theirs_load']:.1f} | |"
         )
         rows.append(
-            f"| {kind}: peak memory | {r['ours_mib']} MiB | {r['theirs_mib']} MiB | "
-            f"{_ratio(r['ours_mib'], r['theirs_mib'])} |"
+            f"| {kind}: peak memory, PSS summed (judged) | {r['ours_pss_mib']} MiB | "
+            f"{r['theirs_pss_mib']} MiB | {_ratio(r['ours_pss_mib'], r['theirs_pss_mib'])} |"
+        )
+        rows.append(
+            f"| {kind}: peak memory, RSS summed (shared pages counted per process) | {r['ours_mib']} MiB | "
+            f"{r['theirs_mib']} MiB | {_ratio(r['ours_mib'], r['theirs_mib'])} |"
         )
     for load, r in results.items():
         o50, o95 = pct(r["ours_ms"], 50), pct(r["ours_ms"], 95)
@@ -473,7 +494,9 @@ def _preamble(version: str) -> str:
         "Documents: 300 Markdown + 20 PDF (tests/topic_corpus.py, seed 17); 200 1280×720 JPEGs; 3 videos "
         "(20 s, 480×272, 4-6 scenes). DataFlux: `dataflux ingest` + `dataflux process` per kind, the whole "
         "pipeline. Queries in process on both sides; DataFlux caches cleared before each query; contention = "
-        "one busy process per core. precision@3: share of the top 3 documents from the query's topic.\n\n"
+        "one busy process per core. precision@3: share of the top 3 documents from the query's topic. "
+        "Peak memory: PSS summed over the process tree (the figure the target, <= Pixeltable + 30 %, is "
+        "judged on) and RSS summed (counts shared pages once per process, on both sides).\n\n"
     )
 
 

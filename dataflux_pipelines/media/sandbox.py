@@ -16,6 +16,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from dataflux_pipelines.errors import MediaError, Reason
+from dataflux_pipelines.heap import release_heap
 
 T = TypeVar("T")
 
@@ -46,6 +47,7 @@ def _worker_main(conn: Connection, memory_mb: int | None) -> None:
         if message is None:
             return
         fn, args, kwargs = message
+        del message
         try:
             reply: tuple[str, Any] = ("ok", fn(*args, **kwargs))
         except MediaError as exc:
@@ -62,6 +64,10 @@ def _worker_main(conn: Connection, memory_mb: int | None) -> None:
         except Exception as exc:  # an unpicklable result or exception
             text = f"{type(exc).__name__}: {exc}"
             conn.send(("error", (RuntimeError(f"decode worker could not return its result: {text}"), "")))
+        # The call's frames and buffers are freed now; hand them back so an idle worker (it waits beside
+        # the parent's embedding stage) holds its imports and models, not its last file's peak.
+        del fn, args, kwargs, reply
+        release_heap()
 
 
 def _signal_name(exitcode: int | None) -> str:
