@@ -947,17 +947,9 @@ class SearchEngine:
     ) -> set[str]:
         """The ids that name a segment row in the snapshot; records their asset and row id, and keeps
         their rows in `rows` (search scores every candidate)."""
-        missing = [sid for sid in dict.fromkeys(segment_ids) if sid not in rowid_of and is_uuid(sid)]
-        segments = snap.get(layout.SEGMENTS_TABLE)
-        if missing and segments is not None:
-            found = (
-                segments.search()
-                .where(in_list("id", missing, uuids=True))
-                .select([*HIT_COLUMNS, "text_vector"])
-                .with_row_id(True)
-                .limit(len(missing))
-                .to_arrow()
-            )
+        missing = [sid for sid in segment_ids if sid not in rowid_of]
+        found = _segment_rows(snap, missing, [*HIT_COLUMNS, "text_vector"])
+        if found is not None:
             _remember(found, None, asset_of, rowid_of)
             rows.add(found)
         return {sid for sid in segment_ids if sid in rowid_of}
@@ -1227,19 +1219,14 @@ class SearchEngine:
             if similarity < threshold:
                 break  # best first
             kept.append((position, similarity))
-        wanted = [sid for sid in dict.fromkeys(ids[position] for position, _ in kept) if is_uuid(sid)]
-        segments = snap.get(layout.SEGMENTS_TABLE)
-        if in_segments or not wanted or segments is None:
+        if in_segments:
             return hits, ids, kept, None
-        located = (
-            segments.search()
-            .where(in_list("id", wanted, uuids=True))
-            .select(["id", "asset_id"])
-            .with_row_id(True)
-            .limit(len(wanted))
-            .to_arrow()
+        return (
+            hits,
+            ids,
+            kept,
+            _segment_rows(snap, [ids[position] for position, _ in kept], ["id", "asset_id"]),
         )
-        return hits, ids, kept, located
 
     def _neighbours(
         self, snap: _Snapshot, name: str, column: str, vector: np.ndarray, where: str | None, k: int
@@ -1311,6 +1298,23 @@ class SearchEngine:
                 stacked = np.stack(found.column("vector").to_numpy(zero_copy_only=False)).astype(np.float32)
                 queries.append((name, "vector", _normalise(stacked.mean(0))))
         return queries
+
+
+def _segment_rows(snap: _Snapshot, segment_ids: Sequence[str], columns: Sequence[str]) -> pa.Table | None:
+    """`columns` (and the row id) of the segment rows these ids name in the snapshot; None when no id
+    can name one (none given, none a UUID, or no segments table)."""
+    wanted = [sid for sid in dict.fromkeys(segment_ids) if is_uuid(sid)]
+    segments = snap.get(layout.SEGMENTS_TABLE)
+    if not wanted or segments is None:
+        return None
+    return (
+        segments.search()
+        .where(in_list("id", wanted, uuids=True))
+        .select(list(columns))
+        .with_row_id(True)
+        .limit(len(wanted))
+        .to_arrow()
+    )
 
 
 def _remember(
