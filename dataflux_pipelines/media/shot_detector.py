@@ -115,11 +115,17 @@ class FusedShotDetector:
     def settled_frames(self) -> int:
         return self.classical.settled_frames if self.detector == "classical" else self._final_upto
 
-    def push(self, batch: np.ndarray | torch.Tensor, small: np.ndarray | None = None) -> list[Transition]:
-        """Add consecutive frames (any size; `small` = the same frames at 48x27 if the decoder made them)."""
+    def push(
+        self,
+        batch: np.ndarray | torch.Tensor,
+        small: np.ndarray | None = None,
+        analysis: np.ndarray | None = None,
+    ) -> list[Transition]:
+        """Add consecutive frames (any size; `small` = the same frames at 48x27 and `analysis` at the
+        classical detector's size, if the decoder made them)."""
         if len(batch) == 0:
             return []
-        new = self.classical.push(batch)
+        new = self.classical.push(analysis if analysis is not None else batch)
         self.frames += len(batch)
         if self.stream is None:
             return new

@@ -15,7 +15,7 @@ from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.media.features import dominant_palette, encode_jpeg, style_labels, visual_features
 from dataflux_pipelines.media.screen_text import ChangeSampler, shot_text_frames
 from dataflux_pipelines.media.shot_detector import LEARNED_SIZE, STREAM_WINDOW, FusedShotDetector
-from dataflux_pipelines.media.shots import Shot, decode_batches, torch_threads
+from dataflux_pipelines.media.shots import ANALYSIS_SIZE, Shot, decode_batches, torch_threads
 from dataflux_pipelines.media.types import MediaAnalysis, Probe, SegmentDraft
 from dataflux_pipelines.records import MediaType, SegmentType
 
@@ -213,13 +213,14 @@ def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
 
     # One sequential decode pass in windows: only a couple of batches, the detector's look-ahead and
     # the open shot's sampled frames are held, whatever the video's length. The decoder scales each
-    # frame twice: to the keyframe size and to TransNetV2's 48x27 (no full-size RGB for the learned pass).
+    # frame three times: to the keyframe size, to TransNetV2's 48x27 and to the classical detector's 64x36
+    # (no full-size RGB for either detector).
     also = None if shot_detector == "classical" else LEARNED_SIZE
     # The classical detector's small per-batch tensors run fastest on one torch thread; TransNetV2's
     # convolutions use the process's threads.
     threads = 1 if shot_detector == "classical" else None
     with torch_threads(torch.device(device), threads):
-        for item in decode_batches(path, size, window, also=also):
+        for item in decode_batches(path, size, window, also=also, analysis=ANALYSIS_SIZE):
             batch_fps, batch = item[0], item[1]
             if detector is None:
                 fps = batch_fps or float(probe.fps or 25.0)
@@ -231,7 +232,7 @@ def analyze_video(path: str, probe: Probe, options: Any) -> MediaAnalysis:
             for k, frame in enumerate(batch):
                 picker.offer(start + k, frame)
                 sampler.offer(start + k, frame)
-            detector.push(batch, item[2] if len(item) > 2 else None)
+            detector.push(batch, item[2], item[3])
             collect(detector.closed_shots, detector.settled_frames)
         if detector is None:
             raise MediaError(Reason.CORRUPT_MEDIA, "the video has no frames")
