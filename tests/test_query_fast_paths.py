@@ -5,11 +5,13 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pyarrow as pa
 import pytest
-from query_corpus import CORPUS, build_home, settings_for, write_vision
+from query_corpus import CORPUS, asset_id, build_home, settings_for, write_vision
 
 from dataflux_api.query import SearchEngine, SearchRequest
 from dataflux_pipelines.catalog import Catalog
+from dataflux_pipelines.identity import segment_id_for
 from dataflux_pipelines.models.registry import ModelRegistry
 
 BY_NAME = {d.name: d for d in CORPUS}
@@ -84,3 +86,84 @@ def test_asset_rows_reused_between_requests_follow_a_new_version_of_the_assets_t
     assert shown() == shown()  # the second request reads the asset row it read before
     Catalog(settings).update_assets({beach.id: {"context": "renamed on the shelf"}})
     assert shown()["context"] == "renamed on the shelf"
+
+
+# --- the in-memory lookups (row ids by segment id, asset rows) of one table version -------------------
+def full_answer(response) -> list:
+    return [
+        (
+            r.id,
+            r.score,
+            r.metadata,
+            r.highlights,
+            [(s.id, s.score, s.start_time, s.page, s.text_snippet) for s in r.segments],
+        )
+        for r in response.results
+    ]
+
+
+def test_answers_from_the_in_memory_lookups_equal_the_answers_read_through_lancedb(tmp_path, registry):
+    settings = build_home(tmp_path, registry)
+    base = np.random.default_rng(3).normal(size=8)
+    write_vision(
+        settings,
+        [(doc, 0, base + 0.05 * i) for i, doc in enumerate(CORPUS[:6])],
+    )
+    through_lance = SearchEngine(settings, registry, cache_size=0, memory_indexes=False)
+    held = SearchEngine(settings, registry, cache_size=0)
+    held.warm()
+    assert held._locator(held._snapshot()) is not None and held._asset_table(held._snapshot()) is not None
+    for query in QUERIES:
+        expected = full_answer(through_lance.search(SearchRequest(query=query, limit=5)))
+        assert expected and full_answer(held.search(SearchRequest(query=query, limit=5))) == expected
+    for doc in CORPUS[:6]:
+        for entity in (doc.id, doc.segment_id(0)):
+            expected = full_answer(through_lance.similar(entity, threshold=0.0, limit=10))
+            assert expected and full_answer(held.similar(entity, threshold=0.0, limit=10)) == expected
+
+
+def test_the_in_memory_locator_knows_a_vision_vector_whose_segment_row_is_gone(tmp_path, registry):
+    settings = build_home(tmp_path, registry, CORPUS[:6])
+    beach, city, report = BY_NAME["beach.mp4"], BY_NAME["city.mp4"], BY_NAME["report.pdf"]
+    base = np.random.default_rng(1).normal(size=8)
+    write_vision(settings, [(beach, 0, base), (city, 7, base + 0.01), (report, 1, base + 0.02)])
+    engine = SearchEngine(settings, registry)
+    engine.warm()
+    locator = engine._locator(engine._snapshot())
+    assert locator is not None
+    assert set(locator.row_ids([city.segment_id(7), report.segment_id(1), "not-a-uuid"])) == {
+        report.segment_id(1)
+    }
+    response = engine.similar(beach.id, threshold=0.9, limit=10)
+    assert [r.id for r in response.results] == [report.id]
+    assert response.total == 1
+
+
+def test_held_asset_rows_are_never_served_for_a_newer_version_of_the_assets_table(tmp_path, registry):
+    settings = build_home(tmp_path, registry, CORPUS[:6])
+    engine = SearchEngine(settings, registry, cache_size=0)
+    engine.warm()
+    beach = BY_NAME["beach.mp4"]
+
+    def shown() -> dict:
+        response = engine.search(SearchRequest(query="sandcastle", limit=5))
+        return next(r for r in response.results if r.id == beach.id).metadata
+
+    assert shown()["context"] != "renamed on the shelf"
+    Catalog(settings).update_assets({beach.id: {"context": "renamed on the shelf"}})
+    assert shown()["context"] == "renamed on the shelf"  # the new version: read through LanceDB
+    engine.warm()
+    assert engine._asset_table(engine._snapshot()) is not None
+    assert shown()["context"] == "renamed on the shelf"  # the new version's own held rows
+
+
+def test_segment_ids_of_any_arrow_layout_are_located(tmp_path):
+    from dataflux_api.query.lookup import SegmentLocator, _fixed_width_ids
+
+    ids = [segment_id_for(asset_id(f"f{i}"), "shot", i) for i in range(50)]
+    chunked = pa.chunked_array([pa.array(ids[:20]), pa.array(ids[20:])])
+    sliced = pa.array(["x" * 36, *ids])[1:]  # an offset into the data buffer
+    for column in (chunked, sliced, pa.array(ids, pa.large_string())):
+        assert _fixed_width_ids(column).tolist() == [s.encode() for s in ids]
+    locator = SegmentLocator(_fixed_width_ids(pa.array(ids)), np.arange(100, 150, dtype=np.uint64))
+    assert locator.row_ids([ids[7], ids[0], "short", ids[7].upper()]) == {ids[7]: 107, ids[0]: 100}

@@ -296,3 +296,30 @@ def test_search_uses_tuned_ann_parameters_even_when_it_fetches_more_than_they_we
     assert params.index_type == "IVF_HNSW_SQ" and params.ef < 100  # retrievers fetch 100 candidates
     response = ask(SearchEngine(settings, registry), "company earnings increased")
     assert names(response)[0] == "report.pdf"
+
+
+def test_text_to_image_hits_located_in_memory_answer_as_hits_located_through_lancedb(tmp_path, registry):
+    settings = build_home(
+        tmp_path, registry, [BY_NAME["dog.jpg"], BY_NAME["recipes.md"], BY_NAME["beach.mp4"]]
+    )
+    clip = registry.clip
+    q = registry.embed_query_for_vision("golden retriever")
+    # beach.mp4's segment 9 does not exist: a vector left behind, which neither path may return.
+    rows = [
+        (BY_NAME["dog.jpg"], 0, q),
+        (BY_NAME["beach.mp4"], 9, q),
+        (BY_NAME["beach.mp4"], 0, 0.5 * q - 0.1),
+    ]
+    write_vision(settings, rows, space=clip.space)
+    held = SearchEngine(settings, registry, cache_size=0)
+    held.warm()
+    through_lance = SearchEngine(settings, registry, cache_size=0, memory_indexes=False)
+    for query in ("golden retriever", "a dog at the beach"):
+        expected = through_lance.search(SearchRequest(query=query))
+        got = held.search(SearchRequest(query=query))
+        assert "vision_vector" in got.understood["retrievers"]
+        assert [(r.id, r.score, [s.id for s in r.segments]) for r in got.results] == [
+            (r.id, r.score, [s.id for s in r.segments]) for r in expected.results
+        ]
+        shown = {s.id for r in got.results for s in r.segments}
+        assert BY_NAME["beach.mp4"].segment_id(9) not in shown

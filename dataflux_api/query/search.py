@@ -25,6 +25,7 @@ from dataflux_api.errors import NotFound, Unavailable
 from dataflux_api.links import asset_thumbnail_url, segment_thumbnail_url
 from dataflux_api.query import rank, relevance
 from dataflux_api.query.cache import ResultCache
+from dataflux_api.query.lookup import AssetTable, SegmentLocator, VersionedIndex
 from dataflux_api.query.models import (
     MAX_SEARCH_LIMIT,
     SearchRequest,
@@ -425,6 +426,7 @@ class SearchEngine:
         *,
         cache_size: int = 256,
         ann_params: dict[str, int] | None = None,
+        memory_indexes: bool = True,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -446,6 +448,37 @@ class SearchEngine:
         self._names: tuple[float, list[str]] | None = None
         self._params: tuple[int, dict[tuple[str, str], SearchParams]] | None = None
         self._shared: tuple[float, _Snapshot] | None = None
+        # Row ids by segment id and the assets' display rows, per table version, held in memory once
+        # built (see lookup.py); without them every read by id is a LanceDB query.
+        self._locators: VersionedIndex[SegmentLocator] | None = None
+        self._asset_tables: VersionedIndex[AssetTable] | None = None
+        if memory_indexes:
+            self._locators = VersionedIndex("segment-locator", SegmentLocator.build)
+            self._asset_tables = VersionedIndex("asset-table", AssetTable.builder(ASSET_COLUMNS))
+
+    def warm(self) -> None:
+        """Build the in-memory lookups of the tables' current versions now, instead of on the first requests."""
+        snap = self._snapshot()
+        for index, name in (
+            (self._locators, layout.SEGMENTS_TABLE),
+            (self._asset_tables, layout.ASSETS_TABLE),
+        ):
+            table = snap.get(name)
+            if index is not None and table is not None:
+                index.wait(table, dict(snap.versions)[name])
+
+    def _locator(self, snap: _Snapshot) -> SegmentLocator | None:
+        """Row ids by segment id at the snapshot's version of the segments table, once that is built."""
+        table = snap.get(layout.SEGMENTS_TABLE)
+        if self._locators is None or table is None:
+            return None
+        return self._locators.get(table, dict(snap.versions)[layout.SEGMENTS_TABLE])
+
+    def _asset_table(self, snap: _Snapshot) -> AssetTable | None:
+        table = snap.get(layout.ASSETS_TABLE)
+        if self._asset_tables is None or table is None:
+            return None
+        return self._asset_tables.get(table, dict(snap.versions)[layout.ASSETS_TABLE])
 
     # --- snapshot ---------------------------------------------------------------------------
     def _table_names(self) -> list[str]:
@@ -948,6 +981,19 @@ class SearchEngine:
         """The ids that name a segment row in the snapshot; records their asset and row id, and keeps
         their rows in `rows` (search scores every candidate)."""
         missing = [sid for sid in segment_ids if sid not in rowid_of]
+        locator = self._locator(snap)
+        segments = snap.get(layout.SEGMENTS_TABLE)
+        if locator is not None and segments is not None:
+            located = locator.row_ids(missing)
+            if located:
+                # The row ids are known: one read by row id instead of a lookup of the ids.
+                found = segments.take_row_ids(list(located.values()))
+                found = found.select([*HIT_COLUMNS, "text_vector"]).to_arrow()
+                _remember(found, None, asset_of, {})
+                rows.add(found)
+                for sid, row_id in located.items():
+                    rowid_of.setdefault(sid, row_id)
+            return {sid for sid in segment_ids if sid in rowid_of}
         found = _segment_rows(snap, missing, [*HIT_COLUMNS, "text_vector"])
         if found is not None:
             _remember(found, None, asset_of, rowid_of)
@@ -1014,6 +1060,9 @@ class SearchEngine:
         assets = snap.get(layout.ASSETS_TABLE)
         if not asset_ids or assets is None:
             return {}
+        held = self._asset_table(snap)
+        if held is not None:
+            return held.rows(asset_ids)
         version = dict(snap.versions).get(layout.ASSETS_TABLE)
         out: dict[str, dict[str, Any]] = {}
         missing = []
@@ -1221,12 +1270,23 @@ class SearchEngine:
             kept.append((position, similarity))
         if in_segments:
             return hits, ids, kept, None
-        return (
-            hits,
-            ids,
-            kept,
-            _segment_rows(snap, [ids[position] for position, _ in kept], ["id", "asset_id"]),
+        wanted = [ids[position] for position, _ in kept]
+        locator = self._locator(snap)
+        if locator is None:
+            return hits, ids, kept, _segment_rows(snap, wanted, ["id", "asset_id"])
+        # The segment rows that still exist at the snapshot's version, from the in-memory locator; a
+        # segment id names one asset, so the vector row's asset_id is its segment's.
+        row_of = locator.row_ids(wanted)
+        assets = hits.column("asset_id").to_pylist()
+        present = [position for position, _ in kept if ids[position] in row_of]
+        located = pa.table(
+            {
+                "id": pa.array([ids[p] for p in present], pa.string()),
+                "asset_id": pa.array([assets[p] for p in present], pa.string()),
+                "_rowid": pa.array([row_of[ids[p]] for p in present], pa.uint64()),
+            }
         )
+        return hits, ids, kept, located
 
     def _neighbours(
         self, snap: _Snapshot, name: str, column: str, vector: np.ndarray, where: str | None, k: int
@@ -1254,7 +1314,14 @@ class SearchEngine:
         as_segment = self._pool.submit(self._vision_vectors, vision, f"segment_id = {lit}")
         segments = snap.get(layout.SEGMENTS_TABLE)
         row = None
-        if segments is not None:
+        locator = self._locator(snap)
+        if segments is not None and locator is not None:
+            at = locator.row_ids([entity_id])
+            if at:
+                row = (
+                    segments.take_row_ids(list(at.values())).select(["asset_id", "text_vector"]).to_list()[0]
+                )
+        elif segments is not None:
             found = (
                 segments.search().where(f"id = {lit}").select(["asset_id", "text_vector"]).limit(1).to_list()
             )
