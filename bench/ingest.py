@@ -68,7 +68,8 @@ def make_corpus(root: Path, args: argparse.Namespace) -> dict[str, list[Path]]:
         out["audio"].append(make_wav(root / "audio" / f"sound_{i}.wav", pattern))
     for i in range(args.documents):
         if i % 4 == 3:
-            pages = [prose(220, seed=i * 7 + p) for p in range(3)]
+            # prose() cycles a few sentences, so pages of different seeds repeat: a unique line per page.
+            pages = [f"Report {i}, page {p + 1}. " + prose(220, seed=i * 7 + p) for p in range(3)]
             out["documents"].append(make_pdf(root / "documents" / f"report_{i}.pdf", pages))
         else:
             path = make_markdown(root / "documents" / f"notes_{i}.md", sections=3, words_per_section=180 + i)
