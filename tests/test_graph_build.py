@@ -285,3 +285,29 @@ def test_a_reader_whose_resolved_snapshot_was_collected_before_it_opened_it_read
     assert reader.snapshot.version == 2
     with reader.connection() as conn:
         assert conn.execute("MATCH (a:Asset) RETURN count(a)").get_next() == [7]
+
+
+def test_a_batch_reading_its_rows_together_writes_the_contributions_each_file_writes_alone(
+    settings: Settings, library: dict
+) -> None:
+    import io
+
+    import pyarrow.parquet as pq
+
+    from dataflux_pipelines.graph.contrib import BatchReads
+
+    store = open_object_store(settings)
+    catalog = library["catalog"]
+    assets = [v for k, v in library.items() if isinstance(v, str) and k != "trips"]
+    alone = {a: pq.read_table(io.BytesIO(store.get_bytes(contrib_key(a)))) for a in assets}
+    gone = "00000000-0000-5000-8000-000000000000"  # not in the catalog: its contribution is removed
+    batch = BatchReads.read(catalog, [*assets, gone])
+    assert set(batch.segments) == {*assets, gone} and gone not in batch.existing
+    for a in assets:
+        store.delete(contrib_key(a))
+        graph_contribution(settings, catalog, a, store=store, batch=batch)
+        together = pq.read_table(io.BytesIO(store.get_bytes(contrib_key(a))))
+        assert together.num_rows and together.equals(alone[a]), a
+    assert graph_contribution(settings, catalog, gone, store=store, batch=batch)["removed"]
+    kinds = {k for t in alone.values() for k in t.column("kind").to_pylist()}
+    assert {"SIMILAR_TO", "DUPLICATE_OF", "NEXT", "TAGGED"} <= kinds  # every kind of read was compared

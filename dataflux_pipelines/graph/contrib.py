@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -133,6 +135,61 @@ def overlap_edges(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return edges
 
 
+@dataclass
+class BatchReads:
+    """What the contributions of a batch of assets read of their own rows, one query per table for the
+    whole batch instead of one or two per asset and table (~8 ms a document, ~15 ms a picture on 2 cores).
+
+    Only rows of the batch's own assets are read ahead: their embeddings are written before the graph
+    stage and nothing rewrites them during it. Neighbour searches still run per asset on fresh handles.
+    """
+
+    names: list[str]
+    existing: set[str]
+    segments: dict[str, list[dict[str, Any]]]
+    own: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)  # table -> asset -> rows
+
+    @classmethod
+    def read(cls, catalog: Any, asset_ids: Sequence[str]) -> BatchReads:
+        ids = list(dict.fromkeys(asset_ids))
+        names = sorted(table_names(catalog.db))
+        reads = cls(
+            names=names,
+            existing={row["id"] for row in catalog.get_assets(ids)},
+            segments=catalog.segments_for_assets(ids, with_vectors=True),
+        )
+        where = in_list("asset_id", ids, uuids=True) if ids else None
+        for name in names:
+            if where is None or not (layout.is_vector_table(name) or name == layout.SHOT_FRAMES_TABLE):
+                continue
+            rows = (
+                catalog.db.open_table(name)
+                .search()
+                .where(where)
+                .select(["segment_id", "asset_id", "vector"])
+                .limit(None)
+                .to_list()
+            )
+            by_asset: dict[str, list[dict[str, Any]]] = {}
+            for row in rows:
+                by_asset.setdefault(row["asset_id"], []).append(row)
+            reads.own[name] = by_asset
+        return reads
+
+
+def _own_rows(
+    catalog: Any, table: Any, name: str, asset_id: str, batch: BatchReads | None
+) -> list[dict[str, Any]]:
+    """The asset's own rows (segment id and vector) of a vector table, in table order."""
+    if batch is not None and name in batch.own:
+        return batch.own[name].get(asset_id, [])
+    lit = uuid_literal(asset_id, "asset_id")
+    n = table.count_rows(f"asset_id = {lit}")
+    if n == 0:
+        return []
+    return table.search().where(f"asset_id = {lit}").select(["segment_id", "vector"]).limit(n).to_list()
+
+
 def _neighbours(
     table: Any, vector_column: str, id_column: str, vector: np.ndarray, asset_id: str, k: int
 ) -> list[tuple[str, float]]:
@@ -147,19 +204,20 @@ def _neighbours(
     return [(r[id_column], 1.0 - float(r["_distance"])) for r in rows]
 
 
-def similarity_edges(catalog: Any, asset_id: str, segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def similarity_edges(
+    catalog: Any, asset_id: str, segments: list[dict[str, Any]], batch: BatchReads | None = None
+) -> list[dict[str, Any]]:
     """SIMILAR_TO and DUPLICATE_OF candidates from the vision tables and the segment text vectors."""
     edges: list[dict[str, Any]] = []
-    lit = uuid_literal(asset_id, "asset_id")
-    names = sorted(table_names(catalog.db))
+    names = batch.names if batch is not None else sorted(table_names(catalog.db))
     learned = layout.vector_table_name("vision", EFFICIENTNET_SPACE)
     verified = learned in names
     for name in names:
         if not layout.is_vector_table(name):
             continue
         table = catalog.db.open_table(name)
-        n = table.count_rows(f"asset_id = {lit}")
-        if n == 0:
+        own = _own_rows(catalog, table, name, asset_id, batch)
+        if not own:
             continue
         space = space_for_table(name)
         floor, threshold = similar_floor(space), duplicate_threshold(space)
@@ -167,7 +225,6 @@ def similarity_edges(catalog: Any, asset_id: str, segments: list[dict[str, Any]]
             # With the learned embedding, duplicates come only from the verified rule (below): a single
             # cosine would call two black intros duplicates.
             threshold = None
-        own = table.search().where(f"asset_id = {lit}").select(["segment_id", "vector"]).limit(n).to_list()
         candidates: list[tuple[str, str, np.ndarray | None]] = []
         for row in own:
             if row["vector"] is None:
@@ -198,7 +255,7 @@ def similarity_edges(catalog: Any, asset_id: str, segments: list[dict[str, Any]]
                         }
                     )
         if name == learned:
-            candidates.extend(_frame_candidates(catalog, asset_id, names))
+            candidates.extend(_frame_candidates(catalog, asset_id, names, batch))
             if candidates:
                 edges.extend(_verified_duplicates(catalog, table, candidates))
     text_floor = similar_floor("text")
@@ -216,17 +273,17 @@ def similarity_edges(catalog: Any, asset_id: str, segments: list[dict[str, Any]]
     return edges
 
 
-def _frame_candidates(catalog: Any, asset_id: str, names: list[str]) -> list[tuple[str, str, None]]:
+def _frame_candidates(
+    catalog: Any, asset_id: str, names: list[str], batch: BatchReads | None = None
+) -> list[tuple[str, str, None]]:
     """Shot pairs whose sampled frames (keyframe or others) are alike in the learned space: a trimmed copy's
     keyframe is another frame of the original shot, which the keyframe search alone can miss."""
     if layout.SHOT_FRAMES_TABLE not in names:
         return []
     table = catalog.db.open_table(layout.SHOT_FRAMES_TABLE)
-    lit = uuid_literal(asset_id, "asset_id")
-    n = table.count_rows(f"asset_id = {lit}")
-    if n == 0:
+    own = _own_rows(catalog, table, layout.SHOT_FRAMES_TABLE, asset_id, batch)
+    if not own:
         return []
-    own = table.search().where(f"asset_id = {lit}").select(["segment_id", "vector"]).limit(n).to_list()
     pairs: set[tuple[str, str]] = set()
     for row in own:
         for other, score in _neighbours(
@@ -352,12 +409,23 @@ def write_contribution(store: ObjectStore, asset_id: str, edges: list[dict[str, 
 
 
 def graph_contribution(
-    settings: Settings, catalog: Any, asset_id: str, *, store: ObjectStore | None = None
+    settings: Settings,
+    catalog: Any,
+    asset_id: str,
+    *,
+    store: ObjectStore | None = None,
+    batch: BatchReads | None = None,
 ) -> dict[str, Any]:
-    """Compute and store one asset's graph edges; returns counts for the run's metadata."""
+    """Compute and store one asset's graph edges; returns counts for the run's metadata. `batch` holds
+    the asset's own rows when a batch of assets read them together (`BatchReads.read`)."""
     store = store if store is not None else open_object_store(settings)
-    segments = catalog.segments_for(asset_id, with_vectors=True)
-    if catalog.get_asset(asset_id) is None:
+    if batch is not None and asset_id in batch.segments:
+        segments = batch.segments[asset_id]
+        exists = asset_id in batch.existing
+    else:
+        segments = catalog.segments_for(asset_id, with_vectors=True)
+        exists = catalog.get_asset(asset_id) is not None
+    if not exists:
         store.delete(contrib_key(asset_id))
         return {"asset_id": asset_id, "segments": 0, "edges": {}, "removed": True}
     edges = temporal_edges(segments) + overlap_edges(segments)
@@ -366,7 +434,7 @@ def graph_contribution(
             edges.append(
                 {"kind": "TAGGED", "src": seg["id"], "dst": concept, "score": confidence, "modality": None}
             )
-    edges.extend(similarity_edges(catalog, asset_id, segments))
+    edges.extend(similarity_edges(catalog, asset_id, segments, batch))
     key = write_contribution(store, asset_id, edges)
     counts: dict[str, int] = {}
     for edge in edges:
