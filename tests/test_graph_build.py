@@ -311,3 +311,36 @@ def test_a_batch_reading_its_rows_together_writes_the_contributions_each_file_wr
     assert graph_contribution(settings, catalog, gone, store=store, batch=batch)["removed"]
     kinds = {k for t in alone.values() for k in t.column("kind").to_pylist()}
     assert {"SIMILAR_TO", "DUPLICATE_OF", "NEXT", "TAGGED"} <= kinds  # every kind of read was compared
+
+
+@pytest.mark.parametrize("indexed", [False, True])
+def test_neighbours_of_many_vectors_in_one_query_are_each_vectors_own_neighbours(
+    tmp_path: Path, indexed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lancedb
+    import numpy as np
+    import pyarrow as pa
+    from lancedb.index import HnswSq
+
+    from dataflux_pipelines.graph import contrib
+
+    rng = np.random.default_rng(4)
+    n = 1200
+    vectors = rng.normal(size=(n, 32)).astype(np.float32)
+    assets = [f"{i % 40:08d}-0000-5000-8000-000000000000" for i in range(n)]
+    table = lancedb.connect(tmp_path / "db").create_table(
+        "vision__t",
+        pa.table({"segment_id": [f"s{i}" for i in range(n)], "asset_id": assets, "vector": list(vectors)}),
+    )
+    if indexed:
+        table.create_index("vector", config=HnswSq(distance_type="cosine", num_partitions=2))
+    own = assets[0]
+    queries = [vectors[i] for i in range(0, 200, 5)]
+    monkeypatch.setattr(contrib, "NEIGHBOUR_QUERY_VECTORS", 16)  # 40 vectors: chunks of 16, 16 and 8
+    together = contrib._neighbours(table, "vector", "segment_id", queries, own, 10)
+    alone = [contrib._neighbours(table, "vector", "segment_id", [q], own, 10)[0] for q in queries]
+    assert together == alone
+    assert all(len(hits) == 10 for hits in alone)
+    assert not {sid for hits in alone for sid, _ in hits} & {
+        f"s{i}" for i in range(0, n, 40)
+    }  # never its own asset
