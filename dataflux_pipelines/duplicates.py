@@ -173,6 +173,16 @@ class Signature:
     def phash(self) -> int:
         return self.phashes[0]
 
+    # The crop/mirror views of each thumbnail, as unit rows for the pixel check: computed once per
+    # signature, however many pairs it is compared in (a shot's frames meet every candidate shot's).
+    @functools.cached_property
+    def views(self) -> np.ndarray:
+        return _unit_rows(_views(self.thumb))
+
+    @functools.cached_property
+    def views_top(self) -> np.ndarray:
+        return _unit_rows(_views(self.thumb_top))
+
     @property
     def dhash(self) -> int:
         return self.dhashes[0]
@@ -253,12 +263,20 @@ def _views(thumb: np.ndarray) -> np.ndarray:
     return np.stack(out).reshape(len(out), -1)
 
 
-def _pixel_similarity(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
-    """Best normalised cross-correlation of each thumbnail of a with any crop/mirror view of each of b, and back."""
+def _pixel_similarity(
+    a: Sequence[np.ndarray],
+    b: Sequence[np.ndarray],
+    views_a: np.ndarray | None = None,
+    views_b: np.ndarray | None = None,
+) -> np.ndarray:
+    """Best normalised cross-correlation of each thumbnail of a with any crop/mirror view of each of b, and back.
+    `views_a`/`views_b`: the thumbnails' unit-row views (N, K, D) when already computed."""
     base_a = _unit_rows(np.stack([t.reshape(-1) for t in a]))
     base_b = _unit_rows(np.stack([t.reshape(-1) for t in b]))
-    views_a = _unit_rows(np.stack([_views(t) for t in a]))  # (N, K, D)
-    views_b = _unit_rows(np.stack([_views(t) for t in b]))
+    if views_a is None:
+        views_a = np.stack([_unit_rows(_views(t)) for t in a])  # (N, K, D)
+    if views_b is None:
+        views_b = np.stack([_unit_rows(_views(t)) for t in b])
     k = views_a.shape[1]
     ab = (base_a @ views_b.reshape(len(b) * k, -1).T).reshape(len(a), len(b), k).max(-1)
     ba = (base_b @ views_a.reshape(len(a) * k, -1).T).reshape(len(b), len(a), k).max(-1)
@@ -297,8 +315,18 @@ def pair_features(a: Sequence[Signature], b: Sequence[Signature]) -> np.ndarray:
         # descriptor weight is 0.02, so this moves the verification logit by less than 0.02).
         desc = emb
     pixels = np.maximum(
-        _pixel_similarity([s.thumb for s in a], [s.thumb for s in b]),
-        _pixel_similarity([s.thumb_top for s in a], [s.thumb_top for s in b]),
+        _pixel_similarity(
+            [s.thumb for s in a],
+            [s.thumb for s in b],
+            np.stack([s.views for s in a]),
+            np.stack([s.views for s in b]),
+        ),
+        _pixel_similarity(
+            [s.thumb_top for s in a],
+            [s.thumb_top for s in b],
+            np.stack([s.views_top for s in a]),
+            np.stack([s.views_top for s in b]),
+        ),
     )
     return np.stack(
         [emb, _best_hash_similarity(a, b, "phash"), _best_hash_similarity(a, b, "dhash"), desc, pixels],
