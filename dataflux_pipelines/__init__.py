@@ -3,6 +3,8 @@
 import os as _os
 import sys as _sys
 
+from dataflux_pipelines.deferred_imports import defer_unused_package_bodies
+
 __version__ = "0.1.0"
 
 # numpy's OpenBLAS starts a thread per core for every matrix product. DataFlux's products are small (a
@@ -18,3 +20,6 @@ if "OPENBLAS_NUM_THREADS" not in _os.environ:
         from threadpoolctl import threadpool_limits as _threadpool_limits
 
         _threadpool_limits(limits=1, user_api="blas")
+
+# Before anything here imports lancedb (see `deferred_imports`).
+defer_unused_package_bodies()
