@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from dataflux_pipelines import layout, records
 from dataflux_pipelines.catalog import table_names
+from dataflux_pipelines.clustering import cosine_silhouette, kmeans_labels
 from dataflux_pipelines.graph.contrib import segment_concepts
 from dataflux_pipelines.identity import collection_id_for
 
@@ -95,22 +96,21 @@ def cluster_assets(
     n = len(ids)
     if n < MIN_ASSETS:
         return [], {"reason": f"{n} asset(s) with embeddings; clustering needs at least {MIN_ASSETS}"}
-    # Imported here: scikit-learn costs seconds of start-up to every process that loads the assets.
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import silhouette_score
     from threadpoolctl import threadpool_limits
 
     scores: dict[int, float] = {}
     labelings: dict[int, np.ndarray] = {}
-    # One thread (BLAS and OpenMP): these are hundreds of tiny steps (k-means++ seeding and Lloyd
-    # iterations, 10 inits per k), and pool threads spinning beside torch's on busy cores made them 7x
-    # slower (3.3 s against 0.5 s for 100 assets on 2 cores; 31 s of a 49 s shared refresh under load).
+    # One thread (BLAS): these are hundreds of tiny steps (k-means++ seeding and Lloyd iterations,
+    # 10 inits per k), and pool threads spinning beside torch's on busy cores made them 7x slower
+    # (3.3 s against 0.5 s for 100 assets on 2 cores; 31 s of a 49 s shared refresh under load).
+    # scikit-learn's KMeans and silhouette_score, as `clustering` computes them: its import alone cost
+    # more than the clustering.
     with threadpool_limits(limits=1):
         for k in range(2, min(max_k, n - 1) + 1):
-            labels = KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(vectors)
-            if len(set(labels)) < 2:
+            labels = kmeans_labels(vectors, k)
+            if len(set(labels.tolist())) < 2:
                 continue
-            scores[k] = float(silhouette_score(vectors, labels, metric="cosine"))
+            scores[k] = cosine_silhouette(vectors, labels)
             labelings[k] = labels
     if not scores:
         return [], {"reason": "all assets have the same embedding"}
