@@ -19,7 +19,6 @@ from dataflux_pipelines.analytics.facts import collect_facts, publish_facts
 from dataflux_pipelines.analytics.views import open_views, rollup_rows
 from dataflux_pipelines.auto_collections import refresh_auto_collections
 from dataflux_pipelines.embeddings.indexes import maintain_indexes
-from dataflux_pipelines.graph.build import publish_graph, top_concepts_markdown
 from dataflux_pipelines.orchestration.checks import (
     FILE_CHECK_SPECS,
     FILE_CHECKS,
@@ -292,6 +291,10 @@ def auto_collections(context: dg.AssetExecutionContext, stores: StoresResource) 
     "published as a new Kuzu snapshot with an atomic pointer swap.",
 )
 def media_graph(context: dg.AssetExecutionContext, stores: StoresResource) -> dg.MaterializeResult:
+    # Imported here: polars (0.1-0.2 s) is only needed by the graph build, not by a process that
+    # finds nothing to do or a code server answering the sensor.
+    from dataflux_pipelines.graph.build import publish_graph, top_concepts_markdown
+
     report = publish_graph(stores.settings, stores.catalog)
     build = report.build
     context.log.info(f"published graph snapshot v{report.snapshot.version} in {report.seconds:.2f} s")
