@@ -97,3 +97,43 @@ def test_dagster_sqlite_storages_reuse_one_engine_per_file(tmp_path: Path, monke
         check=True,
     ).stdout.strip()
     assert count == "30"
+
+
+def test_new_dagster_files_are_created_in_wal_and_other_new_files_are_left_alone(tmp_path: Path) -> None:
+    import dagster as dg
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log
+
+    resources.relax_sqlite_sync()
+    # A new file of Dagster's storages: WAL and synchronous=NORMAL from its first connection, before
+    # any table exists, so creating its ~20 tables and indexes costs no fsync per statement.
+    engine = sqlite_event_log.create_engine(f"sqlite:///{tmp_path / 'new_run.db'}", poolclass=NullPool)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+        assert conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar() == 0
+    # Any other new SQLite file, and an existing Dagster file with a rollback journal, keep theirs.
+    with sa.create_engine(f"sqlite:///{tmp_path / 'other.db'}", poolclass=NullPool).connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+    with sqlite3.connect(tmp_path / "old_run.db") as conn:
+        conn.execute("CREATE TABLE events (n INTEGER)")
+    old = sqlite_event_log.create_engine(f"sqlite:///{tmp_path / 'old_run.db'}", poolclass=NullPool)
+    with old.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "delete"
+
+    # A real instance and run: every file Dagster made is WAL, and its run's events are all there.
+    home = tmp_path / "dagster"
+    home.mkdir()
+
+    @dg.asset
+    def thing() -> int:
+        return 1
+
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        result = dg.materialize([thing], instance=instance)
+        assert result.success
+        assert instance.get_latest_materialization_event(dg.AssetKey("thing")) is not None
+    files = sorted((home / "history").rglob("*.db")) + sorted((home / "schedules").rglob("*.db"))
+    assert len(files) >= 4  # runs, index, the run's event log, schedules
+    for path in files:
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal", path.name
