@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import picture_edits as pe
 import pytest
 import real_media
@@ -88,6 +89,31 @@ def test_the_learned_embedding_finds_a_cropped_and_reencoded_copy(
     scores = dup.duplicate_scores(signatures(model, [copy]), signatures(model, originals))[0]
     assert scores[0] >= dup.VERIFY_THRESHOLD
     assert (scores[1:] < dup.VERIFY_THRESHOLD).all()
+
+
+def test_the_network_gives_the_same_results_in_chunks_on_threads_as_in_one_forward(
+    model: EfficientNetLite0, frames: dict[str, Image.Image]
+) -> None:
+    import torch
+
+    from dataflux_pipelines.models.efficientnet import preprocess
+
+    threads = torch.get_num_threads()
+    pictures = list(frames.values())
+    assert len(pictures) > model.forward_batch  # several chunks, on the CPU side by side
+    full, centre = preprocess(pictures)
+    with torch.inference_mode():
+        x = torch.from_numpy(np.concatenate([full, centre]))
+        whole = model.model.extract_features(x).mean(dim=(2, 3))
+        probs = torch.softmax(model.model._fc(whole), dim=-1).numpy()
+    whole = torch.nn.functional.normalize(whole[: len(pictures)], dim=-1).numpy()
+    analysis = model.analyse(pictures)
+    n = len(pictures)
+    np.testing.assert_allclose(analysis.embeddings, whole, atol=1e-5)
+    np.testing.assert_allclose(analysis.probabilities, (probs[:n] + probs[n:]) / 2, atol=1e-5)
+    # The embedding alone is the full view's, whichever call made it.
+    np.testing.assert_allclose(model.embed_images(pictures), analysis.embeddings, atol=1e-6)
+    assert torch.get_num_threads() == threads  # the caller's thread setting is restored
 
 
 def _video(
