@@ -221,10 +221,11 @@ def embed_segments(
             return
         started = time.perf_counter()
         images = [image for _, _, image in pending_frames]
-        analysis = image_model.analyse(images)
+        # Only the embedding: these frames get no labels, so the centre view (half the forward) is skipped.
+        embeddings = image_model.embed_images(images)
         descriptors = describe_images(images)
         for i, (row, frame, image) in enumerate(pending_frames):
-            sig = image_signature(image, analysis.embeddings[i], descriptors[i])
+            sig = image_signature(image, embeddings[i], descriptors[i])
             frame_rows.append(_frame_row(row, frame, sig.embedding, sig.descriptor, sig.hashes()))
             outcomes[row["asset_id"]].model_s += (time.perf_counter() - started) / len(pending_frames)
         pending_frames.clear()
