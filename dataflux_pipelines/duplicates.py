@@ -85,8 +85,10 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 
 def _grey(image: Image.Image | np.ndarray, size: tuple[int, int]) -> np.ndarray:
     pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
+    if pil.mode != "L":
+        pil = pil.convert("L")
     # LANCZOS like the classic implementations, so the hashes agree with the imagehash reference.
-    return np.asarray(pil.convert("L").resize(size, Image.Resampling.LANCZOS), dtype=np.float64)
+    return np.asarray(pil.resize(size, Image.Resampling.LANCZOS), dtype=np.float64)
 
 
 def _pack(bits: np.ndarray) -> int:
@@ -220,9 +222,11 @@ def signature(image: Image.Image, embedding: np.ndarray, descriptor: np.ndarray)
     from dataflux_pipelines.models.efficientnet import trim_borders
 
     rgb = image.convert("RGB")
-    trimmed = trim_borders(rgb)
+    # Every hash and thumbnail is of the grey picture: converted once, then mirrored and cropped (grey
+    # conversion is per pixel, so this is the same grey picture as converting each view).
+    trimmed = trim_borders(rgb).convert("L")
     top = _top(trimmed)
-    views = (trimmed, mirror(trimmed), top, mirror(top))
+    views = (trimmed, ImageOps.mirror(trimmed), top, ImageOps.mirror(top))
     return Signature(
         embedding=np.asarray(embedding, dtype=np.float32),
         descriptor=np.asarray(descriptor, dtype=np.float32),
