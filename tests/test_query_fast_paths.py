@@ -167,3 +167,22 @@ def test_segment_ids_of_any_arrow_layout_are_located(tmp_path):
         assert _fixed_width_ids(column).tolist() == [s.encode() for s in ids]
     locator = SegmentLocator(_fixed_width_ids(pa.array(ids)), np.arange(100, 150, dtype=np.uint64))
     assert locator.row_ids([ids[7], ids[0], "short", ids[7].upper()]) == {ids[7]: 107, ids[0]: 100}
+
+
+def test_waiting_for_a_version_while_another_builds_gets_the_version_asked_for():
+    import threading
+
+    from dataflux_api.query.lookup import VersionedIndex
+
+    release = threading.Event()
+
+    def build(table):
+        if table == "old":
+            release.wait(5)
+        return f"index of {table}"
+
+    index = VersionedIndex("test", build)
+    assert index.get("old", 1) is None  # starts the build of version 1, which waits
+    threading.Timer(0.2, release.set).start()
+    assert index.wait("new", 2) == "index of new"
+    assert index.get("new", 2) == "index of new" and index.get("old", 1) is None

@@ -65,9 +65,15 @@ class VersionedIndex(Generic[T]):
         ready = self._ready
         if ready is not None and ready[0] == version:
             return ready[1]
-        future = self._start(table, version, force=True)
-        if future is not None:
-            future.result()
+        while True:
+            other = self._building
+            if other is not None and other[0] != version:
+                other[1].result()  # another version's build first: one build at a time
+                continue
+            future = self._start(table, version, force=True)
+            if future is not None:
+                future.result()
+            break
         ready = self._ready
         return ready[1] if ready is not None and ready[0] == version else None
 
