@@ -252,16 +252,7 @@ class Catalog:
         )
 
     def segments_for(self, asset_id: str, *, with_vectors: bool = False) -> list[dict[str, Any]]:
-        where = f"asset_id = {uuid_literal(asset_id, 'asset_id')}"
-        n = self.segments.count_rows(where)
-        if n == 0:
-            return []
-        query = self.segments.search().where(where)
-        if not with_vectors:
-            query = query.select(_SEGMENT_COLUMNS)
-        rows = query.limit(n).to_list()
-        rows.sort(key=lambda r: r["sequence_number"] or 0)
-        return [_decode_segment(r) for r in rows]
+        return self.segments_for_assets([asset_id], with_vectors=with_vectors)[asset_id]
 
     def segments_for_assets(
         self, asset_ids: Sequence[str], *, with_vectors: bool = False
@@ -274,8 +265,9 @@ class Catalog:
         query = self.segments.search().where(in_list("asset_id", asset_ids, uuids=True))
         if not with_vectors:
             query = query.select(_SEGMENT_COLUMNS)
+        asked = {a.lower(): a for a in asset_ids}  # ids are stored lower-case; answer under the id asked
         for row in query.limit(None).to_list():
-            out.setdefault(row["asset_id"], []).append(row)
+            out.setdefault(asked.get(row["asset_id"], row["asset_id"]), []).append(row)
         for asset_id, rows in out.items():
             rows.sort(key=lambda r: r["sequence_number"] or 0)
             out[asset_id] = [_decode_segment(r) for r in rows]

@@ -303,6 +303,10 @@ def test_a_batch_reading_its_rows_together_writes_the_contributions_each_file_wr
     gone = "00000000-0000-5000-8000-000000000000"  # not in the catalog: its contribution is removed
     batch = BatchReads.read(catalog, [*assets, gone])
     assert set(batch.segments) == {*assets, gone} and gone not in batch.existing
+    # Ids are answered under the spelling asked for (stored lower-case), as one asset's read always was.
+    doc = library["doc"]
+    assert catalog.segments_for(doc.upper()) == catalog.segments_for(doc) != []
+    assert catalog.segments_for(doc.upper(), with_vectors=True) == batch.segments[doc]
     for a in assets:
         store.delete(contrib_key(a))
         graph_contribution(settings, catalog, a, store=store, batch=batch)

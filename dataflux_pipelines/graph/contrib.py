@@ -177,9 +177,7 @@ class BatchReads:
         return reads
 
 
-def _own_rows(
-    catalog: Any, table: Any, name: str, asset_id: str, batch: BatchReads | None
-) -> list[dict[str, Any]]:
+def _own_rows(table: Any, name: str, asset_id: str, batch: BatchReads | None) -> list[dict[str, Any]]:
     """The asset's own rows (segment id and vector) of a vector table, in table order."""
     if batch is not None and name in batch.own:
         return batch.own[name].get(asset_id, [])
@@ -234,7 +232,7 @@ def similarity_edges(
         if not layout.is_vector_table(name):
             continue
         table = catalog.db.open_table(name)
-        own = _own_rows(catalog, table, name, asset_id, batch)
+        own = _own_rows(table, name, asset_id, batch)
         if not own:
             continue
         space = space_for_table(name)
@@ -302,7 +300,7 @@ def _frame_candidates(
     if layout.SHOT_FRAMES_TABLE not in names:
         return []
     table = catalog.db.open_table(layout.SHOT_FRAMES_TABLE)
-    own = _own_rows(catalog, table, layout.SHOT_FRAMES_TABLE, asset_id, batch)
+    own = _own_rows(table, layout.SHOT_FRAMES_TABLE, asset_id, batch)
     if not own:
         return []
     pairs: set[tuple[str, str]] = set()
