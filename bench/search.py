@@ -456,7 +456,8 @@ def main() -> None:
 
     def floor_fts_rows(text):
         """Full text as an application on raw LanceDB shows a page: the hits with the columns the engine
-        reads of them (text fields, times, labels), then the file rows of the page's 20 assets."""
+        reads of every hit (its text fields and labels), then the file rows of the page's 20 assets. The
+        engine also reads its page's segment times and thumbnails; this floor does not."""
         hits = (
             seg.search(MatchQuery(text, "search_text"), query_type="fts")
             .select([*HIT_COLUMNS, "_score"])

@@ -155,7 +155,9 @@ class AssetTable:
     """The assets' display columns in one version of the assets table, by asset id."""
 
     def __init__(self, table: pa.Table) -> None:
-        self._table = table
+        # One chunk: LanceDB hands a full read over in ~1,000-row batches, and a take across a hundred
+        # chunks cost 1.4 ms for a page's 20 rows at 100,000 assets, against 0.03 ms from one.
+        self._table = table.combine_chunks()
         self._at = {asset_id: i for i, asset_id in enumerate(table.column("id").to_pylist())}
 
     @classmethod
