@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +28,7 @@ from dataflux_pipelines.graph.store import CONTRIB_PREFIX, contrib_key
 from dataflux_pipelines.lance_sql import in_list, uuid_literal
 from dataflux_pipelines.models.efficientnet import EFFICIENTNET_SPACE
 from dataflux_pipelines.models.visual import VISUAL_OFFLINE_SPACE
-from dataflux_pipelines.objectstore import ObjectMissing, ObjectStore, open_object_store
+from dataflux_pipelines.objectstore import ObjectInfo, ObjectMissing, ObjectStore, open_object_store
 from dataflux_pipelines.settings import Settings
 
 CONTRIB_SCHEMA = pa.schema(
@@ -460,25 +460,37 @@ def graph_contribution(
     return {"asset_id": asset_id, "segments": len(segments), "edges": counts, "key": key}
 
 
-def read_contributions(store: ObjectStore, exclude: set[str] | frozenset[str] = frozenset()) -> pa.Table:
-    """All contribution edges in the object store, except those of excluded (deleted) assets."""
-    keys = []
+def list_contributions(store: ObjectStore) -> dict[str, ObjectInfo]:
+    """Asset id -> listing (etag, LastModified) of every contribution object: one listing of the prefix."""
+    out = {}
     for info in store.list(CONTRIB_PREFIX):
         name = info.key[len(CONTRIB_PREFIX) :]
         if "/" in name or name.startswith(".") or not name.endswith(".parquet"):
             continue
-        if name[: -len(".parquet")] not in exclude:
-            keys.append(info.key)
+        out[name[: -len(".parquet")]] = info
+    return out
 
-    def fetch(key: str) -> pa.Table | None:
+
+def fetch_contributions(store: ObjectStore, asset_ids: Iterable[str]) -> tuple[pa.Table, set[str]]:
+    """The edges of these assets' contributions and the ids whose object could be read (one GET each)."""
+
+    def fetch(asset_id: str) -> pa.Table | None:
         try:
-            data = store.get_bytes(key)
+            data = store.get_bytes(contrib_key(asset_id))
         except ObjectMissing:
             return None  # removed by a delete between listing and reading
         return pq.read_table(pa.BufferReader(data), schema=CONTRIB_SCHEMA)
 
+    ids = sorted(set(asset_ids))
     with ThreadPoolExecutor(max_workers=READ_WORKERS) as pool:
-        tables = [t for t in pool.map(fetch, sorted(keys)) if t is not None]
-    if not tables:
-        return CONTRIB_SCHEMA.empty_table()
-    return pa.concat_tables(tables)
+        found = [(a, t) for a, t in zip(ids, pool.map(fetch, ids), strict=True) if t is not None]
+    read = {a for a, _ in found}
+    if not found:
+        return CONTRIB_SCHEMA.empty_table(), read
+    return pa.concat_tables([t for _, t in found]), read
+
+
+def read_contributions(store: ObjectStore, exclude: set[str] | frozenset[str] = frozenset()) -> pa.Table:
+    """All contribution edges in the object store, except those of excluded (deleted) assets."""
+    listed = list_contributions(store)
+    return fetch_contributions(store, [a for a in listed if a not in exclude])[0]
