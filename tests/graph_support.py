@@ -146,3 +146,29 @@ def delete_vectors(catalog: Catalog, asset_id: str) -> None:
 
 def rows(reader: Any, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     return reader.query(cypher, params or {})
+
+
+def graph_tables(path: Any) -> dict[str, list[str]]:
+    """Every row of every node and relation table of a Kuzu file (all properties, internal ids left
+    out; a relation as its endpoints' labels and ids), each table's rows sorted: equal dumps are equal graphs."""
+    import kuzu
+
+    db = kuzu.Database(str(path), read_only=True)
+    conn = kuzu.Connection(db)
+    out: dict[str, list[str]] = {}
+    try:
+        for name, kind in conn.execute("CALL show_tables() RETURN name, type").get_all():
+            if kind == "NODE":
+                query = f"MATCH (n:{name}) RETURN n"
+            else:
+                query = f"MATCH (a)-[r:{name}]->(b) RETURN label(a), a.id, label(b), b.id, r"
+            rows = []
+            for row in conn.execute(query).get_all():
+                *ends, value = row
+                props = {k: v for k, v in value.items() if not k.startswith("_")}
+                rows.append(repr((ends, sorted(props.items()))))
+            out[name] = sorted(rows)
+    finally:
+        conn.close()
+        db.close()
+    return out
