@@ -287,8 +287,9 @@ def auto_collections(context: dg.AssetExecutionContext, stores: StoresResource) 
     kinds={"kuzu"},
     check_specs=SHARED_CHECK_SPECS["media_graph"],
     description="The knowledge graph (assets, segments, collections, concepts; temporal, concept, "
-    "similarity and near-duplicate relations) built from the catalog and per-file contributions, "
-    "published as a new Kuzu snapshot with an atomic pointer swap.",
+    "similarity and near-duplicate relations) built from the catalog and per-file contributions: "
+    "a copy of the live Kuzu snapshot with the changed assets applied (rebuilt whole when most "
+    "changed), published as a new snapshot with an atomic pointer swap.",
 )
 def media_graph(context: dg.AssetExecutionContext, stores: StoresResource) -> dg.MaterializeResult:
     # Imported here: polars (0.1-0.2 s) is only needed by the graph build, not by a process that
@@ -297,10 +298,18 @@ def media_graph(context: dg.AssetExecutionContext, stores: StoresResource) -> dg
 
     report = publish_graph(stores.settings, stores.catalog)
     build = report.build
-    context.log.info(f"published graph snapshot v{report.snapshot.version} in {report.seconds:.2f} s")
+    how = (
+        f"{report.assets_applied} changed asset(s) applied to a copy of the live one"
+        if report.mode == "incremental"
+        else f"rebuilt whole: {report.full_reason}"
+    )
+    context.log.info(f"published graph snapshot v{report.snapshot.version} in {report.seconds:.2f} s ({how})")
     return dg.MaterializeResult(
         metadata={
             "snapshot_version": report.snapshot.version,
+            "build_mode": report.mode,
+            "assets_applied": report.assets_applied,
+            "full_build_reason": report.full_reason or "none",
             "snapshot_path": dg.MetadataValue.path(str(report.snapshot.path)),
             "snapshot_bytes": report.snapshot.path.stat().st_size,
             "nodes": sum(build.nodes.values()),
