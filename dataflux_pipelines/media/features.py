@@ -77,7 +77,10 @@ def visual_features(rgb: np.ndarray) -> dict[str, Any]:
     small = resize_long_side(_as_rgb(rgb), ANALYSIS_SIDE)
     f = small.astype(np.float32) / 255.0
     y = _luma(f)
-    mx, mn = f.max(axis=2), f.min(axis=2)
+    # Channel-wise maximum/minimum of three planes: the same values as f.max(axis=2), without numpy's
+    # reduction over a length-3 last axis (15-25 ms for a 512x288 picture here, against 0.5 ms).
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
     saturation = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
     return {
         "brightness": round(float(y.mean()), 4),

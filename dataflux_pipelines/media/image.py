@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dataflux_pipelines.errors import MediaError, Reason
-from dataflux_pipelines.media.features import encode_jpeg, resize_long_side, style_labels, visual_features
+from dataflux_pipelines.media.features import (
+    ANALYSIS_SIDE,
+    encode_jpeg,
+    resize_long_side,
+    style_labels,
+    visual_features,
+)
 from dataflux_pipelines.media.probe import count_frames, open_image, read_exif
 from dataflux_pipelines.media.types import MediaAnalysis, Probe, SegmentDraft, TextFrame
 from dataflux_pipelines.records import MediaType, SegmentType
@@ -46,12 +52,18 @@ def to_rgb_array(image: Any) -> np.ndarray:
 def _image_segment(
     rgb: np.ndarray, segment_type: str, sequence: int, options: AnalysisOptions, technical: dict[str, Any]
 ) -> SegmentDraft:
-    features = visual_features(rgb)
+    # One downscale of the full picture serves the keyframe, the thumbnail and (at the default 512 px,
+    # ANALYSIS_SIDE) the features: each used to resize the full picture itself, ~16 ms apiece for a
+    # 1920x1080 photo here, a third of an image's analysis.
+    keyframe = resize_long_side(rgb, options.keyframe_side)
+    features = visual_features(keyframe if options.keyframe_side >= ANALYSIS_SIDE else rgb)
     return SegmentDraft(
         segment_type=segment_type,
         sequence_number=sequence,
-        keyframe_jpeg=encode_jpeg(rgb, options.keyframe_side),
-        thumbnail_jpeg=encode_jpeg(rgb, options.thumbnail_side),
+        keyframe_jpeg=encode_jpeg(keyframe, options.keyframe_side),
+        thumbnail_jpeg=encode_jpeg(
+            keyframe if options.thumbnail_side <= options.keyframe_side else rgb, options.thumbnail_side
+        ),
         visual_features=features,
         style_features=style_labels(features),
         technical_features=technical,

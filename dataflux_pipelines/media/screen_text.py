@@ -50,7 +50,11 @@ def encode_picture(rgb: np.ndarray, max_side: int) -> bytes:
     """A JPEG of the picture with its long side at most `max_side` (what crosses the worker pipe)."""
     img = Image.fromarray(np.ascontiguousarray(rgb[..., :3]))
     if max(img.size) > max_side:
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        # Area averaging (BOX), not Lanczos: for 1920x1080 photos read at 1600 px Lanczos cost 47-57 ms
+        # of an image's ~115 ms analysis here, BOX 19 ms, and PP-OCRv4 read the same characters from
+        # both (24 generated slides and sign photos at 1920x1080, unseen seed: accuracy 0.9926 against
+        # 0.9923 with Lanczos, 0.9907 unscaled).
+        img.thumbnail((max_side, max_side), Image.Resampling.BOX)
     out = io.BytesIO()
     img.save(out, "JPEG", quality=FRAME_JPEG_QUALITY)
     return out.getvalue()
