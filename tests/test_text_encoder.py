@@ -62,6 +62,8 @@ def test_vectors_match_transformers(encoders: tuple) -> None:
     # One text alone (no padding, no mask) gives the vector it gets inside a padded batch.
     np.testing.assert_allclose(encoder.embed_texts([TEXTS[0]])[0], ours[0], atol=1e-6, rtol=0)
     assert encoder.embed_texts([]).shape == (0, encoder.dim)
+    # Batches are formed by length, not by position: every vector still comes back at its text's place.
+    np.testing.assert_allclose(encoder.embed_texts(TEXTS[::-1])[::-1], ours, atol=1e-6, rtol=0)
 
 
 def test_refuses_configs_it_does_not_implement() -> None:

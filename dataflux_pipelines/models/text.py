@@ -65,8 +65,12 @@ class TextEncoder:
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         torch = self._torch
         out = [np.zeros((0, self.dim), dtype=np.float32)]
+        # A batch is padded to its longest text: batches of similar lengths (longest first, by
+        # characters, as sentence-transformers does) waste no work on padding; the vectors go back
+        # to the callers' order at the end.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         with torch.inference_mode():
-            for batch in batches(list(texts), self.profile.batch_size):
+            for batch in batches([texts[i] for i in order], self.profile.batch_size):
                 encoded = self.tokenizer.encode_batch(list(batch))
                 ids = torch.tensor([e.ids for e in encoded], dtype=torch.long, device=self.profile.device)
                 attention = torch.tensor(
@@ -76,7 +80,10 @@ class TextEncoder:
                 mask = attention.unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 out.append(torch.nn.functional.normalize(pooled, p=2, dim=1).cpu().numpy())
-        return np.concatenate(out).astype(np.float32)
+        vectors = np.concatenate(out).astype(np.float32)
+        restored = np.empty_like(vectors)
+        restored[order] = vectors
+        return restored
 
 
 def _bert_config(config: dict[str, Any]) -> dict[str, Any]:
