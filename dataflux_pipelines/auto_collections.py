@@ -4,12 +4,13 @@ kept stable across refreshes where membership barely changes."""
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dataflux_pipelines import layout, records
 from dataflux_pipelines.catalog import table_names
@@ -22,6 +23,8 @@ MAX_K = 12
 # Below this mean silhouette the assets have no cluster structure worth naming.
 MIN_SILHOUETTE = 0.10
 MATCH_JACCARD = 0.5
+# Assets the k search clusters at most (a stable sample beyond; see cluster_assets).
+SAMPLE_ASSETS = 500
 
 
 @dataclass
@@ -45,11 +48,12 @@ def asset_embeddings(catalog: Any) -> tuple[list[str], np.ndarray]:
     for name in sorted(table_names(catalog.db)):
         if not layout.is_vector_table(name):
             continue
-        tbl = catalog.db.open_table(name).to_arrow().select(["asset_id", "vector"])
-        parts.append(_means(tbl["asset_id"].to_pylist(), tbl["vector"]))
+        # Only the two columns: the whole rows of the segments table hold every text field too.
+        tbl = _columns(catalog.db.open_table(name), ["asset_id", "vector"])
+        parts.append(_means(tbl["asset_id"], tbl["vector"]))
         dims.append(tbl.schema.field("vector").type.list_size)
-    seg = catalog.segments.to_arrow().select(["asset_id", "text_vector"])
-    parts.append(_means(seg["asset_id"].to_pylist(), seg["text_vector"]))
+    seg = _columns(catalog.segments, ["asset_id", "text_vector"])
+    parts.append(_means(seg["asset_id"], seg["text_vector"]))
     dims.append(records.TEXT_DIM)
     ids = sorted(set().union(*[p.keys() for p in parts]))
     if not ids:
@@ -63,24 +67,54 @@ def asset_embeddings(catalog: Any) -> tuple[list[str], np.ndarray]:
     return ids, np.asarray([_unit(r) for r in rows], dtype=np.float32)
 
 
-def _means(asset_ids: list[str], vectors: pa.ChunkedArray) -> dict[str, np.ndarray]:
-    sums: dict[str, np.ndarray] = {}
-    counts: Counter[str] = Counter()
-    for asset_id, vec in zip(asset_ids, vectors.to_pylist(), strict=True):
-        if vec is None:
-            continue
-        arr = np.asarray(vec, dtype=np.float32)
-        if not np.any(arr):
-            continue
-        sums[asset_id] = sums.get(asset_id, 0) + _unit(arr)
-        counts[asset_id] += 1
-    return {a: _unit(s / counts[a]) for a, s in sums.items()}
+def _columns(table: Any, columns: list[str]) -> pa.Table:
+    return table.search().select(columns).limit(None).to_arrow()
+
+
+def _means(
+    asset_ids: pa.ChunkedArray | pa.Array, vectors: pa.ChunkedArray | pa.Array
+) -> dict[str, np.ndarray]:
+    """Per asset, the unit-length mean of its segments' unit vectors (null and all-zero vectors skipped).
+
+    In numpy over the whole column: converting it to Python lists took 17.6 s for 100,000 segments
+    of 10,000 assets (384-d text + 512-d vision) on every refresh of the collections, this ~2 s.
+    """
+    column = vectors.combine_chunks() if isinstance(vectors, pa.ChunkedArray) else vectors
+    owners = asset_ids.combine_chunks() if isinstance(asset_ids, pa.ChunkedArray) else asset_ids
+    if len(column) == 0:
+        return {}
+    valid = pc.and_(column.is_valid(), owners.is_valid())
+    column, owners = column.filter(valid), owners.filter(valid)
+    dim = column.type.list_size
+    rows = np.array(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+    norms = np.linalg.norm(rows, axis=1)
+    keep = norms > 0
+    if not keep.all():
+        rows, norms, owners = rows[keep], norms[keep], owners.filter(pa.array(keep))
+    if not len(rows):
+        return {}
+    rows /= norms[:, None]
+    encoded = owners.dictionary_encode()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    # Each asset's rows summed one after another in segment order (a stable sort keeps that order,
+    # and a reduction over axis 0 adds row after row), then averaged. Segments are usually stored
+    # asset by asset already: then nothing moves.
+    if np.any(codes[1:] < codes[:-1]):
+        order = np.argsort(codes, kind="stable")
+        codes, rows = codes[order], rows[order]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    means = np.add.reduceat(rows, starts, axis=0)
+    means /= np.diff(np.r_[starts, len(codes)]).astype(np.float32)[:, None]
+    lengths = np.linalg.norm(means, axis=1)
+    means[lengths > 0] /= lengths[lengths > 0, None]
+    names = encoded.dictionary.to_pylist()
+    return {names[code]: mean for code, mean in zip(codes[starts].tolist(), means, strict=True)}
 
 
 def asset_concepts(catalog: Any) -> dict[str, dict[str, float]]:
     """Concept weights per asset (sum of confidences over segments; unscored concepts count 1)."""
     cols = ["asset_id", "concepts", "semantic_features"]
-    rows = catalog.segments.to_arrow().select(cols).to_pylist()
+    rows = _columns(catalog.segments, cols).to_pylist()
     out: dict[str, dict[str, float]] = {}
     for row in rows:
         weights = out.setdefault(row["asset_id"], {})
@@ -89,14 +123,48 @@ def asset_concepts(catalog: Any) -> dict[str, dict[str, float]]:
     return out
 
 
+def _sample(ids: list[str], size: int) -> np.ndarray:
+    """Positions of `size` of the ids, chosen by a hash of each id: the same assets from one refresh to
+    the next, and a new asset displaces one only when it hashes lower (collections stay stable)."""
+    ranked = sorted(range(len(ids)), key=lambda i: hashlib.blake2b(ids[i].encode(), digest_size=8).digest())
+    return np.sort(np.asarray(ranked[:size], dtype=np.int64))
+
+
+def _row_space(x: np.ndarray) -> np.ndarray:
+    """The rows' coordinates in the space they span (n x rank instead of n x d when there are fewer
+    rows than dimensions): every inner product, hence every Euclidean and cosine distance k-means and
+    the silhouette compute, is the same up to rounding, at a fraction of the arithmetic (100 assets
+    have 3,226-d vectors with the offline vision, labels and text spaces)."""
+    if x.shape[0] >= x.shape[1]:
+        return x
+    u, s, _ = np.linalg.svd(x.astype(np.float64), full_matrices=False)
+    return np.ascontiguousarray(u * s, dtype=np.float32)
+
+
 def cluster_assets(
-    ids: list[str], vectors: np.ndarray, *, max_k: int = MAX_K, min_silhouette: float = MIN_SILHOUETTE
+    ids: list[str],
+    vectors: np.ndarray,
+    *,
+    max_k: int = MAX_K,
+    min_silhouette: float = MIN_SILHOUETTE,
+    sample: int = SAMPLE_ASSETS,
 ) -> tuple[list[list[str]], dict[str, Any]]:
-    """K-means with k chosen by the best silhouette (cosine); no clusters when there is no structure."""
+    """K-means with k chosen by the best silhouette (cosine); no clusters when there is no structure.
+
+    Past `sample` assets, k and the centres come from a stable sample of that many and every asset
+    joins its nearest centre: the silhouette is quadratic and the k search runs 110 k-means, so the
+    whole library cost 4.3 s at 1,000 assets and 11.7 s at 2,000 (896-d, here) on every refresh;
+    with the sample, 0.9 s at 500 and ~1 s at any size beyond.
+    """
     n = len(ids)
     if n < MIN_ASSETS:
         return [], {"reason": f"{n} asset(s) with embeddings; clustering needs at least {MIN_ASSETS}"}
     from threadpoolctl import threadpool_limits
+
+    full = vectors
+    rows = _sample(ids, sample) if n > sample else None
+    vectors = _row_space(full if rows is None else full[rows])
+    n = len(vectors)
 
     scores: dict[int, float] = {}
     labelings: dict[int, np.ndarray] = {}
@@ -120,14 +188,26 @@ def cluster_assets(
         "silhouette": round(scores[best_k], 4),
         "silhouettes": {k: round(v, 4) for k, v in scores.items()},
     }
+    if rows is not None:
+        info["sampled"] = len(rows)
     if scores[best_k] < min_silhouette:
         info["reason"] = f"best silhouette {scores[best_k]:.3f} < {min_silhouette}: no cluster structure"
         return [], info
+    labels = labelings[best_k]
+    if rows is not None:
+        labels = _nearest_centre(full, full[rows], labels, best_k)
     groups: dict[int, list[str]] = {}
-    for asset_id, label in zip(ids, labelings[best_k], strict=True):
+    for asset_id, label in zip(ids, labels, strict=True):
         groups.setdefault(int(label), []).append(asset_id)
     clusters = sorted((sorted(g) for g in groups.values() if len(g) >= 2), key=lambda g: (-len(g), g))
     return clusters, info
+
+
+def _nearest_centre(x: np.ndarray, sample: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Each row's nearest centre (Euclidean, as k-means assigns), the centres being the sample's means."""
+    centres = np.stack([sample[labels == j].mean(axis=0) for j in range(k) if np.any(labels == j)])
+    distances = np.einsum("ij,ij->i", centres, centres)[None, :] - 2.0 * (x @ centres.T)
+    return np.argmin(distances, axis=1)
 
 
 def top_concepts(members: list[str], concepts: dict[str, dict[str, float]], n: int = 3) -> list[str]:

@@ -87,3 +87,57 @@ def test_identical_embeddings_have_no_cluster_structure() -> None:
     vectors = np.ones((6, 8), dtype=np.float32)
     clusters, info = cluster_assets([f"a{i}" for i in range(6)], vectors)
     assert clusters == [] and info["reason"]
+
+
+def _separated(seed: int, n: int, dim: int, groups: int):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, groups, n)
+    x = rng.normal(size=(groups, dim))[truth] + rng.normal(scale=0.3, size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), truth
+
+
+def test_fewer_assets_than_dimensions_cluster_as_in_the_full_space() -> None:
+    # cluster_assets works in the rows' own span (20 x 20 here, not 20 x 1664): the same distances.
+    from dataflux_pipelines.clustering import cosine_silhouette, kmeans_labels
+
+    x, _ = _separated(1, 20, 1664, 3)
+    _, info = cluster_assets([f"a{i:02d}" for i in range(20)], x)
+    full = {k: cosine_silhouette(x, kmeans_labels(x, k)) for k in range(2, 13)}
+    assert set(info["silhouettes"]) == set(full)
+    for k, value in full.items():
+        assert abs(info["silhouettes"][k] - value) < 1e-4, k
+    assert info["k"] == max(full, key=lambda k: (round(full[k], 4), -k)) and "sampled" not in info
+
+
+def test_a_library_larger_than_the_sample_is_clustered_from_it_and_every_asset_joins() -> None:
+    x, truth = _separated(2, 240, 64, 4)
+    ids = [f"a{i:03d}" for i in range(240)]
+    clusters, info = cluster_assets(ids, x, sample=60)
+    assert info["sampled"] == 60 and info["k"] == 4
+    assert sorted(len(c) for c in clusters) == sorted(int((truth == g).sum()) for g in range(4))
+    group_of = dict(zip(ids, truth.tolist(), strict=True))
+    assert all(len({group_of[a] for a in members}) == 1 for members in clusters)  # nothing mixed
+    # The same sample from one refresh to the next: the same clusters.
+    assert cluster_assets(ids, x, sample=60)[0] == clusters
+
+
+def test_asset_means_skip_missing_and_zero_vectors_and_follow_interleaved_segments() -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    from dataflux_pipelines.auto_collections import _means
+
+    rng = np.random.default_rng(3)
+    owners = ["b", "a", "b", "c", "a", "b", None, "d"]
+    vectors = [rng.normal(size=4).tolist() for _ in owners]
+    vectors[3] = [0.0, 0.0, 0.0, 0.0]  # c's only vector is all zero: c has no mean
+    vectors[7] = None  # d's only vector is missing
+    column = pa.array(vectors, type=pa.list_(pa.float32(), 4))
+    got = _means(pa.chunked_array([pa.array(owners[:3]), pa.array(owners[3:])]), column)
+    assert sorted(got) == ["a", "b"]
+    for asset in ("a", "b"):
+        rows = [np.asarray(v, np.float32) for o, v in zip(owners, vectors, strict=True) if o == asset]
+        mean = np.mean([r / np.linalg.norm(r) for r in rows], axis=0)
+        np.testing.assert_allclose(got[asset], mean / np.linalg.norm(mean), atol=1e-6)
