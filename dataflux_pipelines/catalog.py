@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import threading
 from collections.abc import Iterable, Sequence
@@ -11,6 +12,7 @@ from typing import Any
 import lancedb
 import pyarrow as pa
 import pyarrow.compute as pc
+from lancedb.table import LanceTable
 
 from dataflux_pipelines import layout, records
 from dataflux_pipelines.lance_sql import in_list, literal, uuid_literal
@@ -50,6 +52,27 @@ def table_names(db: lancedb.DBConnection) -> list[str]:
         token = page.page_token
         if not token:
             return names
+
+
+class FixedSchemaTable(LanceTable):
+    """A table handle that reads its schema once.
+
+    LanceDB asks a table for its schema three to five times per query it builds (vector column, row-id
+    handling, blob columns), each a round trip through its event loop. For a batch of reads during which
+    no column is added (a stage's graph contributions), once is enough: 18 ms of a picture's 81 ms here.
+    """
+
+    @functools.cached_property
+    def schema(self) -> pa.Schema:  # type: ignore[override]
+        return LanceTable.schema.fget(self)  # type: ignore[attr-defined]
+
+
+def open_fixed_schema(db: lancedb.DBConnection, name: str) -> Any:
+    """`db.open_table(name)` as a `FixedSchemaTable` (a remote table stays as LanceDB made it)."""
+    table = db.open_table(name)
+    if type(table) is LanceTable:
+        table.__class__ = FixedSchemaTable
+    return table
 
 
 def _rows_to_table(rows: Sequence[dict[str, Any]], schema: pa.Schema) -> pa.Table:
