@@ -274,6 +274,8 @@ def auto_collections(context: dg.AssetExecutionContext, stores: StoresResource) 
             "removed": report["removed"],
             "k": report.get("k"),
             "silhouette": report.get("silhouette"),
+            # Past cluster_assets' sample size, k and the centres come from this many files.
+            "sampled": report.get("sampled"),
             "reason": report.get("reason"),
             "table": dg.MetadataValue.md("\n".join(table)),
         }
