@@ -15,6 +15,7 @@ from dataflux_pipelines.auto_collections import refresh_auto_collections
 from dataflux_pipelines.catalog import Catalog
 from dataflux_pipelines.graph.build import PublishReport, build_graph, load_inputs, publish_graph
 from dataflux_pipelines.graph.contrib import graph_contribution
+from dataflux_pipelines.graph.schema import FORMAT_ROW, GRAPH_FORMAT
 from dataflux_pipelines.graph.store import publish_snapshot
 from dataflux_pipelines.identity import collection_id_for
 from dataflux_pipelines.landing import delete_asset, ingest_paths
@@ -172,13 +173,17 @@ def test_a_snapshot_without_a_manifest_of_another_format_or_with_most_assets_cha
 
     # A snapshot written by another format of the build, or by the build before manifests.
     publish_snapshot(
-        settings.graph_dir, lambda c: c.execute("MATCH (m:_Meta) SET m.value = '0'"), copy_live=True
+        settings.graph_dir,
+        lambda c: c.execute(f"MATCH (m:_Manifest) WHERE m.id = '{FORMAT_ROW}' SET m.etag = '0'"),
+        copy_live=True,
     )
     report = publish_graph(settings, catalog, min_assets=0)
     assert (report.mode, report.full_reason) == (
         "full",
-        "the live snapshot is of format 0, this build writes 1",
+        f"the live snapshot is of format 0, this build writes {GRAPH_FORMAT}",
     )
+    # The format row is bookkeeping, not an asset: the next publication applies nothing for it.
+    assert publish_graph(settings, catalog, min_assets=0).assets_applied == 0
     publish_snapshot(settings.graph_dir, lambda c: c.execute("DROP TABLE _Manifest"), copy_live=True)
     assert publish_graph(settings, catalog, min_assets=0).full_reason == "the live snapshot has no manifest"
     assert publish_graph(settings, catalog, min_assets=0).mode == "incremental"

@@ -27,6 +27,7 @@ from dataflux_pipelines.graph.schema import (
     BOOKKEEPING_DDL,
     BOOKKEEPING_TABLES,
     DDL,
+    FORMAT_ROW,
     GRAPH_FORMAT,
     NODE_TYPES,
     REL_PAIRS,
@@ -372,8 +373,10 @@ def build_graph(conn: kuzu.Connection, inputs: GraphInputs) -> BuildReport:
         _copy(conn, table, frame, pair)
     _copy(conn, "IN_COLLECTION", _memberships(collections, assets))
 
-    _copy(conn, "_Meta", pl.DataFrame({"id": ["format"], "value": [GRAPH_FORMAT]}))
-    _copy(conn, "_Manifest", _manifest_rows(inputs.contributions, asset_ids))
+    format_row = pl.DataFrame(
+        {"id": [FORMAT_ROW], "etag": [GRAPH_FORMAT], "modified": [""]}, schema=_MANIFEST_SCHEMA
+    )
+    _copy(conn, "_Manifest", pl.concat([format_row, _manifest_rows(inputs.contributions, asset_ids)]))
     _add_candidates(conn, derived.candidates, _copy)
 
     report = summarize(conn)
@@ -641,7 +644,7 @@ def plan_changes(live: Snapshot, current: CurrentInputs) -> tuple[list[str] | No
             tables = {str(r[0]) for r in _rows(conn, "CALL show_tables() RETURN name")}
             if not set(BOOKKEEPING_TABLES) <= tables:
                 return None, "the live snapshot has no manifest"
-            found = _rows(conn, "MATCH (m:_Meta) WHERE m.id = 'format' RETURN m.value")
+            found = _rows(conn, "MATCH (m:_Manifest) WHERE m.id = $id RETURN m.etag", {"id": FORMAT_ROW})
             built = str(found[0][0]) if found else None
             if built != GRAPH_FORMAT:
                 return None, f"the live snapshot is of format {built}, this build writes {GRAPH_FORMAT}"
@@ -649,7 +652,8 @@ def plan_changes(live: Snapshot, current: CurrentInputs) -> tuple[list[str] | No
             graph = _query(conn, f"MATCH (a:Asset) RETURN {props}", None, dict(current.assets.schema))
             manifest = _query(
                 conn,
-                "MATCH (m:_Manifest) RETURN m.id AS id, m.etag AS etag, m.modified AS modified",
+                f"MATCH (m:_Manifest) WHERE m.id <> '{FORMAT_ROW}' RETURN m.id AS id, m.etag AS etag, "
+                "m.modified AS modified",
                 None,
                 _MANIFEST_SCHEMA,
             )

@@ -48,16 +48,19 @@ DDL = (
 
 # What a snapshot records about its own inputs, so the next publication can copy it and apply only
 # what changed (`graph.build`). Readers never query these tables.
-# - `_Meta`: the build's format (GRAPH_FORMAT); another format means a full rebuild.
-# - `_Manifest`: per asset in the graph, the listing (etag, LastModified) of the contribution it was built from.
+# - `_Manifest`: per asset in the graph, the listing (etag, LastModified) of the contribution it was built
+#   from; and one row `FORMAT_ROW` whose etag is the build's format (GRAPH_FORMAT; another format means a
+#   full rebuild). The format has no table of its own: every Kuzu node table costs at least ~1 MB of
+#   snapshot (its primary-key index; kuzu 0.11.3, one row in a new database: 1.08 MB), a third of a
+#   100-photo snapshot's bookkeeping.
 # - `_CANDIDATE`: every SIMILAR_TO / DUPLICATE_OF edge of the contributions as written (from a segment of
 #   the contributing asset to any segment id, in the graph or not), so an asset that is added, reprocessed
 #   or re-ingested gets the edges other assets' contributions point at it without reading those again.
 #   `_Target` holds the segment ids they point at.
-GRAPH_FORMAT = "1"  # bump with any change to DDL or to how build.py derives edges
-BOOKKEEPING_TABLES = ("_Meta", "_Manifest", "_Target", "_CANDIDATE")
+GRAPH_FORMAT = "2"  # bump with any change to DDL or to how build.py derives edges
+FORMAT_ROW = "~format"  # the `_Manifest` id of the format row (asset ids are UUIDs)
+BOOKKEEPING_TABLES = ("_Manifest", "_Target", "_CANDIDATE")
 BOOKKEEPING_DDL = (
-    "CREATE NODE TABLE _Meta(id STRING PRIMARY KEY, value STRING)",
     "CREATE NODE TABLE _Manifest(id STRING PRIMARY KEY, etag STRING, modified STRING)",
     "CREATE NODE TABLE _Target(id STRING PRIMARY KEY)",
     "CREATE REL TABLE _CANDIDATE(FROM Segment TO _Target, kind STRING, score DOUBLE, modality STRING, "
