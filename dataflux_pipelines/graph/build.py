@@ -645,7 +645,8 @@ def plan_changes(live: Snapshot, current: CurrentInputs) -> tuple[list[str] | No
             if not set(BOOKKEEPING_TABLES) <= tables:
                 return None, "the live snapshot has no manifest"
             found = _rows(conn, "MATCH (m:_Manifest) WHERE m.id = $id RETURN m.etag", {"id": FORMAT_ROW})
-            built = str(found[0][0]) if found else None
+            # Format 1 kept its format in a `_Meta` table and has no format row.
+            built = str(found[0][0]) if found else "1"
             if built != GRAPH_FORMAT:
                 return None, f"the live snapshot is of format {built}, this build writes {GRAPH_FORMAT}"
             props = ", ".join(f"a.{c} AS {c}" for c in _ASSET_COLS)
