@@ -35,7 +35,7 @@ from dataflux_api.query.models import (
 )
 from dataflux_api.query.parse import ParsedQuery, parse_query
 from dataflux_pipelines import layout
-from dataflux_pipelines.catalog import connect, table_names
+from dataflux_pipelines.catalog import FixedSchemaTable, connect, table_names
 from dataflux_pipelines.embeddings.indexes import (
     SEARCH_PARAMS_TABLE,
     SearchParams,
@@ -161,16 +161,9 @@ class Constraints:
         return out
 
 
-class _PinnedTable(LanceTable):
-    """A table checked out at one version: its schema and version cannot change, so they are read once.
-
-    LanceDB asks the table for its schema three to five times per query it builds (vector column,
-    row-id handling, blob columns), each a round trip through its event loop: milliseconds per request.
-    """
-
-    @functools.cached_property
-    def schema(self) -> pa.Schema:  # type: ignore[override]
-        return LanceTable.schema.fget(self)  # type: ignore[attr-defined]
+class _PinnedTable(FixedSchemaTable):
+    """A table checked out at one version: its schema (see `FixedSchemaTable`) and version cannot
+    change, so they are read once."""
 
     @functools.cached_property
     def version(self) -> int:  # type: ignore[override]
