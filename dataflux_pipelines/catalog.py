@@ -239,6 +239,15 @@ class Catalog:
         rows = self.find_assets("landing_key IS NOT NULL")
         return {r["landing_key"]: r for r in rows}
 
+    def landing_filenames(self) -> list[str]:
+        """The names of the files still in landing (none if there is no catalog yet); reads one column."""
+        if layout.ASSETS_TABLE not in table_names(self.db):
+            return []
+        query = self.db.open_table(layout.ASSETS_TABLE).search().where("landing_key IS NOT NULL")
+        return [
+            name or "" for name in query.select(["filename"]).limit(None).to_arrow()["filename"].to_pylist()
+        ]
+
     def counts_by(self, column: str) -> dict[str, int]:
         if column not in ("status", "media_type", "mime_type"):
             raise ValueError(f"cannot group by {column!r}")

@@ -16,7 +16,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +28,7 @@ from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.heap import release_heap
 from dataflux_pipelines.identity import segment_id_for, sha256_file
 from dataflux_pipelines.landing import sidecar_key
-from dataflux_pipelines.media.sniff import check_claim
+from dataflux_pipelines.media.sniff import check_claim, claimed_media_type
 from dataflux_pipelines.media.types import MediaAnalysis, Probe
 from dataflux_pipelines.objectstore import (
     ObjectMissing,
@@ -167,6 +167,34 @@ def cost_batches(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
     return ([light] if light else []) + [[a] for a in heavy]
 
 
+def prestart_decoders(settings: Settings) -> None:
+    """Start the decode workers of a `dataflux process` about to run, before its Dagster start-up.
+
+    The landing's registered files name the media types to warm up for (`analyze.warm_up`: a video's
+    worker loads TransNetV2), so that load runs on the second core during the ~4 s the command spends
+    importing Dagster and loading its definitions; the run's pipeline takes these workers
+    (`sandbox.take_spare`). Nothing is started when landing holds nothing registered."""
+    from dataflux_pipelines.media.analyze import warm_up
+    from dataflux_pipelines.media.sandbox import prestart
+    from dataflux_pipelines.media.types import AnalysisOptions
+
+    try:
+        names = Catalog(settings, reader=True).landing_filenames()
+    except Exception as exc:  # the run itself reports a catalog that cannot be read
+        logging.getLogger(__name__).debug("no decode worker prestart: %s", exc)
+        return
+    if not names:
+        return
+    kinds = sorted({k for k in map(claimed_media_type, names) if k})
+    prestart(
+        min(max(1, settings.decode_workers), len(names)),
+        timeout_s=settings.decode_timeout_s,
+        memory_mb=settings.decode_memory_mb,
+        warm=warm_up if kinds else None,
+        warm_args=(kinds, AnalysisOptions.from_settings(settings)),
+    )
+
+
 class MediaPipeline:
     """Runs the per-file stages over a batch of assets against the configured stores."""
 
@@ -216,15 +244,14 @@ class MediaPipeline:
     @contextlib.contextmanager
     def decoder(self) -> Iterator[DecodeWorker]:
         """A decode worker process for this thread; `decode_workers` of them serve a batch in parallel."""
-        from dataflux_pipelines.media.sandbox import DecodeWorker
+        from dataflux_pipelines.media.sandbox import DecodeWorker, take_spare
 
         with self._lock:
             if self._idle:
                 worker = self._idle.pop()
             else:
-                worker = DecodeWorker(
-                    timeout_s=self.settings.decode_timeout_s, memory_mb=self.settings.decode_memory_mb
-                )
+                limits = (self.settings.decode_timeout_s, self.settings.decode_memory_mb)
+                worker = take_spare(*limits) or DecodeWorker(timeout_s=limits[0], memory_mb=limits[1])
                 self._workers.append(worker)
         try:
             yield worker
@@ -232,12 +259,19 @@ class MediaPipeline:
             with self._lock:
                 self._idle.append(worker)
 
-    def start_decoders(self, files: int) -> None:
-        """Start the decode workers a batch will use now, so no file's time budget pays for a start."""
+    def start_decoders(self, files: int, media_types: Iterable[str | None] = ()) -> None:
+        """Start the decode workers a batch will use now, so no file's time budget pays for a start,
+        and have each warm up for these media types (`analyze.warm_up`, on the worker's own thread)."""
+        from dataflux_pipelines.media.analyze import warm_up
+
         wanted = min(max(1, self.settings.decode_workers), files)
+        kinds = sorted({t for t in media_types if t})
         with self.profile.timed("run", "start_decoders"), contextlib.ExitStack() as held:
             for _ in range(wanted):  # held together, so each is a different worker
-                held.enter_context(self.decoder()).start()
+                worker = held.enter_context(self.decoder())
+                worker.start()
+                if kinds:
+                    worker.call(warm_up, kinds, self.analysis_options())
 
     def each(
         self,
@@ -378,7 +412,9 @@ class MediaPipeline:
                 return Outcome(asset_id, error)
             return self._guard(asset_id, functools.partial(self._media_file_one, row, updates))
 
-        self.start_decoders(len(asset_ids))
+        # The types the names claim (the probe decides later): a video's worker loads TransNetV2 now,
+        # beside the probes, not at the start of its analysis.
+        self.start_decoders(len(asset_ids), (claimed_media_type(r.get("filename")) for r in rows.values()))
         import dataflux_pipelines.media.analyze  # noqa: F401 - here, before the preload thread imports
 
         self.preload_models(EMBEDDERS)
@@ -510,7 +546,7 @@ class MediaPipeline:
         segment_rows: dict[str, list[dict[str, Any]]] = {}
         updates: dict[str, dict[str, Any]] = {}
         analyses: dict[str, tuple[Path, MediaAnalysis]] = {}
-        self.start_decoders(len(asset_ids))
+        self.start_decoders(len(asset_ids), (row.get("media_type") for row in rows.values()))
         with contextlib.ExitStack() as sources:
             # Files are analysed in the decode workers while this thread reads the transcripts and
             # on-screen text of those already analysed, in batches of what finished meanwhile (so

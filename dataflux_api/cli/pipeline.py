@@ -69,6 +69,17 @@ def ingest(
 
 def run_process(settings: Settings, *, stale: bool = False, quiet: bool = False) -> Any:
     """Process the landing area in this process, with a progress bar."""
+    from dataflux_pipelines.media.sandbox import close_spares
+    from dataflux_pipelines.pipeline import prestart_decoders
+
+    prestart_decoders(settings)  # the decode workers start and warm up while Dagster loads
+    try:
+        return _run_process(settings, stale=stale, quiet=quiet)
+    finally:
+        close_spares()
+
+
+def _run_process(settings: Settings, *, stale: bool, quiet: bool) -> Any:
     import dagster as dg
 
     from dataflux_pipelines.orchestration.embedded import process_landing

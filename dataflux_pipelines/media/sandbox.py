@@ -7,11 +7,12 @@ of the child. One `DecodeWorker` is a persistent child, so 200 images pay one pr
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import signal
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ from dataflux_pipelines.errors import MediaError, Reason
 from dataflux_pipelines.heap import release_heap
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 60.0
 
@@ -248,3 +250,70 @@ def run_isolated(
     """Run one function in a fresh decode worker (spawn, memory limit, timeout) and stop it afterwards."""
     with DecodeWorker(timeout_s=timeout_s, memory_mb=memory_mb) as worker:
         return worker.call(fn, *args, **kwargs)
+
+
+# --- workers started ahead of their pipeline ------------------------------------------------------
+_spares: list[DecodeWorker] = []
+_prestarts: list[threading.Thread] = []
+_spares_lock = threading.Lock()
+
+
+def prestart(
+    count: int,
+    *,
+    timeout_s: float,
+    memory_mb: int | None,
+    warm: Callable[..., Any] | None = None,
+    warm_args: Sequence[Any] = (),
+) -> list[DecodeWorker]:
+    """Start `count` decode workers now, on a thread, for this process's next pipeline (`take_spare`);
+    returns them (not yet taken).
+
+    A command that knows it will decode (`dataflux process`) calls this first thing, so each child's
+    start and its warm-up (`warm(*warm_args)`, a call that starts the loading on the child's own
+    thread and returns) overlap the command's own start-up on another core. The warm call is queued
+    on the worker like any call: a file sent meanwhile waits behind it, never beside it."""
+    workers = [DecodeWorker(timeout_s=timeout_s, memory_mb=memory_mb) for _ in range(max(0, count))]
+    with _spares_lock:
+        _spares.extend(workers)
+
+    def run() -> None:
+        try:
+            for worker in workers:
+                if warm is None:
+                    worker.start()
+                else:  # the call starts the worker first, under the worker's lock
+                    worker.call(warm, *warm_args)
+        except Exception as exc:  # a worker that did not start here starts on its first call
+            log.warning(
+                "decode worker prestart failed (%s: %s); workers start on demand", type(exc).__name__, exc
+            )
+
+    thread = threading.Thread(target=run, name="dataflux-decode-prestart", daemon=True)
+    with _spares_lock:
+        _prestarts.append(thread)
+    thread.start()
+    return workers
+
+
+def take_spare(timeout_s: float, memory_mb: int | None) -> DecodeWorker | None:
+    """A prestarted worker with these limits, now owned by the caller (who closes it), or None."""
+    with _spares_lock:
+        for i, worker in enumerate(_spares):
+            if worker.timeout_s == float(timeout_s) and worker.memory_mb == memory_mb:
+                return _spares.pop(i)
+    return None
+
+
+def close_spares() -> None:
+    """Close the prestarted workers no pipeline took (after their prestart, so none starts again)."""
+    with _spares_lock:
+        threads = list(_prestarts)
+        _prestarts.clear()
+    for thread in threads:
+        thread.join()
+    with _spares_lock:
+        workers = list(_spares)
+        _spares.clear()
+    for worker in workers:
+        worker.close()
