@@ -135,3 +135,32 @@ def test_the_lag_check_job_runs_and_names_files_processed_after_a_refresh(proces
     late = next(iter(processed["keys"].values()))
     instance.report_runless_asset_event(dg.AssetMaterialization("segment_embeddings", partition=late))
     assert files_processed_since(instance, dg.AssetKey("media_graph")) == [late]
+
+
+def test_checks_point_at_each_partitions_latest_materialization_when_one_was_materialized_again(
+    processed: dict[str, Any],
+) -> None:
+    # Runs last in this module: it adds materializations, after which these partitions' checks are stale.
+    settings, instance, keys = processed["settings"], processed["instance"], processed["keys"]
+    catalog, store = Catalog(settings), open_object_store(settings)
+    first, second = list(keys)
+    for _ in range(2):  # two newer records of one partition fill a page sized for both partitions
+        instance.report_runless_asset_event(dg.AssetMaterialization("segments", partition=keys[first]))
+    latest = {
+        a: instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("segments"), asset_partitions=[keys[a]]), limit=1
+        ).records[0]
+        for a in (first, second)
+    }
+    evaluations = [
+        e
+        for e in file_check_evaluations(
+            catalog, store, ModelRegistry(settings), [first, second], keys, set(FILE_CHECKS), instance
+        )
+        if e.asset_key == dg.AssetKey("segments")
+    ]
+    assert len(evaluations) == 4
+    for e in evaluations:
+        asset_id = first if e.partition == keys[first] else second
+        assert e.target_materialization_data.storage_id == latest[asset_id].storage_id, e.check_name
+        assert e.target_materialization_data.run_id == latest[asset_id].run_id

@@ -203,10 +203,21 @@ def file_check_evaluations(
     if not ids:
         return
     assets = {row["id"]: row for row in catalog.get_assets(ids)}
-    segments = {a: catalog.segments_for(a) for a in assets}
+    # One query for every file's segments and one event-log query per stage for the materializations
+    # the checks point at (a query per file each cost ~9 ms a file: 2.8 s for 320 documents).
+    segments = catalog.segments_for_assets(list(assets))
     gaps = (
         _embedding_gaps(catalog, registry, assets, segments)
         if "embedded_with_current_models" in selected
+        else {}
+    )
+    stages = {FILE_CHECKS[name][0] for name in selected if name in FILE_CHECKS}
+    latest = (
+        {
+            stage: _latest_materializations(instance, stage, [partition_of[a] for a in assets])
+            for stage in stages
+        }
+        if instance is not None
         else {}
     )
     for asset_id, asset in assets.items():
@@ -225,7 +236,9 @@ def file_check_evaluations(
         if "transcript_and_text_coverage" in selected:
             results["transcript_and_text_coverage"] = _coverage(asset)
         targets = {
-            stage: _latest_materialization(instance, stage, partition) if instance is not None else None
+            stage: latest[stage].get(partition) or _latest_materialization(instance, stage, partition)
+            if instance is not None
+            else None
             for stage in {FILE_CHECKS[name][0] for name in results}
         }
         for name, (passed, problems, extra) in results.items():
@@ -258,6 +271,28 @@ def _latest_materialization(
     return AssetCheckEvaluationTargetMaterializationData(
         storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
     )
+
+
+def _latest_materializations(
+    instance: dg.DagsterInstance, stage: str, partitions: Sequence[str], chunk: int = 500
+) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """The latest materialization of `stage` for each of these partitions, in one query per `chunk`.
+
+    Newest first, as many records as partitions: a run's checks follow its own materializations, the
+    newest of each partition, so each partition's first record is its latest. A partition that another
+    run materialized again meanwhile can push one out of the page; the caller asks for it alone."""
+    out: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+    for start in range(0, len(partitions), chunk):
+        part = list(dict.fromkeys(partitions[start : start + chunk]))
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(stage), asset_partitions=part), limit=len(part)
+        ).records
+        for record in records:
+            if record.partition_key is not None and record.partition_key not in out:
+                out[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(
+                    storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+                )
+    return out
 
 
 def thumbnail_preview(store: ObjectStore, asset: dict[str, Any], width: int = 240) -> dg.MetadataValue | None:
