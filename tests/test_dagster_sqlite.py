@@ -1,5 +1,6 @@
-"""Dagster's SQLite storages as DataFlux configures them: commits without an fsync each, and one idle
-connection kept per database file so an event's connection is never the last one closed."""
+"""Dagster's SQLite storages as DataFlux configures them: commits without an fsync each, one idle
+connection kept per database file so an event's connection is never the last one closed, and one
+pooled engine per file whose connections outlive a use but never a deleted or replaced file."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, QueuePool
 
 from dataflux_pipelines.orchestration import resources
 
@@ -72,7 +73,7 @@ def test_dagster_sqlite_storages_reuse_one_engine_per_file(tmp_path: Path, monke
     again = sqlite_event_log.create_engine(f"sqlite:///{tmp_path / 'a.db'}", poolclass=NullPool)
     other = sqlite_event_log.create_engine(f"sqlite:///{tmp_path / 'b.db'}", poolclass=NullPool)
     assert first is again and first is not other
-    assert isinstance(first.pool, NullPool)  # still a fresh connection per use, closed after it
+    assert isinstance(first.pool, QueuePool)  # connections are kept between uses
     pooled = sqlite_event_log.create_engine(f"sqlite:///{tmp_path / 'a.db'}")
     assert pooled is not first  # anything but a NullPool engine is left to SQLAlchemy
 
@@ -137,3 +138,96 @@ def test_new_dagster_files_are_created_in_wal_and_other_new_files_are_left_alone
     for path in files:
         with sqlite3.connect(path) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal", path.name
+
+
+def _driver_connection(engine: sa.Engine) -> object:
+    with engine.connect() as conn:
+        return conn.connection.dbapi_connection
+
+
+def test_a_pooled_connection_is_reused_across_uses_and_dagsters_dispose(tmp_path: Path) -> None:
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log
+
+    resources.relax_sqlite_sync()
+    db = tmp_path / "run.db"
+    _wal_db(db)
+    engine = sqlite_event_log.create_engine(f"sqlite:///{db}", poolclass=NullPool)
+    first = _driver_connection(engine)
+    engine.dispose()  # what Dagster calls after every use
+    assert _driver_connection(engine) is first
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO events VALUES (1)")
+    # Back in the pool it holds no transaction: another connection checkpoints the whole WAL.
+    with sqlite3.connect(db) as other:
+        busy, _, _ = other.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 0
+        assert other.execute("SELECT count(*) FROM events").fetchone()[0] == 1
+
+
+def test_a_pooled_connection_to_a_deleted_or_replaced_file_is_reopened(tmp_path: Path) -> None:
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log
+
+    resources.relax_sqlite_sync()
+    db = tmp_path / "run.db"
+    _wal_db(db)
+    engine = sqlite_event_log.create_engine(f"sqlite:///{db}", poolclass=NullPool)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO events VALUES (1)")
+    stale = _driver_connection(engine)
+    # What Dagster's `wipe` does to a run's shard, then a new file at the same path.
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    resources._KEPT_OPEN.pop(str(db)).close()
+    _wal_db(db)
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO events VALUES (7)")
+    with engine.begin() as conn:
+        assert conn.connection.dbapi_connection is not stale
+        assert conn.exec_driver_sql("SELECT n FROM events").scalars().all() == [7]
+        conn.exec_driver_sql("INSERT INTO events VALUES (8)")
+    with sqlite3.connect(db) as other:  # the write went to the file that is there
+        assert [n for (n,) in other.execute("SELECT n FROM events ORDER BY n")] == [7, 8]
+
+
+def test_engines_dropped_from_the_bounded_cache_close_their_connections(tmp_path: Path) -> None:
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log
+
+    resources.relax_sqlite_sync()
+    first = sqlite_event_log.create_engine(f"sqlite:///{tmp_path / 'first.db'}", poolclass=NullPool)
+    _driver_connection(first)
+    assert first.pool.checkedin() == 1
+    for i in range(resources._ENGINES_MAX):
+        sqlite_event_log.create_engine(f"sqlite:///{tmp_path / f'other_{i}.db'}", poolclass=NullPool)
+    assert first.pool.checkedin() == 0  # disposed for real when it left the cache
+    again = sqlite_event_log.create_engine(f"sqlite:///{tmp_path / 'first.db'}", poolclass=NullPool)
+    assert again is not first
+
+
+def test_a_forked_child_opens_its_own_connections(tmp_path: Path) -> None:
+    import os
+
+    from dagster._core.storage.event_log.sqlite import sqlite_event_log
+
+    resources.relax_sqlite_sync()
+    db = tmp_path / "run.db"
+    _wal_db(db)
+    engine = sqlite_event_log.create_engine(f"sqlite:///{db}", poolclass=NullPool)
+    _driver_connection(engine)
+    pool = engine.pool
+    assert pool.checkedin() == 1
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's kept connection is not in the pool it checks out from
+        try:
+            fresh = engine.pool is not pool and engine.pool.checkedin() == 0
+            with engine.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO events VALUES (3)")
+            os.write(write, b"fresh" if fresh else b"shared")
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 16) == b"fresh"
+    assert engine.pool is pool and pool.checkedin() == 1
+    with engine.connect() as conn:  # the parent's pooled connection still works
+        assert conn.exec_driver_sql("SELECT n FROM events").scalars().all() == [3]
