@@ -150,8 +150,8 @@ def _reuse_sqlite_engines() -> None:
     cost in a profile of 20 documents (842 engines for 314 events, 3.2 s of 8.5 s). Reusing the engine
     removed that; the NullPool still opened a fresh sqlite3 connection per use (2.7 per event, each
     with the WAL set-up's three PRAGMAs) and closed it after. Now the engine keeps its connections
-    (a QueuePool: 2 kept, up to 30 more while busy): 3.1 -> 2.5-2.7 ms per event measured over 1,200
-    materializations and check evaluations. Every use is still its own transaction committed as
+    (a QueuePool: 2 kept, up to 30 more while busy): 3.1 -> 2.0 ms per event measured over 1,200
+    materializations and check evaluations plus their planned events (docs/ingest.md, ninth pass). Every use is still its own transaction committed as
     before (Dagster's `conn.begin()`); a connection back in the pool holds no transaction, lock or
     read snapshot (SQLAlchemy rolls back on return). Dagster's `dispose()` after each use would empty
     the pool, so it is a no-op on these engines; an engine dropped from this bounded cache is
