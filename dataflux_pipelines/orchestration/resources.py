@@ -209,7 +209,8 @@ def _reuse_sqlite_engines() -> None:
             setattr(module, "create_engine", create_engine)  # noqa: B010 - a module attribute
     # A forked child must not share its parent's pooled sqlite3 connections: it drops them unclosed
     # (SQLAlchemy's recipe for pools across fork) and opens its own.
-    os.register_at_fork(after_in_child=_forget_pooled_connections)
+    if hasattr(os, "register_at_fork"):  # POSIX only; elsewhere nothing forks
+        os.register_at_fork(after_in_child=_forget_pooled_connections)
 
 
 def _forget_pooled_connections() -> None:
