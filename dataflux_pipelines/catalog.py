@@ -104,8 +104,14 @@ class Catalog:
         with self._lock:
             tbl = self._tables.get(name)
             if tbl is None:
-                tbl = self.db.create_table(name, schema=schema, exist_ok=True)
-                missing = [f for f in schema if f.name not in tbl.schema.names]
+                try:
+                    # Opened, not created with exist_ok: LanceDB refuses that when the stored schema
+                    # differs, which is exactly the older table this adds the new columns to.
+                    tbl = self.db.open_table(name)
+                except ValueError:  # "Table '...' was not found"
+                    tbl = self.db.create_table(name, schema=schema, exist_ok=True)
+                stored = set(tbl.schema.names)  # one schema read (each is a LanceDB call), not one a field
+                missing = [f for f in schema if f.name not in stored]
                 if missing:
                     tbl.add_columns(pa.schema(missing))
                 self._tables[name] = tbl

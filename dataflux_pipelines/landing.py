@@ -15,7 +15,7 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -329,7 +329,7 @@ def _read_meta(store: ObjectStore, info: ObjectInfo) -> UploadMeta:
 def plan_landing(
     store: ObjectStore,
     catalog: Catalog,
-    known_partitions: set[str],
+    known_partitions: Container[str],
     *,
     settle_seconds: float = 2.0,
     log: Any = None,
@@ -436,7 +436,7 @@ class RunPlan:
 def plan_runs(
     store: ObjectStore,
     catalog: Catalog,
-    known_partitions: set[str],
+    known_partitions: Container[str],
     *,
     settle_seconds: float = 2.0,
     max_files_per_run: int = 100,

@@ -98,6 +98,40 @@ def test_a_sensor_tick_registers_new_files_once_and_honours_the_sidecar(
     assert not again.run_requests and again.skip_reason is not None
 
 
+def test_a_tick_reads_every_files_partition_key_only_when_its_plan_needs_them(
+    settings: Settings, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    landing = _landing(settings)
+    for i in range(3):
+        make_image(landing / f"old{i}.png", "PNG", (40 + i, 30))
+    assert len(_tick_settled(instance).run_requests) == 1
+    # As a processed library looks: every file completed, landing empty.
+    catalog = Catalog(settings)
+    catalog.update_assets(
+        {r["id"]: {"status": "completed", "landing_key": None} for r in catalog.find_assets()}
+    )
+    for path in list(landing.rglob("*")):
+        path.unlink()
+    reads: list[int] = []
+    original = instance.get_dynamic_partitions
+
+    def counted(name: str) -> list[str]:
+        keys = list(original(name))
+        reads.append(len(keys))
+        return keys
+
+    monkeypatch.setattr(instance, "get_dynamic_partitions", counted)
+    idle = _tick_settled(instance)
+    assert not idle.run_requests and idle.skip_reason is not None
+    assert reads == []  # nothing queued, running or landed: the keys (one per file) are not read
+    make_image(landing / "new.png", "PNG", (77, 55))
+    result = _tick_settled(instance)
+    assert reads == [3]  # read once, for the new file's plan
+    [request] = result.run_requests
+    [added] = result.dynamic_partitions_requests[0].partition_keys
+    assert request.partition_key == added
+
+
 def _tick_settled(instance: dg.DagsterInstance) -> dg.SensorResult:
     # Files written this instant may still be being copied: the sensor waits for them to settle.
     import os
@@ -359,3 +393,20 @@ def test_a_video_gets_soundtrack_passages_and_speech_gets_a_transcript_with_a_sp
     # The tiny Whisper has random weights: the text is noise, but it went through the real model.
     assert all(isinstance(s["transcript"], str) for s in speech)
     assert all(s["transcript"] is None for s in passages if s["audio_features"]["class"] != "speech")
+
+
+def test_an_older_catalog_table_gains_the_records_new_columns_as_nulls(settings: Settings) -> None:
+    import pyarrow as pa
+
+    from dataflux_pipelines import records
+
+    catalog = Catalog(settings)
+    old_fields = [f for f in records.ASSETS_SCHEMA if f.name in ("id", "filename", "status")]
+    catalog.db.create_table(layout.ASSETS_TABLE, schema=pa.schema(old_fields))
+    catalog.db.open_table(layout.ASSETS_TABLE).add(
+        [{"id": "00000000-0000-4000-8000-000000000001", "filename": "old.png", "status": "completed"}]
+    )
+    reopened = Catalog(settings)  # a later version of DataFlux opening the older table
+    assert set(reopened.assets.schema.names) == set(records.ASSETS_SCHEMA.names)
+    [row] = reopened.find_assets()
+    assert row["filename"] == "old.png" and row["context"] is None

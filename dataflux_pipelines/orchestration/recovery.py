@@ -37,13 +37,42 @@ _ACTIVE = [
 ]
 
 
+class PartitionKeys:
+    """The media partition keys (one per file), read from the instance once, on first use.
+
+    Every file has one, so the list grows with the library (10,000 keys: ~15 ms to read and ~5 ms to
+    map to asset ids); a tick with nothing queued, running or landed never needs them."""
+
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        self._instance = instance
+        self._keys: list[str] | None = None
+        self._ids: set[str] | None = None
+
+    @property
+    def keys(self) -> list[str]:
+        """Every key, in the instance's order (partition ranges are spans of it)."""
+        if self._keys is None:
+            self._keys = list(self._instance.get_dynamic_partitions(MEDIA_PARTITIONS))
+        return self._keys
+
+    @property
+    def loaded(self) -> bool:
+        return self._keys is not None
+
+    def __contains__(self, asset_id: object) -> bool:
+        """Whether this asset id has a partition."""
+        if self._ids is None:
+            self._ids = {asset_id_of(k) for k in self.keys}
+        return asset_id in self._ids
+
+
 @dataclass
 class RecoveryReport:
+    keys: PartitionKeys
     dead_runs: list[str] = field(default_factory=list)  # run ids reported failed
     requeued: list[str] = field(default_factory=list)  # asset ids queued again
     failed: list[str] = field(default_factory=list)  # asset ids that died max_run_attempts times
     recoverable: dict[str, int] = field(default_factory=dict)  # queued, partitioned, no live run: attempts
-    partitions: list[str] = field(default_factory=list)  # the media partition keys, as read (in order)
 
 
 def launch_tags() -> dict[str, str]:
@@ -85,25 +114,26 @@ def _covered(run: dg.DagsterRun, order: dict[str, int], keys: Sequence[str]) -> 
 
 def _inspect(
     instance: dg.DagsterInstance, catalog: Catalog
-) -> tuple[list[dg.DagsterRun], set[str], list[str]]:
-    """The dead in-process runs, the partitions that live (active, not dead) runs cover, and all keys."""
+) -> tuple[list[dg.DagsterRun], set[str], PartitionKeys]:
+    """The dead in-process runs, the partitions that live (active, not dead) runs cover, and the keys
+    (read here only when a live run's partition range has to be resolved)."""
     active = [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(statuses=_ACTIVE))]
     dead = [run for run in active if _run_is_dead(run)]
     dead_ids = {run.run_id for run in dead}
-    keys = list(instance.get_dynamic_partitions(MEDIA_PARTITIONS))
+    keys = PartitionKeys(instance)
     covered: set[str] = set()
-    if any(run.run_id not in dead_ids for run in active):
-        order = {key: i for i, key in enumerate(keys)}
-        for run in active:
-            if run.run_id not in dead_ids:
-                covered |= _covered(run, order, keys)
+    live = [run for run in active if run.run_id not in dead_ids]
+    if live:
+        order = {key: i for i, key in enumerate(keys.keys)}
+        for run in live:
+            covered |= _covered(run, order, keys.keys)
     return dead, covered, keys
 
 
 def reconcile(instance: dg.DagsterInstance, catalog: Catalog) -> RecoveryReport:
     """Mark dead in-process runs failed and give their files back to the planner (see module doc)."""
     dead, covered, keys = _inspect(instance, catalog)
-    report = RecoveryReport(partitions=keys)
+    report = RecoveryReport(keys=keys)
     for run in dead:
         instance.report_run_failed(run, "the process running it is gone (killed or rebooted)")
         report.dead_runs.append(run.run_id)
@@ -126,9 +156,8 @@ def reconcile(instance: dg.DagsterInstance, catalog: Catalog) -> RecoveryReport:
             report.requeued.append(row["id"])
     catalog.update_assets(updates)
     # Queued files with a partition but no live run: their run died, or never started (a stopped daemon).
-    known = {asset_id_of(k) for k in keys}
     for row in catalog.find_assets(f"status = '{Status.QUEUED.value}'"):
-        if row["id"] in known and row["id"] not in covered:
+        if row["id"] in keys and row["id"] not in covered:
             report.recoverable[row["id"]] = int(row.get("attempts") or 0)
     return report
 

@@ -13,7 +13,6 @@ from dataflux_pipelines.orchestration.assets import MAX_PARTITIONS_PER_RUN
 from dataflux_pipelines.orchestration.jobs import EMBEDDING_STAGES, process_media_job, refresh_shared_job
 from dataflux_pipelines.orchestration.partitions import (
     MEDIA_PARTITIONS,
-    asset_id_of,
     keys_by_asset,
     media_files,
     partition_key,
@@ -57,11 +56,11 @@ def landing_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) 
     recovery = reconcile(context.instance, stores.catalog)
     for asset_id in recovery.requeued:
         context.log.warning(f"{asset_id}: its run died; queued again")
-    known = recovery.partitions  # read once per tick: a list of every file's key
+    known = recovery.keys  # every file's key: read at most once per tick, only if the plan needs it
     plan = plan_runs(
         stores.store,
         stores.catalog,
-        {asset_id_of(k) for k in known},
+        known,
         settle_seconds=stores.settings.landing_settle_s,
         max_files_per_run=MAX_PARTITIONS_PER_RUN,
         # Only files whose run died: a file never attempted is waiting for the run this sensor requested.
@@ -71,7 +70,7 @@ def landing_sensor(context: dg.SensorEvaluationContext, stores: StoresResource) 
     for key, asset_id in plan.duplicates:
         context.log.info(f"{key}: same bytes as asset {asset_id}; removed from landing")
     new_keys = new_partition_keys(plan)
-    requests = run_requests_for(plan, [*known, *new_keys])
+    requests = run_requests_for(plan, [*known.keys, *new_keys]) if plan.runs else []
     for request_key in plan.reanalysis_keys:
         clear_reanalysis_request(stores.store, request_key)
     cursor = json.dumps(
