@@ -55,10 +55,6 @@ class PartitionKeys:
             self._keys = list(self._instance.get_dynamic_partitions(MEDIA_PARTITIONS))
         return self._keys
 
-    @property
-    def loaded(self) -> bool:
-        return self._keys is not None
-
     def __contains__(self, asset_id: object) -> bool:
         """Whether this asset id has a partition."""
         if self._ids is None:
