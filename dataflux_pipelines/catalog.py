@@ -247,9 +247,11 @@ class Catalog:
 
     def landing_filenames(self) -> list[str]:
         """The names of the files still in landing (none if there is no catalog yet); reads one column."""
-        if layout.ASSETS_TABLE not in table_names(self.db):
+        try:
+            assets = self.db.open_table(layout.ASSETS_TABLE)  # not `self.assets`: that would create it
+        except ValueError:  # "Table '...' was not found"
             return []
-        query = self.db.open_table(layout.ASSETS_TABLE).search().where("landing_key IS NOT NULL")
+        query = assets.search().where("landing_key IS NOT NULL")
         return [
             name or "" for name in query.select(["filename"]).limit(None).to_arrow()["filename"].to_pylist()
         ]

@@ -160,8 +160,6 @@ def _reuse_sqlite_engines() -> None:
     no write goes to a file that is gone. Only SQLite file URLs asked for with a NullPool are pooled."""
     import importlib
 
-    from sqlalchemy import event
-    from sqlalchemy.exc import DisconnectionError
     from sqlalchemy.pool import NullPool, QueuePool
 
     original = importlib.import_module("dagster._core.storage.sql").create_engine
@@ -187,7 +185,7 @@ def _reuse_sqlite_engines() -> None:
         )
         database = os.path.realpath(engine.url.database) if engine.url.database else None
         if database:
-            _guard_replaced_file(engine, database, event, DisconnectionError)
+            _guard_replaced_file(engine, database)
         engine.dispose = _keep_pool  # Dagster disposes after every use
         evicted = []
         with _KEPT_LOCK:
@@ -230,15 +228,17 @@ def _file_identity(path: str) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-def _guard_replaced_file(engine: Any, path: str, event: Any, disconnection: type[Exception]) -> None:
+def _guard_replaced_file(engine: Any, path: str) -> None:
     """Reopen a pooled connection whose database file was deleted or replaced after it was opened."""
+    from sqlalchemy import event
+    from sqlalchemy.exc import DisconnectionError
 
     def opened(_dbapi_connection: object, record: Any) -> None:
         record.info["dataflux_file"] = _file_identity(path)
 
     def checkout(_dbapi_connection: object, record: Any, _proxy: object) -> None:
         if record.info.get("dataflux_file") != _file_identity(path):
-            raise disconnection(f"{path} was replaced or deleted since this connection opened it")
+            raise DisconnectionError(f"{path} was replaced or deleted since this connection opened it")
 
     event.listen(engine, "connect", opened)
     event.listen(engine, "checkout", checkout)
