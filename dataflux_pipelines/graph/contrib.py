@@ -137,11 +137,13 @@ def overlap_edges(segments: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @dataclass
 class BatchReads:
-    """What the contributions of a batch of assets read of their own rows, one query per table for the
-    whole batch instead of one or two per asset and table (~8 ms a document, ~15 ms a picture on 2 cores).
+    """What the contributions of a batch of assets read, one query per table for the whole batch instead
+    of one or two per asset and table (~8 ms a document, ~15 ms a picture on 2 cores).
 
     Only rows of the batch's own assets are read ahead: their embeddings are written before the graph
-    stage and nothing rewrites them during it. Neighbour searches still run per asset on fresh handles.
+    stage and nothing rewrites them during it. Their nearest neighbours are searched for the whole batch
+    too (`_batch_neighbours`), and the rows that verifying the batch's duplicate candidates needs are read
+    once (`_Verification`): a picture's contribution ran ~7 queries of its own, 20 of its 25 ms here.
     """
 
     names: list[str]
@@ -154,6 +156,10 @@ class BatchReads:
     # Stored signatures by (segment id, descriptor kind): a neighbour that is a candidate of several of
     # the batch's assets keeps its crop/mirror views (`Signature.views`, ~2 ms each) from the first.
     signatures: dict[tuple[str, bool], dup.Signature] = field(default_factory=dict)
+    # Nearest neighbours of the batch's searchable rows: table -> asset -> one list per row, in the order
+    # of `searchable` (the text vectors of the segments table under its own name).
+    found: dict[str, dict[str, list[list[tuple[str, float]]]]] = field(default_factory=dict)
+    verification: _Verification | None = None
 
     def table(self, catalog: Any, name: str) -> Any:
         if name not in self.tables:
@@ -185,7 +191,45 @@ class BatchReads:
             for row in rows:
                 by_asset.setdefault(row["asset_id"], []).append(row)
             reads.own[name] = by_asset
+        if ids:
+            reads._search_neighbours(catalog)
         return reads
+
+    def _search_neighbours(self, catalog: Any) -> None:
+        """Every searchable row's neighbours, then the rows their duplicate candidates are verified with."""
+        for name, by_asset in self.own.items():
+            rows = [
+                (asset, row["segment_id"], row["vector"])
+                for asset, own in by_asset.items()
+                for row in searchable(own, "vector")
+            ]
+            self.found[name] = _by_asset(
+                rows,
+                _batch_neighbours(self.table(catalog, name), "vector", "segment_id", rows, SIMILAR_TOP_K),
+            )
+        texts = [
+            (asset, seg["id"], seg["text_vector"])
+            for asset, segments in self.segments.items()
+            for seg in searchable(segments, "text_vector")
+        ]
+        self.found[layout.SEGMENTS_TABLE] = _by_asset(
+            texts, _batch_neighbours(catalog.segments, "text_vector", "id", texts, SIMILAR_TOP_K)
+        )
+        learned = layout.vector_table_name("vision", EFFICIENTNET_SPACE)
+        if learned not in self.names:
+            return
+        ids: set[str] = set()
+        for name in (learned, layout.SHOT_FRAMES_TABLE):
+            for asset, found in self.found.get(name, {}).items():
+                own = searchable(self.own[name][asset], "vector")
+                for row, neighbours in zip(own, found, strict=True):
+                    close = [other for other, score in neighbours if score >= dup.CANDIDATE_COSINE]
+                    if close:
+                        ids.update([row["segment_id"], *close])
+        if ids:
+            self.verification = _Verification.read(
+                catalog, self.table(catalog, learned), sorted(ids), self.names, self
+            )
 
 
 def _open(catalog: Any, name: str, batch: BatchReads | None) -> Any:
@@ -203,36 +247,125 @@ def _own_rows(table: Any, name: str, asset_id: str, batch: BatchReads | None) ->
     return table.search().where(f"asset_id = {lit}").select(["segment_id", "vector"]).limit(n).to_list()
 
 
+def searchable(rows: Sequence[dict[str, Any]], column: str) -> list[dict[str, Any]]:
+    """The rows whose vector a neighbour search can use: present, and not all zeros (a text vector of a
+    segment without text is zeros)."""
+    return [r for r in rows if r.get(column) is not None and np.any(np.asarray(r[column]))]
+
+
+def _by_asset(
+    rows: Sequence[tuple[str, str, Any]], found: list[list[tuple[str, float]]]
+) -> dict[str, list[list[tuple[str, float]]]]:
+    out: dict[str, list[list[tuple[str, float]]]] = {}
+    for (asset, _, _), neighbours in zip(rows, found, strict=True):
+        out.setdefault(asset, []).append(neighbours)
+    return out
+
+
 # Query vectors per nearest-neighbour search: LanceDB answers several in one query, each exactly as it
-# would alone, and computes the `asset_id != own` prefilter once for all of them (20 prefiltered queries
-# on a 100,000-row indexed table: 661 ms one by one, 37 ms together, identical hits).
+# would alone, and computes the prefilter once for all of them (20 prefiltered queries on a 100,000-row
+# indexed table: 661 ms one by one, 37 ms together, identical hits).
 NEIGHBOUR_QUERY_VECTORS = 64
+# Hits asked for per wanted neighbour. An IVF_HNSW_SQ index built for cosine reports `_distance` as the
+# squared L2 distance of unit vectors (twice the cosine distance), rows appended since the index was built
+# report the cosine distance, and one search returns both: the hits are re-ranked by their true cosine.
+NEIGHBOUR_OVERFETCH = 2
+# Rows of a batch compared with all of its rows at a time (a block of cells of the similarity matrix).
+IN_BATCH_BLOCK_CELLS = 4_000_000
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+def _searched(
+    table: Any, vector_column: str, id_column: str, vectors: np.ndarray, where: str, k: int
+) -> list[list[tuple[str, float]]]:
+    """The k rows passing `where` nearest to each of `vectors` (id, cosine similarity), best first."""
+    out: list[list[tuple[str, float]]] = []
+    for start in range(0, len(vectors), NEIGHBOUR_QUERY_VECTORS):
+        chunk = list(vectors[start : start + NEIGHBOUR_QUERY_VECTORS])
+        hits = (
+            table.search(chunk if len(chunk) > 1 else chunk[0], vector_column_name=vector_column)
+            .distance_type("cosine")
+            .where(where, prefilter=True)
+            .select([id_column, vector_column, "_distance"])  # asked for, or LanceDB warns per query
+            .limit(k * NEIGHBOUR_OVERFETCH)
+            .to_arrow()
+        )
+        found: list[list[tuple[str, float]]] = [[] for _ in chunk]
+        if hits.num_rows:
+            which = (
+                np.asarray(hits.column("query_index").to_numpy(), dtype=np.int64)
+                if "query_index" in hits.column_names
+                else np.zeros(hits.num_rows, dtype=np.int64)
+            )
+            column = hits.column(vector_column).combine_chunks()
+            matrix = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+            matrix = matrix.reshape(hits.num_rows, column.type.list_size)
+            queries = _unit(np.asarray(chunk, dtype=np.float32))
+            cosines = np.einsum("ij,ij->i", _unit(matrix), queries[which])
+            for other, query, cosine in zip(hits.column(id_column).to_pylist(), which, cosines, strict=True):
+                found[int(query)].append((other, float(cosine)))
+        out.extend(sorted(hits, key=lambda hit: (-hit[1], hit[0]))[:k] for hits in found)
+    return out
 
 
 def _neighbours(
     table: Any, vector_column: str, id_column: str, vectors: Sequence[Any], asset_id: str, k: int
 ) -> list[list[tuple[str, float]]]:
     """The k nearest rows of other assets (id, cosine similarity) for each vector, best first."""
-    out: list[list[tuple[str, float]]] = []
+    if not len(vectors):
+        return []
+    matrix = np.stack([np.asarray(v, dtype=np.float32) for v in vectors])
     not_own = f"asset_id != {uuid_literal(asset_id, 'asset_id')}"
-    for start in range(0, len(vectors), NEIGHBOUR_QUERY_VECTORS):
-        chunk = [np.asarray(v, dtype=np.float32) for v in vectors[start : start + NEIGHBOUR_QUERY_VECTORS]]
-        hits = (
-            table.search(chunk if len(chunk) > 1 else chunk[0], vector_column_name=vector_column)
-            .distance_type("cosine")
-            .where(not_own, prefilter=True)
-            .select([id_column, "_distance"])
-            .limit(k)
-            .to_arrow()
-        )
-        found: list[list[tuple[str, float]]] = [[] for _ in chunk]
-        which = hits.column("query_index").to_pylist() if "query_index" in hits.column_names else None
-        for i, (other, distance) in enumerate(
-            zip(hits.column(id_column).to_pylist(), hits.column("_distance").to_pylist(), strict=True)
-        ):
-            found[which[i] if which is not None else 0].append((other, 1.0 - float(distance)))
-        out.extend(found)
-    return out
+    return _searched(table, vector_column, id_column, matrix, not_own, k)
+
+
+def _batch_neighbours(
+    table: Any, vector_column: str, id_column: str, rows: Sequence[tuple[str, str, Any]], k: int
+) -> list[list[tuple[str, float]]]:
+    """The k nearest rows of other assets (id, cosine similarity) for each (asset, id, vector) row of a
+    batch, best first: what `_neighbours` finds for each asset on its own, in a handful of queries.
+
+    Rows outside the batch come from one search for all the batch's vectors (`asset_id NOT IN batch`,
+    `NEIGHBOUR_QUERY_VECTORS` at a time); the batch's own rows are compared exactly here, each with the
+    rows of the batch's other assets. The two sets are disjoint, so the k best of their union are the k
+    best of the table minus the asset's own rows, as the per-asset search with `asset_id != own` returns
+    (exactly on an unindexed table; an index answers both approximately).
+    """
+    if not rows:
+        return []
+    assets = list(dict.fromkeys(asset for asset, _, _ in rows))
+    vectors = np.stack([np.asarray(v, dtype=np.float32) for _, _, v in rows])
+    outside = f"NOT ({in_list('asset_id', assets, uuids=True)})"
+    found = _searched(table, vector_column, id_column, vectors, outside, k)
+    if len(assets) > 1:
+        position = {asset: i for i, asset in enumerate(assets)}
+        owner = np.array([position[asset] for asset, _, _ in rows])
+        unit = _unit(vectors)
+        ids = [row_id for _, row_id, _ in rows]
+        block = max(1, IN_BATCH_BLOCK_CELLS // len(rows))
+        top = min(k, len(rows))
+        for start in range(0, len(rows), block):
+            sims = unit[start : start + block] @ unit.T
+            sims[owner[start : start + block, None] == owner[None, :]] = -np.inf
+            best = np.argpartition(-sims, top - 1, axis=1)[:, :top]
+            for offset, columns in enumerate(best):
+                found[start + offset].extend(
+                    (ids[j], float(sims[offset, j])) for j in columns if np.isfinite(sims[offset, j])
+                )
+    return [sorted(hits, key=lambda hit: (-hit[1], hit[0]))[:k] for hits in found]
+
+
+def _found(
+    batch: BatchReads | None, name: str, asset_id: str, rows: Sequence[dict[str, Any]]
+) -> list[list[tuple[str, float]]] | None:
+    """The batch's neighbours of these rows of the asset (None when the batch did not search them)."""
+    if batch is None or name not in batch.found:
+        return None
+    found = batch.found[name].get(asset_id, [])
+    return found if len(found) == len(rows) else None
 
 
 def similarity_edges(
@@ -257,8 +390,8 @@ def similarity_edges(
             # cosine would call two black intros duplicates.
             threshold = None
         candidates: list[tuple[str, str, np.ndarray | None]] = []
-        rows = [row for row in own if row["vector"] is not None]
-        found = _neighbours(
+        rows = searchable(own, "vector")
+        found = _found(batch, name, asset_id, rows) or _neighbours(
             table, "vector", "segment_id", [r["vector"] for r in rows], asset_id, SIMILAR_TOP_K
         )
         for row, neighbours in zip(rows, found, strict=True):
@@ -290,12 +423,8 @@ def similarity_edges(
             if candidates:
                 edges.extend(_verified_duplicates(catalog, table, candidates, names, batch))
     text_floor = similar_floor("text")
-    texts = [
-        seg
-        for seg in segments
-        if seg.get("text_vector") is not None and np.any(np.asarray(seg["text_vector"]))
-    ]
-    found = _neighbours(
+    texts = searchable(segments, "text_vector")
+    found = _found(batch, layout.SEGMENTS_TABLE, asset_id, texts) or _neighbours(
         catalog.segments, "text_vector", "id", [seg["text_vector"] for seg in texts], asset_id, SIMILAR_TOP_K
     )
     for seg, neighbours in zip(texts, found, strict=True):
@@ -319,7 +448,10 @@ def _frame_candidates(
     if not own:
         return []
     pairs: set[tuple[str, str]] = set()
-    found = _neighbours(table, "vector", "segment_id", [r["vector"] for r in own], asset_id, SIMILAR_TOP_K)
+    own = searchable(own, "vector")
+    found = _found(batch, layout.SHOT_FRAMES_TABLE, asset_id, own) or _neighbours(
+        table, "vector", "segment_id", [r["vector"] for r in own], asset_id, SIMILAR_TOP_K
+    )
     for row, neighbours in zip(own, found, strict=True):
         for other, score in neighbours:
             if score >= dup.CANDIDATE_COSINE:
@@ -328,7 +460,7 @@ def _frame_candidates(
 
 
 def _shot_frames(
-    catalog: Any, ids: list[str], names: list[str], batch: BatchReads | None = None
+    catalog: Any, ids: Sequence[str], names: Sequence[str], batch: BatchReads | None = None
 ) -> dict[str, list[tuple[float | None, dup.Signature]]]:
     """The stored sampled frames of these shots (keyframe included) with their times, in frame order.
 
@@ -352,6 +484,64 @@ def _shot_frames(
     return out
 
 
+@dataclass
+class _Verification:
+    """What verifying duplicate candidates reads of their segments, by segment id: learned vectors,
+    descriptors, stored hashes, time spans and sampled frames (one query each for all of `ids`)."""
+
+    ids: frozenset[str]
+    learned: dict[str, np.ndarray]
+    descriptors: dict[str, np.ndarray]
+    hashes: dict[str, dict[str, Any]]
+    spans: dict[str, tuple[str, float, float]]  # segment -> (asset, start, end)
+    frames: dict[str, list[tuple[float | None, dup.Signature]]]
+
+    @classmethod
+    def read(
+        cls,
+        catalog: Any,
+        learned_table: Any,
+        ids: Sequence[str],
+        names: Sequence[str],
+        batch: BatchReads | None = None,
+    ) -> _Verification:
+        where = in_list("segment_id", ids, uuids=True)
+        learned = {
+            r["segment_id"]: np.asarray(r["vector"], dtype=np.float32)
+            for r in learned_table.search()
+            .where(where)
+            .select(["segment_id", "vector"])
+            .limit(len(ids))
+            .to_list()
+        }
+        descriptor_name = layout.vector_table_name("vision", VISUAL_OFFLINE_SPACE)
+        descriptors: dict[str, np.ndarray] = {}
+        if descriptor_name in names:
+            found = (
+                _open(catalog, descriptor_name, batch).search().where(where).select(["segment_id", "vector"])
+            )
+            descriptors = {
+                r["segment_id"]: np.asarray(r["vector"], np.float32) for r in found.limit(len(ids)).to_list()
+            }
+        hashes = {}
+        spans = {}
+        for r in (
+            (
+                catalog.segments.search()
+                .where(in_list("id", ids, uuids=True))
+                .select(["id", "asset_id", "start_time", "end_time", "semantic_features"])
+            )
+            .limit(len(ids))
+            .to_list()
+        ):
+            spans[r["id"]] = (r["asset_id"], float(r["start_time"] or 0.0), float(r["end_time"] or 0.0))
+            features = json.loads(r["semantic_features"] or "{}")
+            if isinstance(features, dict) and isinstance(features.get("image_hashes"), dict):
+                hashes[r["id"]] = features["image_hashes"]
+        frames = _shot_frames(catalog, list(ids), names, batch)
+        return cls(frozenset(ids), learned, descriptors, hashes, spans, frames)
+
+
 def _verified_duplicates(
     catalog: Any,
     learned_table: Any,
@@ -364,37 +554,12 @@ def _verified_duplicates(
     compared frame by frame at their best time offset (`duplicates.match_shots`), and the edge carries the
     span each shares with the other. Score: the verification probability."""
     ids = sorted({a for a, _, _ in candidates} | {b for _, b, _ in candidates})
-    where = in_list("segment_id", ids, uuids=True)
-    learned = {
-        r["segment_id"]: np.asarray(r["vector"], dtype=np.float32)
-        for r in learned_table.search()
-        .where(where)
-        .select(["segment_id", "vector"])
-        .limit(len(ids))
-        .to_list()
-    }
-    descriptor_name = layout.vector_table_name("vision", VISUAL_OFFLINE_SPACE)
-    descriptors: dict[str, np.ndarray] = {}
-    if descriptor_name in names:
-        rows = _open(catalog, descriptor_name, batch).search().where(where).select(["segment_id", "vector"])
-        descriptors = {
-            r["segment_id"]: np.asarray(r["vector"], np.float32) for r in rows.limit(len(ids)).to_list()
-        }
-    stored = {}
-    spans: dict[str, tuple[str, float, float]] = {}  # segment -> (asset, start, end)
-    for r in (
-        (
-            catalog.segments.search()
-            .where(in_list("id", ids, uuids=True))
-            .select(["id", "asset_id", "start_time", "end_time", "semantic_features"])
-        )
-        .limit(len(ids))
-        .to_list()
-    ):
-        spans[r["id"]] = (r["asset_id"], float(r["start_time"] or 0.0), float(r["end_time"] or 0.0))
-        features = json.loads(r["semantic_features"] or "{}")
-        if isinstance(features, dict) and isinstance(features.get("image_hashes"), dict):
-            stored[r["id"]] = features["image_hashes"]
+    held_rows = batch.verification if batch is not None else None
+    if held_rows is not None and held_rows.ids.issuperset(ids):
+        rows = held_rows
+    else:
+        rows = _Verification.read(catalog, learned_table, ids, names, batch)
+    learned, descriptors, stored, spans = rows.learned, rows.descriptors, rows.hashes, rows.spans
     signatures: dict[str, dup.Signature] = {}
     all_descriptors = all(sid in descriptors for sid in ids)  # one kind of vector for every pair
     held = batch.signatures if batch is not None else {}
@@ -407,7 +572,7 @@ def _verified_duplicates(
             descriptor = descriptors[sid] if all_descriptors else learned[sid]
             signatures[sid] = dup.Signature.from_stored(stored[sid], learned[sid], descriptor)
             held[(sid, all_descriptors)] = signatures[sid]
-    frames = _shot_frames(catalog, ids, names, batch)
+    frames = rows.frames
 
     def shot(sid: str) -> dup.Shot | None:
         asset, start, end = spans.get(sid, ("", 0.0, 0.0))
