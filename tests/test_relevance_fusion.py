@@ -91,3 +91,31 @@ def test_evidence_without_a_text_vector_scores_words_as_before():
     score, explanation = rel.score(["queen"], "queen", ev)
     assert score == pytest.approx(0.8)
     assert "word_agreement" not in explanation
+
+
+def test_words_are_found_as_whole_words_with_at_most_one_plural_s():
+    text = "Cats concatenate; the glass Café shelves hold boxes of CAT food and bus tickets."
+    assert rel._found(text, ["cat", "glass", "café", "shelve", "box", "bu", "ticket", "food"]) == [
+        "cat",  # "Cats" and "CAT"
+        "glass",  # "glass" itself ("glas" + s is not a plural: double s)
+        "café",
+        "shelve",  # "shelves" stems to "shelve"
+        "ticket",
+        "food",
+    ]
+    assert rel._found(text, ["catenate", "ass", "ox"]) == []  # inside other words only
+    assert rel._found("", ["cat"]) == []
+
+
+def test_a_candidate_scored_without_its_explanation_has_the_same_relevance():
+    ev = rel.Evidence(
+        text_cosine=0.31,
+        vision_cosine=0.27,
+        fields={"document_text": "The queen moved; two queens and a king", "filename": "queens.md"},
+        labels=[{"name": "crown", "confidence": 0.4}],
+    )
+    q = rel.prepare(["queen", "crown"], "queen crown")
+    value, explanation = rel.score(["queen", "crown"], "queen crown", ev)
+    assert rel.score_for(q, ev, explain=False) == (value, None)
+    assert rel.score_for(q, ev) == (value, explanation)
+    assert explanation["legs"] and explanation["text_similarity"] == 0.31

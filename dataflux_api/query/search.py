@@ -9,7 +9,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -208,6 +208,28 @@ class _Filter:
 
     segments: str | None
     vectors: str | None
+
+
+class _Explanations(Mapping[str, dict[str, Any]]):
+    """Each candidate's explanation, worked out from its evidence the first time it is asked for."""
+
+    def __init__(self, query: relevance.Query, evidence: dict[str, relevance.Evidence]) -> None:
+        self._query = query
+        self._evidence = evidence
+        self._done: dict[str, dict[str, Any]] = {}
+
+    def __getitem__(self, segment_id: str) -> dict[str, Any]:
+        if segment_id not in self._done:
+            _, explanation = relevance.score_for(self._query, self._evidence[segment_id])
+            assert explanation is not None
+            self._done[segment_id] = explanation
+        return self._done[segment_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._evidence)
+
+    def __len__(self) -> int:
+        return len(self._evidence)
 
 
 class _Rows:
@@ -1006,11 +1028,13 @@ class SearchEngine:
         text_sim: dict[str, float],
         vision_sim: dict[str, float],
         query_vector: np.ndarray | None = None,
-    ) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
-        """Relevance and explanation of every candidate segment, from its own row and leg similarities."""
+    ) -> tuple[dict[str, float], _Explanations]:
+        """Relevance of every candidate segment, from its own row and leg similarities, and their
+        explanations (each worked out when asked for: the page shows a few of 100-200 candidates)."""
         located = [sid for sid in candidates if sid in rowid_of]
+        q = relevance.prepare(terms, query)
         if not located:
-            return {}, {}
+            return {}, _Explanations(q, {})
         # Hits of the vector leg have their cosine already: their rows are read without the vector.
         vectors = query_vector is not None and any(sid not in rows and sid not in text_sim for sid in located)
         self._read_missing(snap, located, rowid_of, rows, vectors=vectors)
@@ -1020,7 +1044,7 @@ class SearchEngine:
             text_sim = {**rows.cosines(query_vector, located), **text_sim}
         evidence = rows.dicts(located, _EVIDENCE_COLUMNS)
         scores: dict[str, float] = {}
-        explanations: dict[str, dict[str, Any]] = {}
+        evidence_of: dict[str, relevance.Evidence] = {}
         for sid in candidates:
             row = evidence.get(sid)
             if row is None:
@@ -1036,8 +1060,9 @@ class SearchEngine:
                 fields=fields,
                 labels=labels,
             )
-            scores[sid], explanations[sid] = relevance.score(terms, query, ev)
-        return scores, explanations
+            scores[sid], _ = relevance.score_for(q, ev, explain=False)
+            evidence_of[sid] = ev
+        return scores, _Explanations(q, evidence_of)
 
     @staticmethod
     def _read_missing(
@@ -1097,7 +1122,7 @@ class SearchEngine:
         include_segments: bool,
         terms: list[str],
         phrases: Sequence[str],
-        explanations: dict[str, dict[str, Any]] | None = None,
+        explanations: Mapping[str, dict[str, Any]] | None = None,
     ) -> list[SearchResult]:
         page = groups[offset : offset + limit]
         if not page or snap.get(layout.ASSETS_TABLE) is None:
