@@ -230,28 +230,64 @@ class DataFlux:
         A result has `refused` (a reason code) and `message` when the file was not landed.
         """
         collection_id = self._check_landing_meta(priority, collection_id)
-        # Catalog rows are written in batches (and the rest when the iteration ends or is closed).
+        # Catalog rows are written in batches (and the rest when the iteration ends or is closed); the
+        # accepted files go to landing a chunk at a time, so their existing rows are read together.
         with landing.Registrations(self.catalog) as registrations:
+            chunk: list[dict[str, Any]] = []
+            accepted = 0
             for path in landing.files_to_ingest(paths):
                 size = path.stat().st_size
-                out: dict[str, Any] = {"path": str(path), "filename": landing.safe_filename(path.name)}
+                out: dict[str, Any] = {"path": path, "filename": landing.safe_filename(path.name)}
                 if size == 0:
-                    yield {**out, "refused": "empty_file", "message": f"{path} is empty"}
-                    continue
-                if size > self.settings.upload_max_bytes:
-                    message = f"{path} has {size} bytes, over the limit of {self.settings.upload_max_bytes}"
-                    yield {**out, "refused": "file_too_large", "message": message}
-                    continue
-                ((_, receipt),) = landing.ingest_paths(
-                    self.store,
-                    self.catalog,
-                    [path],
-                    context=context,
-                    priority=priority,
-                    collection_id=collection_id,
-                    registrations=registrations,
-                )
-                yield {**out, **dataclasses.asdict(receipt), "refused": None, "message": None}
+                    out.update(refused="empty_file", message=f"{path} is empty")
+                elif size > self.settings.upload_max_bytes:
+                    limit = self.settings.upload_max_bytes
+                    out.update(
+                        refused="file_too_large",
+                        message=f"{path} has {size} bytes, over the limit of {limit}",
+                    )
+                else:
+                    accepted += 1
+                chunk.append(out)
+                if accepted >= landing.LOOKUP_FILES:
+                    yield from self._land_chunk(chunk, context, priority, collection_id, registrations)
+                    chunk, accepted = [], 0
+            yield from self._land_chunk(chunk, context, priority, collection_id, registrations)
+
+    def _land_chunk(
+        self,
+        chunk: list[dict[str, Any]],
+        context: str | None,
+        priority: int,
+        collection_id: str | None,
+        registrations: landing.Registrations,
+    ) -> Iterator[dict[str, Any]]:
+        """The results of a chunk of `ingest_files`, in order: refusals as they are, the rest landed."""
+        accepted = [out for out in chunk if "refused" not in out]
+        landed = landing.ingest_paths(
+            self.store,
+            self.catalog,
+            [out["path"] for out in accepted],
+            context=context,
+            priority=priority,
+            collection_id=collection_id,
+            registrations=registrations,
+        )
+        # One receipt per accepted path, in order, each yielded as soon as its file is landed.
+        for out in chunk:
+            if "refused" in out:
+                yield {**out, "path": str(out["path"])}
+            else:
+                _, receipt = next(landed)
+                yield {
+                    **out,
+                    "path": str(out["path"]),
+                    **dataclasses.asdict(receipt),
+                    "refused": None,
+                    "message": None,
+                }
+        for _ in landed:  # none left: ends the generator (and its registrations batch) now
+            raise AssertionError("ingest_paths landed more files than it was given")
 
     def last_updated(self) -> dt.datetime | None:
         """When any asset row last changed."""

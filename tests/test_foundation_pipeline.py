@@ -220,6 +220,49 @@ def test_ingesting_a_folder_writes_its_catalog_rows_in_one_commit_when_the_itera
     assert len(rows) == 10 and all(r["status"] == "queued" and r["landing_key"] for r in rows)
 
 
+def test_ingest_reads_existing_rows_once_per_chunk_and_reports_every_file_in_order(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataflux_api.service import DataFlux
+    from dataflux_pipelines import landing
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(8):
+        make_image(folder / f"img{i}.png", "PNG", (20 + i, 24))
+    shutil.copyfile(folder / "img2.png", folder / "img6 copy.png")  # same bytes, a later chunk
+    shutil.copyfile(folder / "img3.png", folder / "img3 copy.png")  # same bytes, the same chunk
+    (folder / "empty.png").write_bytes(b"")
+    service = DataFlux(settings)
+    (before,) = list(service.ingest_files([folder / "img5.png"]))  # already in the catalog
+    monkeypatch.setattr(landing, "LOOKUP_FILES", 3)
+    reads: list[int] = []
+    get_assets = Catalog.get_assets
+
+    def counted(self, ids):
+        reads.append(len(ids))
+        return get_assets(self, ids)
+
+    def refused(self, asset_id):
+        raise AssertionError("a file's row was read on its own")
+
+    monkeypatch.setattr(Catalog, "get_assets", counted)
+    monkeypatch.setattr(Catalog, "get_asset", refused)
+    results = list(service.ingest_files([folder]))
+    assert [Path(r["path"]).name for r in results] == sorted(p.name for p in folder.iterdir())
+    by_name = {Path(r["path"]).name: r for r in results}
+    assert by_name["empty.png"]["refused"] == "empty_file"
+    assert by_name["img5.png"]["duplicate_of"] == before["asset_id"]
+    # "img3 copy.png" sorts (and lands) before "img3.png", which then finds it.
+    assert by_name["img3.png"]["duplicate_of"] == by_name["img3 copy.png"]["asset_id"]
+    assert by_name["img6 copy.png"]["duplicate_of"] == by_name["img2.png"]["asset_id"]
+    landed = [r for r in results if r["refused"] is None and r["duplicate_of"] is None]
+    assert len(landed) == 7 and all(r["status"] == "queued" for r in landed)
+    # 10 files to land, 3 at a time, one read per chunk (the second's two img3 files are one id).
+    assert reads == [3, 2, 3, 1]
+    assert len(Catalog(settings).find_assets()) == 8
+
+
 def _process(settings: Settings, instance: dg.DagsterInstance):
     report = process_landing(settings, instance, defs)
     keys = instance.get_dynamic_partitions("media_files")
