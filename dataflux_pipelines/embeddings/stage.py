@@ -11,7 +11,7 @@ import io
 import json
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -407,13 +407,14 @@ def embed_segments(
 
     # 5. Per-asset figures: batched model and write time is shared out by segment and image counts.
     n_rows = len(all_rows)
+    # Counted in one pass each: a run's batch holds up to a thousand files and several thousand rows.
+    images_of = Counter(r["asset_id"] for r in vision_rows)
+    text_vectors_of = Counter(r["asset_id"] for i, r in enumerate(all_rows) if i in text_vector_of)
     for asset_id in ok_ids:
         outcome = outcomes[asset_id]
         rows = rows_by_asset.get(asset_id, [])
-        n_img = sum(1 for r in vision_rows if r["asset_id"] == asset_id)
-        outcome.text_vectors = sum(
-            1 for i, r in enumerate(all_rows) if r["asset_id"] == asset_id and i in text_vector_of
-        )
+        n_img = images_of[asset_id]
+        outcome.text_vectors = text_vectors_of[asset_id]
         outcome.vision_vectors = n_img
         outcome.text_model = text.version
         outcome.models = {"text": text.version}
