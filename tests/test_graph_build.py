@@ -379,8 +379,22 @@ def test_a_batch_searching_its_rows_together_finds_each_assets_own_neighbours(
     vectors = rng.normal(size=(n, 32)).astype(np.float32)
     assets = [f"{i % 40:08d}-0000-5000-8000-000000000000" for i in range(n)]
     ids = [f"s{i}" for i in range(n)]
+    schema = pa.schema(
+        [("segment_id", pa.string()), ("asset_id", pa.string()), ("vector", pa.list_(pa.float32(), 32))]
+    )
     table = lancedb.connect(tmp_path / "db").create_table(
-        "vision__t", pa.table({"segment_id": ids, "asset_id": assets, "vector": list(vectors)})
+        "vision__t", pa.table({"segment_id": ids, "asset_id": assets, "vector": list(vectors)}, schema=schema)
+    )
+    # Rows without a vector (a segment whose keyframe could not be embedded) are never anyone's neighbour.
+    table.add(
+        pa.table(
+            {
+                "segment_id": ["no-vector-1", "no-vector-2"],
+                "asset_id": [assets[7], assets[0]],
+                "vector": [None, None],
+            },
+            schema=schema,
+        )
     )
     if indexed:
         table.create_index("vector", config=HnswSq(distance_type="cosine", num_partitions=2))
@@ -393,6 +407,7 @@ def test_a_batch_searching_its_rows_together_finds_each_assets_own_neighbours(
     assert all(len(hits) == 10 for hits in together)
     own = {sid: a for a, sid in zip(assets, ids, strict=True)}
     assert all(own[other] != a for (a, _, _), hits in zip(rows, together, strict=True) for other, _ in hits)
+    assert not any(other.startswith("no-vector") for hits in [*together, *alone] for other, _ in hits)
     inside = sum(own[other] in batch for hits in together for other, _ in hits)
     assert 0 < inside < 180 * 10  # both ways of finding a neighbour were used
     # Scores are cosine similarities, index or not (an index built for cosine reports squared L2 distances).

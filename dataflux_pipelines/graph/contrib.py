@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dataflux_pipelines import duplicates as dup
@@ -294,21 +295,26 @@ def _searched(
             .to_arrow()
         )
         found: list[list[tuple[str, float]]] = [[] for _ in chunk]
+        hits = hits.filter(pc.is_valid(hits.column(vector_column)))  # a row without a vector is no neighbour
         if hits.num_rows:
             which = (
                 np.asarray(hits.column("query_index").to_numpy(), dtype=np.int64)
                 if "query_index" in hits.column_names
                 else np.zeros(hits.num_rows, dtype=np.int64)
             )
-            column = hits.column(vector_column).combine_chunks()
-            matrix = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
-            matrix = matrix.reshape(hits.num_rows, column.type.list_size)
             queries = _unit(np.asarray(chunk, dtype=np.float32))
-            cosines = np.einsum("ij,ij->i", _unit(matrix), queries[which])
+            cosines = np.einsum("ij,ij->i", _unit(_matrix(hits.column(vector_column))), queries[which])
             for other, query, cosine in zip(hits.column(id_column).to_pylist(), which, cosines, strict=True):
                 found[int(query)].append((other, float(cosine)))
-        out.extend(sorted(hits, key=lambda hit: (-hit[1], hit[0]))[:k] for hits in found)
+        out.extend(sorted(near, key=lambda hit: (-hit[1], hit[0]))[:k] for near in found)
     return out
+
+
+def _matrix(column: pa.ChunkedArray) -> np.ndarray:
+    """A column of vectors (none null) as a float32 matrix, one row per vector."""
+    array = column.combine_chunks()  # LanceDB searches fixed-size list columns only
+    flat = np.asarray(array.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    return flat.reshape(len(array), array.type.list_size)
 
 
 def _neighbours(
@@ -355,7 +361,7 @@ def _batch_neighbours(
                 found[start + offset].extend(
                     (ids[j], float(sims[offset, j])) for j in columns if np.isfinite(sims[offset, j])
                 )
-    return [sorted(hits, key=lambda hit: (-hit[1], hit[0]))[:k] for hits in found]
+    return [sorted(near, key=lambda hit: (-hit[1], hit[0]))[:k] for near in found]
 
 
 def _found(
