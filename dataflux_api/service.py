@@ -263,11 +263,10 @@ class DataFlux:
         registrations: landing.Registrations,
     ) -> Iterator[dict[str, Any]]:
         """The results of a chunk of `ingest_files`, in order: refusals as they are, the rest landed."""
-        accepted = [out for out in chunk if "refused" not in out]
         landed = landing.ingest_paths(
             self.store,
             self.catalog,
-            [out["path"] for out in accepted],
+            [out["path"] for out in chunk if "refused" not in out],
             context=context,
             priority=priority,
             collection_id=collection_id,
@@ -286,7 +285,7 @@ class DataFlux:
                     "refused": None,
                     "message": None,
                 }
-        for _ in landed:  # none left: ends the generator (and its registrations batch) now
+        if next(landed, None) is not None:
             raise AssertionError("ingest_paths landed more files than it was given")
 
     def last_updated(self) -> dt.datetime | None:
