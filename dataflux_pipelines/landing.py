@@ -247,10 +247,15 @@ def _hashed_chunks(paths: Iterable[Path]) -> Iterator[list[tuple[Path, str, int]
     for path in paths:
         digest = hashlib.sha256()
         size = 0
-        with path.open("rb") as handle:
-            for block in iter(functools.partial(handle.read, _CHUNK), b""):
-                digest.update(block)
-                size += len(block)
+        try:
+            with path.open("rb") as handle:
+                for block in iter(functools.partial(handle.read, _CHUNK), b""):
+                    digest.update(block)
+                    size += len(block)
+        except OSError:
+            if chunk:
+                yield chunk  # the files before it are landed first, as when each landed on its own
+            raise
         chunk.append((path, digest.hexdigest(), size))
         hashed += size
         if len(chunk) >= LOOKUP_FILES or hashed >= LOOKUP_BYTES:

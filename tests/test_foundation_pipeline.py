@@ -263,6 +263,34 @@ def test_ingest_reads_existing_rows_once_per_chunk_and_reports_every_file_in_ord
     assert len(Catalog(settings).find_assets()) == 8
 
 
+def test_a_file_that_cannot_be_read_stops_ingest_after_the_files_before_it_have_landed(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataflux_api.service import DataFlux
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(5):
+        make_image(folder / f"img{i}.png", "PNG", (20 + i, 24))
+    unreadable = folder / "img3.png"
+    real_open = Path.open
+
+    def open_(self: Path, *args, **kwargs):
+        # Root reads every file whatever its mode, so the refusal a user would meet is raised here.
+        if self == unreadable:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_)
+    results = []
+    with pytest.raises(PermissionError):
+        for result in DataFlux(settings).ingest_files([folder]):
+            results.append(result)
+    assert [Path(r["path"]).name for r in results] == ["img0.png", "img1.png", "img2.png"]
+    rows = Catalog(settings).find_assets()
+    assert sorted(r["filename"] for r in rows) == ["img0.png", "img1.png", "img2.png"]
+
+
 def _process(settings: Settings, instance: dg.DagsterInstance):
     report = process_landing(settings, instance, defs)
     keys = instance.get_dynamic_partitions("media_files")
