@@ -198,15 +198,20 @@ def test_one_evaluation_registers_all_new_plain_copies_in_one_catalog_commit(
     assert sorted(p.asset_id for p in again.pending) == sorted(p.asset_id for p in plan.pending)
 
 
+def _pictures(folder: Path, count: int) -> Path:
+    """A folder of `count` small distinct PNGs, img0.png ... (each a different size, so different bytes)."""
+    folder.mkdir()
+    for i in range(count):
+        make_image(folder / f"img{i}.png", "PNG", (20 + i, 24))
+    return folder
+
+
 def test_ingesting_a_folder_writes_its_catalog_rows_in_one_commit_when_the_iteration_ends(
     settings: Settings, tmp_path: Path
 ) -> None:
     from dataflux_api.service import DataFlux
 
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(10):
-        make_image(folder / f"img{i}.png", "PNG", (20 + i, 24))
+    folder = _pictures(tmp_path / "in", 10)
     shutil.copyfile(folder / "img3.png", folder / "img3 copy.png")
     (folder / "empty.png").write_bytes(b"")
     service = DataFlux(settings)
@@ -226,10 +231,7 @@ def test_ingest_reads_existing_rows_once_per_chunk_and_reports_every_file_in_ord
     from dataflux_api.service import DataFlux
     from dataflux_pipelines import landing
 
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(8):
-        make_image(folder / f"img{i}.png", "PNG", (20 + i, 24))
+    folder = _pictures(tmp_path / "in", 8)
     shutil.copyfile(folder / "img2.png", folder / "img6 copy.png")  # same bytes, a later chunk
     shutil.copyfile(folder / "img3.png", folder / "img3 copy.png")  # same bytes, the same chunk
     (folder / "empty.png").write_bytes(b"")
@@ -268,10 +270,7 @@ def test_a_file_that_cannot_be_read_stops_ingest_after_the_files_before_it_have_
 ) -> None:
     from dataflux_api.service import DataFlux
 
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in range(5):
-        make_image(folder / f"img{i}.png", "PNG", (20 + i, 24))
+    folder = _pictures(tmp_path / "in", 5)
     unreadable = folder / "img3.png"
     real_open = Path.open
 
