@@ -85,8 +85,7 @@ def _means(
         return {}
     valid = pc.and_(column.is_valid(), owners.is_valid())
     column, owners = column.filter(valid), owners.filter(valid)
-    dim = column.type.list_size
-    rows = np.array(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+    rows = records.vector_matrix(column)
     norms = np.linalg.norm(rows, axis=1)
     keep = norms > 0
     if not keep.all():

@@ -15,9 +15,19 @@ import typing
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 TEXT_DIM = 384  # all-MiniLM-L6-v2
+
+
+def vector_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A column of fixed-size vectors (LanceDB stores and searches only those), none null, as a float32
+    matrix with one row per vector, without going through Python lists. The matrix is its own copy
+    (writable; Arrow's zero-copy view is read-only)."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    flat = np.array(array.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    return flat.reshape(len(array), array.type.list_size)
 
 
 class Status(StrEnum):

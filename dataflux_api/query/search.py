@@ -45,7 +45,7 @@ from dataflux_pipelines.embeddings.indexes import (
 from dataflux_pipelines.graph.store import GraphReader, related_assets
 from dataflux_pipelines.identity import is_uuid
 from dataflux_pipelines.lance_sql import FilterError, in_list, literal, uuid_literal
-from dataflux_pipelines.records import MediaType, Status
+from dataflux_pipelines.records import MediaType, Status, vector_matrix
 from dataflux_pipelines.settings import Settings
 
 if TYPE_CHECKING:
@@ -419,8 +419,7 @@ def cosine_ranked(hits: pa.Table, query: np.ndarray, column: str) -> list[tuple[
     if len(positions) < len(vectors):
         vectors = vectors.take(pa.array(positions))
     # Arrow to numpy without Python floats: 100 hits x 384 floats as lists cost milliseconds per query.
-    flat = vectors.flatten().to_numpy(zero_copy_only=False)
-    matrix = np.asarray(flat, dtype=np.float32).reshape(len(positions), vectors.type.list_size)
+    matrix = vector_matrix(vectors)
     norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
     sims = (matrix @ np.asarray(query, dtype=np.float32)) / np.maximum(norms, 1e-12)
     order = np.argsort(-sims, kind="stable")

@@ -30,6 +30,7 @@ from dataflux_pipelines.lance_sql import in_list, uuid_literal
 from dataflux_pipelines.models.efficientnet import EFFICIENTNET_SPACE
 from dataflux_pipelines.models.visual import VISUAL_OFFLINE_SPACE
 from dataflux_pipelines.objectstore import ObjectInfo, ObjectMissing, ObjectStore, open_object_store
+from dataflux_pipelines.records import vector_matrix
 from dataflux_pipelines.settings import Settings
 
 CONTRIB_SCHEMA = pa.schema(
@@ -303,18 +304,11 @@ def _searched(
                 else np.zeros(hits.num_rows, dtype=np.int64)
             )
             queries = _unit(np.asarray(chunk, dtype=np.float32))
-            cosines = np.einsum("ij,ij->i", _unit(_matrix(hits.column(vector_column))), queries[which])
+            cosines = np.einsum("ij,ij->i", _unit(vector_matrix(hits.column(vector_column))), queries[which])
             for other, query, cosine in zip(hits.column(id_column).to_pylist(), which, cosines, strict=True):
                 found[int(query)].append((other, float(cosine)))
         out.extend(sorted(near, key=lambda hit: (-hit[1], hit[0]))[:k] for near in found)
     return out
-
-
-def _matrix(column: pa.ChunkedArray) -> np.ndarray:
-    """A column of vectors (none null) as a float32 matrix, one row per vector."""
-    array = column.combine_chunks()  # LanceDB searches fixed-size list columns only
-    flat = np.asarray(array.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
-    return flat.reshape(len(array), array.type.list_size)
 
 
 def _neighbours(
