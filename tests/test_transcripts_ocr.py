@@ -84,6 +84,49 @@ def test_the_batched_pipeline_maps_each_window_back_to_its_own_times() -> None:
             assert -0.1 <= seg.start <= seg.end <= len(window) / ts.RATE + 0.1
 
 
+class _Counting:
+    """The real tiny.en model, recording how many windows reach the decoder."""
+
+    def __init__(self, model: WhisperCT2, probe: bool) -> None:
+        self.model, self.decoded = model, 0
+        if probe:
+            self.no_speech_probability = model.no_speech_probability
+
+    def transcribe_windows(self, windows: list[np.ndarray]) -> list:
+        self.decoded += len(windows)
+        return self.model.transcribe_windows(windows)
+
+
+def _tone(seconds: float, hz: float) -> np.ndarray:
+    t = np.arange(int(seconds * ts.RATE)) / ts.RATE
+    return (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def test_the_no_speech_probe_is_the_value_the_decoder_gives_its_segments() -> None:
+    tone = _tone(12.0, 660.0)
+    probed = whisper().no_speech_probability(tone)
+    # No skipping by the library's own threshold, so the first step's segments come back to compare.
+    segments, _ = whisper().model.transcribe(tone, beam_size=5, language="en", no_speech_threshold=None)
+    first = [s for s in segments if s.seek == 0]
+    assert first and all(abs(s.no_speech_prob - probed) < 1e-4 for s in first), (probed, first)
+    assert probed > 0.5  # a tone is silence to Whisper: such a window is skipped when Silero agrees
+
+
+@needs_espeak
+def test_a_window_without_speech_that_no_segment_could_survive_is_not_decoded() -> None:
+    """A steady tone: Silero hears no speech and Whisper's first step calls it silence, so every
+    segment would fall to `keep_segment`; skipping its decode must change no transcript."""
+    gap = np.zeros(int(45 * ts.RATE), np.float32)  # > 40 s of silence: the tone has a window of its own
+    voice = ts.speak(SENTENCE, speed=140)
+    audio = np.concatenate([_tone(20.0, 660.0), gap, voice, np.zeros(ts.RATE, np.float32)])
+    probing, plain = _Counting(whisper(), probe=True), _Counting(whisper(), probe=False)
+    with_probe = transcribe_array(audio, probing, vad())
+    without = transcribe_array(audio, plain, vad())
+    assert (plain.decoded, probing.decoded) == (2, 1)  # two windows; the tone's is not decoded
+    assert [(s.text, s.start, s.end) for s in with_probe] == [(s.text, s.start, s.end) for s in without]
+    assert "museum" in _words(" ".join(s.text for s in with_probe))
+
+
 def test_windows_skip_only_true_silence_and_stay_within_thirty_seconds() -> None:
     frames_per_s = 50
     rms = np.concatenate(

@@ -9,6 +9,9 @@ other in a single pass, so memory is one batch of windows whatever the file's le
 
 Whisper text where the VAD hears no speech is kept only when the decoder was confident (singing);
 music without voice makes Whisper invent low-confidence filler ("Thank you.", "♪"), which is dropped.
+Such a window is decoded only when Whisper's own no-speech probability leaves a segment a chance of
+being kept: the probability costs the encoder and one decoder step, while a full decode of a tone or
+of a hum is the decoder's worst case (hundreds of repeated tokens at each fallback temperature).
 """
 
 from __future__ import annotations
@@ -106,6 +109,32 @@ def _kept(
     return out
 
 
+def _decode(
+    audio: Sequence[np.ndarray], whisper: Any, vad: Any | None
+) -> list[tuple[list[Any], list[tuple[float, float]] | None]]:
+    """Whisper's segments and Silero's speech spans of each window (spans None without a VAD).
+
+    A window where Silero hears no speech keeps a segment only under `keep_segment`'s second rule,
+    which needs `no_speech_prob <= UNVOICED_MAX_NO_SPEECH`; when the window's first 30-s step already
+    fails that, it is not decoded. Windows hold at most 30 s, so that step is the whole window unless
+    the decoder stops early and re-reads the tail, whose probability is not known before decoding.
+    """
+    speech = vad.speech_spans(audio) if vad is not None else None
+    hopeless = [False] * len(audio)
+    probe = getattr(whisper, "no_speech_probability", None)
+    if speech is not None and probe is not None:
+        hopeless = [
+            not spans and probe(a) > UNVOICED_MAX_NO_SPEECH for a, spans in zip(audio, speech, strict=True)
+        ]
+    decoded = iter(
+        whisper.transcribe_windows([a for a, skip in zip(audio, hopeless, strict=True) if not skip])
+    )
+    return [
+        ([] if skip else next(decoded), None if speech is None else speech[j])
+        for j, skip in enumerate(hopeless)
+    ]
+
+
 @dataclass
 class FileWindows:
     """The windows of one file to transcribe; `key` is the caller's id for the file."""
@@ -135,10 +164,8 @@ def transcribe_files(
         if not pending:
             return
         audio = [samples for _, _, samples in pending]
-        results = whisper.transcribe_windows(audio)
-        speech = vad.speech_spans(audio) if vad is not None else None
-        for j, ((key, offset, _), segments) in enumerate(zip(pending, results, strict=True)):
-            out[key].extend(_kept(offset, segments, None if speech is None else speech[j]))
+        for (key, offset, _), (segments, spans) in zip(pending, _decode(audio, whisper, vad), strict=True):
+            out[key].extend(_kept(offset, segments, spans))
         pending.clear()
 
     for item in files:
@@ -173,8 +200,6 @@ def transcribe_array(
     for k in range(0, len(windows), batch_size):
         spans = windows[k : k + batch_size]
         pieces = [samples[round(a * ANALYSIS_RATE) : round(b * ANALYSIS_RATE)] for a, b in spans]
-        results = whisper.transcribe_windows(pieces)
-        speech = vad.speech_spans(pieces) if vad is not None else None
-        for j, ((start, _), segments) in enumerate(zip(spans, results, strict=True)):
-            out.extend(_kept(start, segments, None if speech is None else speech[j]))
+        for (start, _), (segments, speech) in zip(spans, _decode(pieces, whisper, vad), strict=True):
+            out.extend(_kept(start, segments, speech))
     return out
