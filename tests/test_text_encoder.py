@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from media_factory import prose
 
-from dataflux_pipelines.models.loading import ModelProfile
+from dataflux_pipelines.models.loading import ModelProfile, cpu_has_native_bf16, reduced_precision
+from dataflux_pipelines.models.registry import ModelRegistry
 from dataflux_pipelines.models.text import TEXT_MAX_LENGTH, TextEncoder, _bert_config, text_model_dir
+from dataflux_pipelines.settings import Settings
 
 TEXTS = [
     "a red car on a wet street",
@@ -73,3 +77,30 @@ def test_refuses_configs_it_does_not_implement() -> None:
         _bert_config({**base, "hidden_act": "relu"})
     with pytest.raises(ValueError, match="position_embedding_type"):
         _bert_config({**base, "position_embedding_type": "relative_key"})
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bfloat16")
+def test_bfloat16_vectors_stand_for_the_same_texts_as_float32(encoders: tuple, tmp_path: Path) -> None:
+    """The registry's CPU precision where the CPU multiplies bfloat16 natively: the same vectors to a
+    cosine of 0.9995, so a library embedded in float32 is searched with bfloat16 queries."""
+    encoder, _, _ = encoders
+    profile = ModelRegistry(
+        Settings.from_env({"DATAFLUX_HOME": str(tmp_path), "DATAFLUX_DEVICE": "cpu"})
+    ).profiles["text"]
+    assert profile.dtype == "bfloat16" and reduced_precision("cuda:0") == "float16"
+    half = TextEncoder(profile)
+    texts = [t for t in TEXTS if t] + [prose(60, seed=100 + i) for i in range(20)]
+    ours, theirs = half.embed_texts(texts), encoder.embed_texts(texts)
+    assert ours.dtype == np.float32
+    cosines = (ours * theirs).sum(1)
+    assert cosines.min() > 0.9995, cosines.min()
+    assert half.version == encoder.version  # no re-embedding: the vectors are interchangeable
+    # Every pair's similarity, what ranking compares, moves by far less than the gaps search acts on.
+    assert np.abs(ours @ ours.T - theirs @ theirs.T).max() < 0.005
+
+
+def test_the_cpu_precision_is_float32_without_native_bfloat16(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataflux_pipelines.models import loading
+
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: False)
+    assert loading.reduced_precision("cpu") == "float32" and loading.reduced_precision("mps") == "float32"

